@@ -1,0 +1,216 @@
+//! Stripe (<https://docs.stripe.com/webhooks>).
+//!
+//! - Signature: `Stripe-Signature: t=<unix seconds>,v1=<hex>[,v1=<hex>][,v0=<hex>]`, HMAC-SHA256
+//!   over `{t}.{raw body}` keyed by the endpoint secret **as-is**, `whsec_` prefix included (it is
+//!   not base64-decoded, unlike Svix). Any `v1` may match (Stripe sends two while a secret rolls).
+//! - Tolerance: 300 s, and like stripe-node only timestamps that are too old are rejected.
+//! - Event id: body `id` (`evt_…`); event type: body `type`.
+//! - Retries: live mode retries with exponential backoff for up to three days; order is not
+//!   guaranteed and duplicates happen.
+//! - Quirks: thin events (`"object": "v2.core.event"`) are a different product; they verify, but
+//!   hookgate does not map them, so they are stored as `ignored`.
+
+use crate::scheme::timestamped_hmac::{Scheme, Unit};
+use crate::{
+    json_object, str_field, AuthKind, AuthMode, EventMeta, IdentifyError, Provider, ProviderId,
+    Request, Secret, SecretError, SignError, SignOptions, Signed, Verified, VerifyError,
+    VerifyOptions,
+};
+
+/// stripe-node's `DEFAULT_TOLERANCE`.
+pub const DEFAULT_TOLERANCE_SECS: u64 = 300;
+
+const SCHEME: Scheme = Scheme {
+    header: "Stripe-Signature",
+    unit: Unit::Seconds,
+    reject_future: false,
+    separator: ",",
+};
+
+/// Event types hookgate maps into contacts and fires.
+pub const MAPPED: &[&str] = &[
+    "customer.created",
+    "customer.updated",
+    "customer.deleted",
+    "checkout.session.completed",
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "invoice.paid",
+    "invoice.payment_failed",
+];
+
+pub struct Stripe;
+
+impl Provider for Stripe {
+    fn id(&self) -> ProviderId {
+        ProviderId::Stripe
+    }
+
+    fn auth_kind(&self) -> AuthKind {
+        AuthKind::Signature
+    }
+
+    fn default_tolerance_secs(&self) -> Option<u64> {
+        Some(DEFAULT_TOLERANCE_SECS)
+    }
+
+    fn check_secret(&self, secret: &Secret, _auth: Option<&AuthMode>) -> Result<(), SecretError> {
+        if secret.expose().is_empty() {
+            Err(SecretError::Empty)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn verify<'a>(
+        &self,
+        request: &Request<'a>,
+        secrets: &[Secret],
+        options: &VerifyOptions<'_>,
+    ) -> Result<Verified<'a>, VerifyError> {
+        let tolerance = options.tolerance_secs.unwrap_or(DEFAULT_TOLERANCE_SECS);
+        SCHEME.verify(request, secrets, options.now_ms, tolerance)?;
+        Ok(Verified::new(ProviderId::Stripe, request))
+    }
+
+    fn identify(&self, event: &Verified<'_>) -> Result<EventMeta, IdentifyError> {
+        let body = json_object(event.body())?;
+        let id = str_field(&body, "id").ok_or(IdentifyError::UnexpectedShape("no event `id`"))?;
+        let event_type =
+            str_field(&body, "type").ok_or(IdentifyError::UnexpectedShape("no event `type`"))?;
+        let thin = str_field(&body, "object") == Some("v2.core.event");
+        Ok(EventMeta {
+            event_id: id.to_owned(),
+            event_type: event_type.to_owned(),
+            mapped: !thin && MAPPED.contains(&event_type),
+        })
+    }
+
+    fn sign(
+        &self,
+        body: &[u8],
+        secret: &Secret,
+        options: &SignOptions,
+    ) -> Result<Signed, SignError> {
+        self.check_secret(secret, None)?;
+        Ok(SCHEME.sign(body, secret, options.now_ms))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit;
+
+    #[test]
+    fn conformance() {
+        let body = br#"{"id":"evt_1","object":"event","type":"invoice.paid","data":{"object":{}}}"#;
+        testkit::signed_provider_conformance(
+            &Stripe,
+            "whsec_test_secret",
+            "whsec_rotated",
+            body,
+            &SignOptions::default(),
+        );
+    }
+
+    #[test]
+    fn published_vectors() {
+        testkit::published_vectors(ProviderId::Stripe);
+    }
+
+    #[test]
+    fn future_timestamps_pass_like_stripe_node() {
+        let body = br#"{"id":"evt_2","type":"customer.created"}"#;
+        let secret = Secret::new("whsec_x");
+        let now = 1_700_000_000_000;
+        let signed = Stripe
+            .sign(
+                body,
+                &secret,
+                &SignOptions {
+                    now_ms: now + 3_600_000,
+                    ..SignOptions::default()
+                },
+            )
+            .expect("sign");
+        let headers = testkit::headers(&signed);
+        let req = Request {
+            headers: &headers,
+            body,
+            query: None,
+        };
+        let opts = VerifyOptions {
+            now_ms: now,
+            tolerance_secs: None,
+            auth: None,
+        };
+        assert!(Stripe.verify(&req, &[secret], &opts).is_ok());
+    }
+
+    #[test]
+    fn any_v1_entry_may_match_and_v0_is_ignored() {
+        let body = br#"{"id":"evt_3","type":"customer.created"}"#;
+        let secret = Secret::new("whsec_x");
+        let now = 1_700_000_000_000;
+        let signed = Stripe
+            .sign(
+                body,
+                &secret,
+                &SignOptions {
+                    now_ms: now,
+                    ..SignOptions::default()
+                },
+            )
+            .expect("sign");
+        let good = signed.headers[0].1.clone();
+        let (t, v1) = good.split_once(',').expect("t and v1");
+        let value = format!("{t},v0={},v1={},{v1}", "ab".repeat(32), "00".repeat(32));
+        let mut headers = http::HeaderMap::new();
+        headers.insert("stripe-signature", value.parse().expect("header"));
+        let req = Request {
+            headers: &headers,
+            body,
+            query: None,
+        };
+        let opts = VerifyOptions {
+            now_ms: now,
+            tolerance_secs: None,
+            auth: None,
+        };
+        assert!(Stripe.verify(&req, &[secret], &opts).is_ok());
+    }
+
+    #[test]
+    fn identify_reads_id_and_type() {
+        let headers = http::HeaderMap::new();
+        let body = br#"{"id":"evt_9","type":"invoice.paid"}"#;
+        let meta = Stripe
+            .identify(&Verified::from_store(ProviderId::Stripe, &headers, body))
+            .expect("meta");
+        assert_eq!(
+            meta,
+            EventMeta {
+                event_id: "evt_9".into(),
+                event_type: "invoice.paid".into(),
+                mapped: true
+            }
+        );
+        let thin = br#"{"id":"evt_9","object":"v2.core.event","type":"invoice.paid"}"#;
+        let meta = Stripe
+            .identify(&Verified::from_store(ProviderId::Stripe, &headers, thin))
+            .expect("meta");
+        assert!(!meta.mapped);
+        for bad in [
+            &b"[]"[..],
+            b"not json",
+            br#"{"type":"x"}"#,
+            br#"{"id":"evt","type":""}"#,
+        ] {
+            assert!(Stripe
+                .identify(&Verified::from_store(ProviderId::Stripe, &headers, bad))
+                .is_err());
+        }
+    }
+}

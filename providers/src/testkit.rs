@@ -1,0 +1,297 @@
+//! Shared checks every provider's unit tests run: the conformance list (happy path, tampered
+//! body, wrong secret, rotation, stale and future timestamps, missing and garbled headers) and the
+//! provider-published signature vectors in `fixtures/<provider>/vectors.toml`.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::{
+    AuthKind, AuthMode, Provider, ProviderId, Request, Secret, SignOptions, Signed, VerifyError,
+    VerifyOptions,
+};
+
+const NOW_MS: i64 = 1_700_000_000_000;
+
+pub(crate) fn headers(signed: &Signed) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in &signed.headers {
+        map.append(
+            name.clone(),
+            HeaderValue::from_str(value).expect("header value"),
+        );
+    }
+    map
+}
+
+fn verify(
+    provider: &dyn Provider,
+    headers: &HeaderMap,
+    body: &[u8],
+    query: Option<&str>,
+    secrets: &[Secret],
+    auth: Option<&AuthMode>,
+) -> Result<(), VerifyError> {
+    let request = Request {
+        headers,
+        body,
+        query,
+    };
+    let options = VerifyOptions {
+        now_ms: NOW_MS,
+        tolerance_secs: None,
+        auth,
+    };
+    provider.verify(&request, secrets, &options).map(|_| ())
+}
+
+/// The conformance list for a provider that signs its deliveries.
+pub(crate) fn signed_provider_conformance(
+    provider: &dyn Provider,
+    secret: &str,
+    rotated: &str,
+    body: &[u8],
+    base: &SignOptions,
+) {
+    assert_eq!(provider.auth_kind(), AuthKind::Signature);
+    let first = Secret::new(secret);
+    let second = Secret::new(rotated);
+    let both = [first.clone(), second.clone()];
+    let sign = |secret: &Secret, now_ms: i64| {
+        let options = SignOptions {
+            now_ms,
+            ..base.clone()
+        };
+        provider.sign(body, secret, &options).expect("sign")
+    };
+    let signed = sign(&first, NOW_MS);
+    let h = headers(&signed);
+
+    // Happy path, and the event can be identified with a non-empty id.
+    let request = Request {
+        headers: &h,
+        body,
+        query: None,
+    };
+    let options = VerifyOptions {
+        now_ms: NOW_MS,
+        tolerance_secs: None,
+        auth: None,
+    };
+    let verified = provider
+        .verify(&request, &both, &options)
+        .expect("valid signature");
+    let meta = provider.identify(&verified).expect("identify");
+    assert!(!meta.event_id.is_empty());
+
+    // Rotation: a delivery signed with the second secret passes.
+    let by_second = headers(&sign(&second, NOW_MS));
+    assert_eq!(
+        verify(provider, &by_second, body, None, &both, None),
+        Ok(())
+    );
+    assert_eq!(
+        verify(
+            provider,
+            &by_second,
+            body,
+            None,
+            std::slice::from_ref(&first),
+            None
+        ),
+        Err(VerifyError::SignatureMismatch)
+    );
+
+    // Tampered body and wrong secret.
+    let mut tampered = body.to_vec();
+    tampered.push(b' ');
+    assert_eq!(
+        verify(provider, &h, &tampered, None, &both, None),
+        Err(VerifyError::SignatureMismatch)
+    );
+    let wrong = [Secret::new("whsec_d3Jvbmctc2VjcmV0LWJ5dGVz")];
+    assert_eq!(
+        verify(provider, &h, body, None, &wrong, None),
+        Err(VerifyError::SignatureMismatch)
+    );
+
+    // Fail closed without secrets.
+    assert_eq!(
+        verify(provider, &h, body, None, &[], None),
+        Err(VerifyError::NoSecret)
+    );
+
+    // Stale and future timestamps.
+    if let Some(tolerance) = provider.default_tolerance_secs() {
+        let tolerance_ms = i64::try_from(tolerance).expect("small") * 1000;
+        let stale = headers(&sign(&first, NOW_MS - tolerance_ms - 5_000));
+        assert_eq!(
+            verify(provider, &stale, body, None, &both, None),
+            Err(VerifyError::TimestampTooOld {
+                tolerance_secs: tolerance
+            })
+        );
+        let edge = headers(&sign(&first, NOW_MS - tolerance_ms + 5_000));
+        assert_eq!(verify(provider, &edge, body, None, &both, None), Ok(()));
+        let future = headers(&sign(&first, NOW_MS + tolerance_ms + 5_000));
+        let result = verify(provider, &future, body, None, &both, None);
+        if provider.id() == ProviderId::Stripe {
+            assert_eq!(result, Ok(()), "stripe-node accepts future timestamps");
+        } else {
+            assert_eq!(
+                result,
+                Err(VerifyError::TimestampTooNew {
+                    tolerance_secs: tolerance
+                })
+            );
+        }
+    }
+
+    // Every signature-bearing header: missing, then garbled.
+    let signature_headers: Vec<&HeaderName> = signed
+        .headers
+        .iter()
+        .map(|(n, _)| n)
+        .filter(|n| {
+            let n = n.as_str();
+            n.contains("signature")
+                || n.contains("hmac")
+                || n.ends_with("-id") && n.starts_with("svix")
+                || n.ends_with("timestamp")
+        })
+        .collect();
+    assert!(!signature_headers.is_empty());
+    for name in signature_headers {
+        let mut missing = h.clone();
+        missing.remove(name);
+        assert!(
+            matches!(
+                verify(provider, &missing, body, None, &both, None),
+                Err(VerifyError::MissingHeader(_))
+            ),
+            "removing {name} must be a missing header"
+        );
+        for garbage in ["garbage", "", "t=,v1=", "v1,", "\u{7f}"] {
+            let Ok(value) = HeaderValue::from_str(garbage) else {
+                continue;
+            };
+            let mut garbled = h.clone();
+            garbled.insert(name, value);
+            let result = verify(provider, &garbled, body, None, &both, None);
+            assert!(
+                matches!(
+                    result,
+                    Err(VerifyError::InvalidHeader(_) | VerifyError::SignatureMismatch)
+                ),
+                "garbled {name} = {garbage:?} gave {result:?}"
+            );
+        }
+    }
+}
+
+/// The conformance list for a shared-secret provider, in every `auth` mode.
+pub(crate) fn shared_secret_conformance(provider: &dyn Provider, body: &[u8]) {
+    assert_eq!(provider.auth_kind(), AuthKind::SharedSecret);
+    assert_eq!(provider.default_tolerance_secs(), None);
+    let both = [
+        Secret::new("first-secret"),
+        Secret::new("user:second-secret"),
+    ];
+    for mode in [
+        AuthMode::Bearer,
+        AuthMode::Basic,
+        AuthMode::Header(HeaderName::from_static("x-webhook-secret")),
+        AuthMode::Query("token".into()),
+    ] {
+        let options = SignOptions {
+            auth: Some(mode.clone()),
+            ..SignOptions::default()
+        };
+        let signed = provider.sign(body, &both[1], &options).expect("sign");
+        let h = headers(&signed);
+        let q = signed.query.as_deref();
+        let request = Request {
+            headers: &h,
+            body,
+            query: q,
+        };
+        let verify_options = VerifyOptions {
+            now_ms: NOW_MS,
+            tolerance_secs: None,
+            auth: Some(&mode),
+        };
+        let verified = provider
+            .verify(&request, &both, &verify_options)
+            .expect("valid secret");
+        assert!(!provider
+            .identify(&verified)
+            .expect("identify")
+            .event_id
+            .is_empty());
+        assert_eq!(
+            verify(provider, &h, body, q, &both[..1], Some(&mode)),
+            Err(VerifyError::CredentialsMismatch),
+            "{mode}: wrong secret"
+        );
+        assert!(matches!(
+            verify(provider, &HeaderMap::new(), body, None, &both, Some(&mode)),
+            Err(VerifyError::MissingCredentials(_))
+        ));
+        assert_eq!(
+            verify(provider, &h, body, q, &[], Some(&mode)),
+            Err(VerifyError::NoSecret)
+        );
+    }
+}
+
+/// Runs every vector in `fixtures/<provider>/vectors.toml` (published by the provider or its
+/// official SDK tests; each records its source).
+pub(crate) fn published_vectors(provider: ProviderId) {
+    let path = format!(
+        "{}/../fixtures/{}/vectors.toml",
+        env!("CARGO_MANIFEST_DIR"),
+        provider.as_str()
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let doc: toml::Table = toml::from_str(&text).expect("vectors.toml parses");
+    let vectors = doc["vector"].as_array().expect("[[vector]] entries");
+    assert!(!vectors.is_empty());
+    let mut valid = 0;
+    for v in vectors {
+        let name = v["name"].as_str().expect("name");
+        assert!(
+            !v["source"].as_str().expect("source").is_empty(),
+            "{name}: source"
+        );
+        let mut h = HeaderMap::new();
+        for (k, val) in v["headers"].as_table().expect("headers") {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).expect("header name"),
+                HeaderValue::from_str(val.as_str().expect("header text")).expect("header value"),
+            );
+        }
+        let body = v["body"].as_str().expect("body").as_bytes();
+        let secret = Secret::new(v["secret"].as_str().expect("secret"));
+        let now_ms = v["now"].as_integer().expect("now") * 1000;
+        let request = Request {
+            headers: &h,
+            body,
+            query: None,
+        };
+        let options = VerifyOptions {
+            now_ms,
+            tolerance_secs: None,
+            auth: None,
+        };
+        let result = provider
+            .adapter()
+            .verify(&request, std::slice::from_ref(&secret), &options);
+        match v["expect"].as_str().expect("expect") {
+            "valid" => {
+                assert!(result.is_ok(), "{name}: expected valid, got {result:?}");
+                valid += 1;
+            }
+            "invalid" => assert!(result.is_err(), "{name}: expected invalid"),
+            other => panic!("{name}: unknown expectation {other}"),
+        }
+    }
+    assert!(valid > 0, "at least one published vector must verify");
+}

@@ -1,0 +1,817 @@
+//! Configuration: command line, `HOOKGATE_*` environment variables and the TOML file.
+//!
+//! Precedence is flag > environment > file > default, per key. clap reads flags and environment
+//! (each top-level setting is an `Option` so an unset one falls through to the file); the file is
+//! parsed with `deny_unknown_fields`, so a misspelt key is an error that names it, and `${VAR}` in
+//! the file is replaced by the environment variable's value so secrets can stay out of the file.
+//! This module is the only place that reads the environment (clippy's `disallowed-methods`
+//! enforces it).
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use hookgate_providers::{AuthKind, AuthMode, ProviderId, Secret};
+use ipnet::IpNet;
+use serde::Deserialize;
+
+/// The default SQLite database, relative to the working directory.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://hookgate.db";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+pub const DEFAULT_RATE_LIMIT_PER_SEC: u32 = 1000;
+pub const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
+pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 30;
+
+/// hookgate: an inbound webhook gateway. Verifies, durably stores and normalizes webhooks from
+/// Stripe, Clerk, Shopify, Stytch, Supabase, WorkOS, RevenueCat and Brevo.
+#[derive(Debug, Parser)]
+#[command(name = "hookgate", version, propagate_version = true)]
+pub struct Cli {
+    /// TOML configuration file (see README "Configuration").
+    #[arg(long, env = "HOOKGATE_CONFIG", global = true)]
+    pub config: Option<PathBuf>,
+
+    /// Database URL: `sqlite://path.db` (default `sqlite://hookgate.db`) or `postgres://...`.
+    #[arg(long, env = "HOOKGATE_DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway (the default command).
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Print the effective configuration with secrets redacted.
+    PrintConfig(ServeArgs),
+    /// Manage connections in the database.
+    #[command(subcommand)]
+    Connections(ConnectionsCommand),
+    /// Show the ingest log, newest last.
+    Logs(LogsArgs),
+    /// Sign a fixture the way its provider would and POST it to a receive URL.
+    Send(SendArgs),
+}
+
+/// Settings of the running gateway; each also reads `HOOKGATE_<NAME>` and the file key `<name>`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (file key `listen`).
+    #[arg(long, env = "HOOKGATE_LISTEN")]
+    pub listen: Option<SocketAddr>,
+
+    /// Bearer token for the admin API, with every scope (file key `admin_token`).
+    #[arg(long, env = "HOOKGATE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Largest accepted request body in bytes; larger ones get 413 (file key `max_body_bytes`).
+    #[arg(long, env = "HOOKGATE_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+
+    /// Proxies (CIDRs) whose `X-Forwarded-For` is trusted, comma-separated (file key
+    /// `trusted_proxies`).
+    #[arg(long, env = "HOOKGATE_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<IpNet>>,
+
+    /// Default per-connection rate limit in requests per second (file key `rate_limit_per_sec`).
+    #[arg(long, env = "HOOKGATE_RATE_LIMIT_PER_SEC")]
+    pub rate_limit_per_sec: Option<u32>,
+
+    /// Default per-connection burst size; defaults to twice the rate (file key
+    /// `rate_limit_burst`).
+    #[arg(long, env = "HOOKGATE_RATE_LIMIT_BURST")]
+    pub rate_limit_burst: Option<u32>,
+
+    /// Seconds a client may take to send the request headers (file key `header_timeout_secs`).
+    #[arg(long, env = "HOOKGATE_HEADER_TIMEOUT_SECS")]
+    pub header_timeout_secs: Option<u64>,
+
+    /// Seconds a client may take to send the body (file key `body_timeout_secs`).
+    #[arg(long, env = "HOOKGATE_BODY_TIMEOUT_SECS")]
+    pub body_timeout_secs: Option<u64>,
+
+    /// SQLite durability: `full` (default; survives power loss) or `normal` (survives a process
+    /// crash, not a power loss) (file key `durability`).
+    #[arg(long, env = "HOOKGATE_DURABILITY")]
+    pub durability: Option<Durability>,
+
+    /// Do not apply migrations at start.
+    #[arg(long, env = "HOOKGATE_NO_MIGRATE")]
+    pub no_migrate: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConnectionsCommand {
+    /// Add a connection (or replace it with --replace).
+    Add(ConnectionAddArgs),
+    /// List connections (secrets are never shown).
+    List,
+    /// Show one connection (secrets are never shown).
+    Show { id: String },
+    /// Disable a connection: its receive URL answers 404 until it is enabled again.
+    Disable { id: String },
+    /// Enable a disabled connection.
+    Enable { id: String },
+    /// Add a new secret; the previous one stays valid until --drop-old (rotation window).
+    Rotate {
+        id: String,
+        /// The new secret (or use HOOKGATE_NEW_SECRET to keep it out of the shell history).
+        #[arg(long, env = "HOOKGATE_NEW_SECRET", hide_env_values = true)]
+        secret: String,
+        /// Remove every older secret now instead of keeping the previous one.
+        #[arg(long)]
+        drop_old: bool,
+    },
+    /// Delete a connection (its ingest log stays).
+    Remove { id: String },
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectionAddArgs {
+    /// Connection id, the last segment of the receive URL: [A-Za-z0-9_-]{1,64}.
+    pub id: String,
+    #[arg(long)]
+    pub provider: ProviderId,
+    /// The signing secret or shared secret (repeat for rotation); or HOOKGATE_SECRET.
+    #[arg(
+        long = "secret",
+        env = "HOOKGATE_SECRET",
+        hide_env_values = true,
+        value_delimiter = ','
+    )]
+    pub secrets: Vec<String>,
+    #[arg(long, default_value = "default")]
+    pub workspace: String,
+    #[arg(long)]
+    pub tolerance_secs: Option<u64>,
+    /// CIDR allowlist entries or `@<provider>` names (repeatable).
+    #[arg(long = "allow-ip")]
+    pub allow_ips: Vec<String>,
+    /// Shared-secret providers: bearer | basic | header:<Name> | query:<param>.
+    #[arg(long)]
+    pub auth: Option<String>,
+    /// Supabase: where the contact email lives in the payload.
+    #[arg(long)]
+    pub email_path: Option<String>,
+    #[arg(long)]
+    pub rate_limit_per_sec: Option<u32>,
+    #[arg(long)]
+    pub rate_limit_burst: Option<u32>,
+    /// Replace an existing connection with the same id.
+    #[arg(long)]
+    pub replace: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    #[arg(long)]
+    pub connection: Option<String>,
+    /// accepted | duplicate | ignored | rejected
+    #[arg(long)]
+    pub outcome: Option<String>,
+    #[arg(long)]
+    pub provider: Option<String>,
+    /// How many records to show first.
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+    /// Keep printing new records as they arrive.
+    #[arg(long, short)]
+    pub follow: bool,
+    /// Print JSON lines instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// A fixture file: `fixtures/<provider>/<event>.json` (the provider is taken from the parent
+    /// directory unless --provider is given).
+    pub fixture: PathBuf,
+    /// The receive URL, e.g. http://127.0.0.1:8080/integrations/stripe/webhook/stripe-live
+    #[arg(long)]
+    pub url: String,
+    /// The connection's secret (or HOOKGATE_SEND_SECRET).
+    #[arg(long, env = "HOOKGATE_SEND_SECRET", hide_env_values = true)]
+    pub secret: String,
+    #[arg(long)]
+    pub provider: Option<ProviderId>,
+    /// Shared-secret providers: how to present the secret (default bearer).
+    #[arg(long)]
+    pub auth: Option<String>,
+    /// The delivery id to send (Svix `svix-id`, Shopify event id); default derived from the body.
+    #[arg(long)]
+    pub delivery_id: Option<String>,
+    /// Shopify topic; default taken from the file name (`customers__create.json`).
+    #[arg(long)]
+    pub topic: Option<String>,
+    /// Shift the signed timestamp by this many seconds (negative = in the past).
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
+    pub skew_secs: i64,
+}
+
+/// SQLite `synchronous` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// `synchronous=FULL`: a committed event survives a power loss.
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: survives a process crash, not a power loss.
+    Normal,
+}
+
+impl FromStr for Durability {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "full" => Ok(Durability::Full),
+            "normal" => Ok(Durability::Normal),
+            other => Err(format!("expected `full` or `normal`, got {other:?}")),
+        }
+    }
+}
+
+/// The TOML file, exactly as written (SPEC §1 plus the documented extra keys).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub database_url: Option<String>,
+    pub admin_token: Option<String>,
+    pub max_body_bytes: Option<usize>,
+    pub trusted_proxies: Option<Vec<String>>,
+    pub rate_limit_per_sec: Option<u32>,
+    pub rate_limit_burst: Option<u32>,
+    pub header_timeout_secs: Option<u64>,
+    pub body_timeout_secs: Option<u64>,
+    pub durability: Option<Durability>,
+    #[serde(default)]
+    pub connections: Vec<FileConnection>,
+}
+
+/// One `[[connections]]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConnection {
+    pub id: String,
+    pub provider: String,
+    pub workspace: Option<String>,
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    pub tolerance_secs: Option<u64>,
+    #[serde(default)]
+    pub allow_ips: Vec<String>,
+    pub auth: Option<String>,
+    pub email_path: Option<String>,
+    pub rate_limit_per_sec: Option<u32>,
+    pub rate_limit_burst: Option<u32>,
+    pub enabled: Option<bool>,
+}
+
+/// A validated connection definition (from the file, the CLI or the admin API).
+#[derive(Clone, PartialEq)]
+pub struct ConnectionSpec {
+    pub id: String,
+    pub provider: ProviderId,
+    pub workspace: String,
+    pub secrets: Vec<Secret>,
+    pub tolerance_secs: Option<u64>,
+    /// As written (`@brevo` names stay names; they are expanded when the connection is loaded).
+    pub allow_ips: Vec<String>,
+    pub auth: Option<AuthMode>,
+    pub email_path: Option<String>,
+    pub rate_limit_per_sec: Option<u32>,
+    pub rate_limit_burst: Option<u32>,
+    pub enabled: bool,
+}
+
+impl fmt::Debug for ConnectionSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionSpec")
+            .field("id", &self.id)
+            .field("provider", &self.provider)
+            .field("workspace", &self.workspace)
+            .field(
+                "secrets",
+                &format_args!("<{} redacted>", self.secrets.len()),
+            )
+            .field("tolerance_secs", &self.tolerance_secs)
+            .field("allow_ips", &self.allow_ips)
+            .field("auth", &self.auth)
+            .field("email_path", &self.email_path)
+            .field("enabled", &self.enabled)
+            .finish()
+    }
+}
+
+/// The effective settings of `hookgate serve`.
+#[derive(Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub admin_token: Option<Secret>,
+    pub max_body_bytes: usize,
+    pub trusted_proxies: Vec<IpNet>,
+    pub rate_limit_per_sec: u32,
+    pub rate_limit_burst: u32,
+    pub header_timeout_secs: u64,
+    pub body_timeout_secs: u64,
+    pub durability: Durability,
+    pub migrate: bool,
+    pub connections: Vec<ConnectionSpec>,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("database_url", &redact_url(&self.database_url))
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("max_body_bytes", &self.max_body_bytes)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("rate_limit_per_sec", &self.rate_limit_per_sec)
+            .field("rate_limit_burst", &self.rate_limit_burst)
+            .field("header_timeout_secs", &self.header_timeout_secs)
+            .field("body_timeout_secs", &self.body_timeout_secs)
+            .field("durability", &self.durability)
+            .field("migrate", &self.migrate)
+            .field("connections", &self.connections)
+            .finish()
+    }
+}
+
+impl Config {
+    /// Defaults for tests and embedding: SQLite at `database_url`, no connections.
+    pub fn for_database(database_url: impl Into<String>) -> Self {
+        Config {
+            listen: DEFAULT_LISTEN
+                .parse()
+                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 8080))),
+            database_url: database_url.into(),
+            admin_token: None,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            trusted_proxies: Vec::new(),
+            rate_limit_per_sec: DEFAULT_RATE_LIMIT_PER_SEC,
+            rate_limit_burst: DEFAULT_RATE_LIMIT_PER_SEC * 2,
+            header_timeout_secs: DEFAULT_HEADER_TIMEOUT_SECS,
+            body_timeout_secs: DEFAULT_BODY_TIMEOUT_SECS,
+            durability: Durability::Full,
+            migrate: true,
+            connections: Vec::new(),
+        }
+    }
+
+    /// Layers file, environment and flags into the effective configuration, validating all of it.
+    ///
+    /// # Errors
+    /// A message naming the key or variable to fix.
+    pub fn load(cli: &Cli, args: &ServeArgs) -> anyhow::Result<Self> {
+        let file = match &cli.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let database_url = cli
+            .database_url
+            .clone()
+            .or(file.database_url.clone())
+            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        check_database_url(&database_url)?;
+        let listen = match (args.listen, &file.listen) {
+            (Some(addr), _) => addr,
+            (None, Some(text)) => text.parse().with_context(|| {
+                format!("listen: {text:?} is not an address like 127.0.0.1:8080")
+            })?,
+            (None, None) => DEFAULT_LISTEN.parse().context("default listen address")?,
+        };
+        let trusted_proxies = match (&args.trusted_proxies, &file.trusted_proxies) {
+            (Some(list), _) => list.clone(),
+            (None, Some(list)) => list
+                .iter()
+                .enumerate()
+                .map(|(i, t)| parse_cidr(t).with_context(|| format!("trusted_proxies[{i}]")))
+                .collect::<anyhow::Result<_>>()?,
+            (None, None) => Vec::new(),
+        };
+        let max_body_bytes = args
+            .max_body_bytes
+            .or(file.max_body_bytes)
+            .unwrap_or(DEFAULT_MAX_BODY_BYTES);
+        if max_body_bytes == 0 || max_body_bytes > 64 * 1024 * 1024 {
+            bail!("max_body_bytes: {max_body_bytes} is out of range (1 to 67108864)");
+        }
+        let rate_limit_per_sec = args
+            .rate_limit_per_sec
+            .or(file.rate_limit_per_sec)
+            .unwrap_or(DEFAULT_RATE_LIMIT_PER_SEC);
+        if rate_limit_per_sec == 0 {
+            bail!("rate_limit_per_sec: must be at least 1");
+        }
+        let rate_limit_burst = args
+            .rate_limit_burst
+            .or(file.rate_limit_burst)
+            .unwrap_or(rate_limit_per_sec.saturating_mul(2));
+        if rate_limit_burst == 0 {
+            bail!("rate_limit_burst: must be at least 1");
+        }
+        let header_timeout_secs = positive(
+            "header_timeout_secs",
+            args.header_timeout_secs.or(file.header_timeout_secs),
+            DEFAULT_HEADER_TIMEOUT_SECS,
+        )?;
+        let body_timeout_secs = positive(
+            "body_timeout_secs",
+            args.body_timeout_secs.or(file.body_timeout_secs),
+            DEFAULT_BODY_TIMEOUT_SECS,
+        )?;
+        let admin_token = args
+            .admin_token
+            .clone()
+            .or(file.admin_token.clone())
+            .filter(|t| !t.is_empty());
+        if let Some(token) = &admin_token {
+            if token.len() < 16 {
+                bail!("admin_token: use at least 16 characters (it has every admin scope)");
+            }
+        }
+        let mut ids = BTreeSet::new();
+        let mut connections = Vec::new();
+        for (i, c) in file.connections.iter().enumerate() {
+            let spec = connection_from_file(c)
+                .with_context(|| format!("connections[{i}] (id {:?})", c.id))?;
+            if !ids.insert(spec.id.clone()) {
+                bail!("connections[{i}].id: {:?} is declared twice", spec.id);
+            }
+            connections.push(spec);
+        }
+        Ok(Config {
+            listen,
+            database_url,
+            admin_token: admin_token.map(Secret::new),
+            max_body_bytes,
+            trusted_proxies,
+            rate_limit_per_sec,
+            rate_limit_burst,
+            header_timeout_secs,
+            body_timeout_secs,
+            durability: args.durability.or(file.durability).unwrap_or_default(),
+            migrate: !args.no_migrate,
+            connections,
+        })
+    }
+}
+
+fn positive(key: &str, value: Option<u64>, default: u64) -> anyhow::Result<u64> {
+    match value {
+        Some(0) => bail!("{key}: must be at least 1"),
+        Some(v) => Ok(v),
+        None => Ok(default),
+    }
+}
+
+/// Reads and parses the TOML file, expanding `${VAR}`.
+///
+/// # Errors
+/// The file cannot be read, a variable is unset, or a key is unknown or mistyped.
+pub fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    let expanded = expand_env(&text).with_context(|| format!("config file {}", path.display()))?;
+    toml::from_str(&expanded).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))
+}
+
+/// Replaces `${NAME}` with the environment variable `NAME`; `$${` is a literal `${`.
+#[expect(
+    clippy::disallowed_methods,
+    reason = "config.rs is where the environment is read"
+)]
+fn expand_env(text: &str) -> anyhow::Result<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find("${") {
+        if rest[..pos].ends_with('$') {
+            out.push_str(&rest[..pos - 1]);
+            out.push_str("${");
+            rest = &rest[pos + 2..];
+            continue;
+        }
+        out.push_str(&rest[..pos]);
+        let after = &rest[pos + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| anyhow::anyhow!("unterminated `${{` in the file"))?;
+        let name = &after[..end];
+        let value = std::env::var(name).map_err(|_| {
+            anyhow::anyhow!("environment variable {name} (used as ${{{name}}}) is not set")
+        })?;
+        // The value is inserted into TOML text, so it must be escaped as a TOML string body.
+        for ch in value.chars() {
+            match ch {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                c => out.push(c),
+            }
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn check_database_url(url: &str) -> anyhow::Result<()> {
+    if url.starts_with("sqlite:")
+        || url.starts_with("postgres://")
+        || url.starts_with("postgresql://")
+    {
+        Ok(())
+    } else {
+        bail!(
+            "database_url: {:?} must start with sqlite:// or postgres://",
+            redact_url(url)
+        )
+    }
+}
+
+/// The URL with any password replaced, for logs and `print-config`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let creds = &url[scheme_end + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => {
+                    format!("{}{user}:<redacted>{}", &url[..scheme_end + 3], &url[at..])
+                }
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Parses a CIDR, or a bare address as a single-host network.
+///
+/// # Errors
+/// The text is neither.
+pub fn parse_cidr(text: &str) -> anyhow::Result<IpNet> {
+    if let Ok(net) = text.parse::<IpNet>() {
+        return Ok(net);
+    }
+    text.parse::<std::net::IpAddr>()
+        .map(IpNet::from)
+        .map_err(|_| anyhow::anyhow!("{text:?} is not a CIDR like 10.0.0.0/8 or an address"))
+}
+
+/// Checks an `allow_ips` entry: a CIDR, an address, or `@<name>` of a published range list.
+///
+/// # Errors
+/// Names the entry and what is wrong with it.
+pub fn check_allow_entry(entry: &str) -> anyhow::Result<()> {
+    if let Some(name) = entry.strip_prefix('@') {
+        if crate::connections::published_ranges(name).is_none() {
+            bail!(
+                "{entry:?} names no published range list (known: {})",
+                crate::connections::published_names().join(", ")
+            );
+        }
+        Ok(())
+    } else {
+        parse_cidr(entry).map(|_| ())
+    }
+}
+
+fn connection_from_file(c: &FileConnection) -> anyhow::Result<ConnectionSpec> {
+    let provider: ProviderId = c.provider.parse().context("provider")?;
+    ConnectionSpec::build(
+        &c.id,
+        provider,
+        c.workspace.clone(),
+        c.secrets.clone(),
+        c.tolerance_secs,
+        c.allow_ips.clone(),
+        c.auth.as_deref(),
+        c.email_path.clone(),
+        c.rate_limit_per_sec,
+        c.rate_limit_burst,
+        c.enabled.unwrap_or(true),
+    )
+}
+
+/// Checks a connection id: `[A-Za-z0-9_-]{1,64}`.
+pub fn valid_connection_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl ConnectionSpec {
+    /// Validates every field; errors name the key.
+    ///
+    /// # Errors
+    /// Names the key that is wrong and why, never a secret's value.
+    #[allow(clippy::too_many_arguments)]
+    pub fn build(
+        id: &str,
+        provider: ProviderId,
+        workspace: Option<String>,
+        secrets: Vec<String>,
+        tolerance_secs: Option<u64>,
+        allow_ips: Vec<String>,
+        auth: Option<&str>,
+        email_path: Option<String>,
+        rate_limit_per_sec: Option<u32>,
+        rate_limit_burst: Option<u32>,
+        enabled: bool,
+    ) -> anyhow::Result<Self> {
+        if !valid_connection_id(id) {
+            bail!("id: {id:?} must be 1 to 64 characters of A-Z, a-z, 0-9, _ and -");
+        }
+        let adapter = provider.adapter();
+        let workspace = workspace.unwrap_or_else(|| "default".to_owned());
+        if workspace.is_empty() || workspace.len() > 128 {
+            bail!("workspace: must be 1 to 128 characters");
+        }
+        let auth = match (auth, adapter.auth_kind()) {
+            (None, _) => None,
+            (Some(text), AuthKind::SharedSecret) => Some(text.parse::<AuthMode>().context("auth")?),
+            (Some(_), AuthKind::Signature) => {
+                bail!("auth: {provider} signs its deliveries; `auth` applies only to supabase, revenuecat and brevo")
+            }
+        };
+        match (tolerance_secs, adapter.default_tolerance_secs()) {
+            (Some(_), None) => bail!(
+                "tolerance_secs: {provider} signs no timestamp, so a tolerance does not apply"
+            ),
+            (Some(t), Some(_)) if !(1..=604_800).contains(&t) => {
+                bail!("tolerance_secs: {t} is out of range (1 to 604800)")
+            }
+            _ => {}
+        }
+        if email_path.is_some() && provider != ProviderId::Supabase {
+            bail!("email_path: applies only to supabase connections");
+        }
+        if let Some(path) = &email_path {
+            if path.is_empty() || path.split('.').any(str::is_empty) {
+                bail!("email_path: {path:?} must be dot-separated keys like record.email");
+            }
+        }
+        if secrets.is_empty() {
+            bail!("secrets: at least one secret is required (a connection without one would reject everything)");
+        }
+        let secrets: Vec<Secret> = secrets.into_iter().map(Secret::new).collect();
+        for (i, s) in secrets.iter().enumerate() {
+            adapter
+                .check_secret(s, auth.as_ref())
+                .with_context(|| format!("secrets[{i}]"))?;
+        }
+        for (i, entry) in allow_ips.iter().enumerate() {
+            check_allow_entry(entry).with_context(|| format!("allow_ips[{i}]"))?;
+        }
+        if rate_limit_per_sec == Some(0) || rate_limit_burst == Some(0) {
+            bail!("rate_limit_per_sec / rate_limit_burst: must be at least 1");
+        }
+        Ok(ConnectionSpec {
+            id: id.to_owned(),
+            provider,
+            workspace,
+            secrets,
+            tolerance_secs,
+            allow_ips,
+            auth,
+            email_path,
+            rate_limit_per_sec,
+            rate_limit_burst,
+            enabled,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(text: &str) -> tempfile::NamedTempFile {
+        let file = tempfile::NamedTempFile::new().expect("temp file");
+        std::fs::write(file.path(), text).expect("write");
+        file
+    }
+
+    fn load(text: &str) -> anyhow::Result<Config> {
+        let file = write(text);
+        let cli = Cli::parse_from([
+            "hookgate",
+            "--config",
+            &file.path().display().to_string(),
+            "serve",
+        ]);
+        Config::load(&cli, &ServeArgs::default())
+    }
+
+    #[test]
+    fn spec_example_loads() {
+        let config = load(
+            r#"
+listen = "127.0.0.1:9090"
+database_url = "sqlite://x.db"
+admin_token = "change-me-change-me"
+max_body_bytes = 2097152
+[[connections]]
+id = "stripe-live"
+provider = "stripe"
+workspace = "acme"
+secrets = ["whsec_abc"]
+tolerance_secs = 300
+[[connections]]
+id = "brevo-1"
+provider = "brevo"
+secrets = ["s3cret"]
+allow_ips = ["@brevo", "10.0.0.0/8"]
+auth = "header:X-Webhook-Secret"
+[[connections]]
+id = "supa"
+provider = "supabase"
+secrets = ["t"]
+auth = "query:token"
+email_path = "record.email"
+"#,
+        )
+        .expect("loads");
+        assert_eq!(config.listen.port(), 9090);
+        assert_eq!(config.connections.len(), 3);
+        assert_eq!(config.connections[0].workspace, "acme");
+        assert_eq!(config.connections[1].workspace, "default");
+        assert!(!format!("{config:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let cases = [
+            ("lisen = \"x\"", "lisen"),
+            ("max_body_bytes = \"big\"", "max_body_bytes"),
+            ("listen = \"nowhere\"", "listen"),
+            ("[[connections]]\nid = \"a\"\nprovider = \"paypal\"\nsecrets = [\"x\"]", "paypal"),
+            ("[[connections]]\nid = \"a/b\"\nprovider = \"stripe\"\nsecrets = [\"x\"]", "id"),
+            ("[[connections]]\nid = \"a\"\nprovider = \"stripe\"\nsecrets = []", "secrets"),
+            ("[[connections]]\nid = \"a\"\nprovider = \"clerk\"\nsecrets = [\"whsec_!!\"]", "secrets[0]"),
+            ("[[connections]]\nid = \"a\"\nprovider = \"stripe\"\nsecrets = [\"x\"]\nauth = \"bearer\"", "auth"),
+            ("[[connections]]\nid = \"a\"\nprovider = \"brevo\"\nsecrets = [\"x\"]\nauth = \"token\"", "auth"),
+            ("[[connections]]\nid = \"a\"\nprovider = \"brevo\"\nsecrets = [\"x\"]\nallow_ips = [\"@nope\"]", "allow_ips[0]"),
+            ("[[connections]]\nid = \"a\"\nprovider = \"brevo\"\nsecrets = [\"x\"]\nallow_ips = [\"1.2.3.4/99\"]", "allow_ips[0]"),
+            ("[[connections]]\nid = \"a\"\nprovider = \"shopify\"\nsecrets = [\"x\"]\ntolerance_secs = 5", "tolerance_secs"),
+            ("[[connections]]\nid = \"a\"\nprovider = \"stripe\"\nsecrets = [\"x\"]\nsecret = \"y\"", "secret"),
+            ("[[connections]]\nid = \"a\"\nprovider = \"stripe\"\nsecrets = [\"x\"]\n[[connections]]\nid = \"a\"\nprovider = \"stripe\"\nsecrets = [\"x\"]", "twice"),
+            ("admin_token = \"short\"", "admin_token"),
+            ("database_url = \"mysql://x\"", "database_url"),
+            ("secrets = [\"${HOOKGATE_SURELY_UNSET_VAR}\"]", "HOOKGATE_SURELY_UNSET_VAR"),
+        ];
+        for (text, needle) in cases {
+            let err = load(text).expect_err(text);
+            let message = format!("{err:#}");
+            assert!(message.contains(needle), "{text:?}: {message}");
+        }
+    }
+
+    #[test]
+    fn flags_override_file() {
+        let file = write("listen = \"127.0.0.1:9090\"\nmax_body_bytes = 10");
+        let cli = Cli::parse_from([
+            "hookgate",
+            "--config",
+            &file.path().display().to_string(),
+            "serve",
+        ]);
+        let args = ServeArgs {
+            listen: Some("127.0.0.1:7070".parse().expect("addr")),
+            ..ServeArgs::default()
+        };
+        let config = Config::load(&cli, &args).expect("loads");
+        assert_eq!(config.listen.port(), 7070);
+        assert_eq!(config.max_body_bytes, 10);
+    }
+
+    #[test]
+    fn env_expansion_escapes_and_literal() {
+        assert_eq!(expand_env("a $${X} b").expect("ok"), "a ${X} b");
+        assert!(expand_env("${").is_err());
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://u:pw@h/db"),
+            "postgres://u:<redacted>@h/db"
+        );
+        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+}

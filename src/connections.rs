@@ -1,0 +1,285 @@
+//! Connections at run time: the in-memory registry the receive path reads, loaded from the
+//! database (the source of truth) at start, after every admin change, and every few seconds so
+//! changes made by the CLI or by another process sharing the database show up.
+//!
+//! Each live connection carries its parsed allowlist and its own rate limiter (governor), so the
+//! hot path takes one read lock and touches no database.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::{Arc, OnceLock, RwLock};
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use hookgate_providers::{ProviderId, Secret};
+use ipnet::IpNet;
+use serde::Serialize;
+
+use crate::config::{parse_cidr, ConnectionSpec};
+use crate::db::rows::ConnectionRow;
+use crate::db::{ConnectionWrite, Db};
+
+/// The named range lists of `providers/ip_ranges.toml`.
+fn ranges() -> &'static HashMap<String, Vec<IpNet>> {
+    static RANGES: OnceLock<HashMap<String, Vec<IpNet>>> = OnceLock::new();
+    RANGES.get_or_init(|| {
+        let parsed: HashMap<String, Vec<String>> =
+            toml::from_str(hookgate_providers::ip_ranges::DATA).unwrap_or_default();
+        parsed
+            .into_iter()
+            .map(|(name, list)| (name, list.iter().filter_map(|c| c.parse().ok()).collect()))
+            .collect()
+    })
+}
+
+/// The ranges behind `@<name>`, if such a list exists.
+pub fn published_ranges(name: &str) -> Option<&'static [IpNet]> {
+    ranges().get(name).map(Vec::as_slice)
+}
+
+/// The names `@<name>` may use.
+pub fn published_names() -> Vec<&'static str> {
+    let mut names: Vec<&str> = ranges().keys().map(String::as_str).collect();
+    names.sort_unstable();
+    names
+}
+
+/// A connection ready for the receive path.
+pub struct Live {
+    pub spec: ConnectionSpec,
+    /// Empty means every address is allowed.
+    pub allow: Vec<IpNet>,
+    limiter: DefaultDirectRateLimiter,
+}
+
+impl Live {
+    fn new(spec: ConnectionSpec, default_rate: (u32, u32)) -> Self {
+        let mut allow = Vec::new();
+        for entry in &spec.allow_ips {
+            match entry.strip_prefix('@') {
+                Some(name) => allow.extend_from_slice(published_ranges(name).unwrap_or(&[])),
+                None => allow.extend(parse_cidr(entry).ok()),
+            }
+        }
+        let rate = (
+            spec.rate_limit_per_sec.unwrap_or(default_rate.0).max(1),
+            spec.rate_limit_burst
+                .or(spec.rate_limit_per_sec.map(|r| r.saturating_mul(2)))
+                .unwrap_or(default_rate.1)
+                .max(1),
+        );
+        let quota = Quota::per_second(NonZeroU32::MIN.saturating_add(rate.0 - 1))
+            .allow_burst(NonZeroU32::MIN.saturating_add(rate.1 - 1));
+        Live {
+            spec,
+            allow,
+            limiter: RateLimiter::direct(quota),
+        }
+    }
+
+    /// Whether `addr` may deliver to this connection.
+    pub fn allows(&self, addr: IpAddr) -> bool {
+        let addr = match addr {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+            v4 => v4,
+        };
+        self.allow.is_empty() || self.allow.iter().any(|net| net.contains(&addr))
+    }
+
+    /// Takes one request from the rate limit; `Err(seconds)` says how long to wait.
+    pub fn take(&self) -> Result<(), u64> {
+        self.limiter.check().map_err(|not_until| {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ));
+            wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+        })
+    }
+}
+
+/// What the admin API and CLI show of a connection: never its secrets.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionView {
+    pub id: String,
+    pub provider: String,
+    pub workspace: String,
+    pub receive_path: String,
+    pub secrets_count: usize,
+    pub tolerance_secs: Option<i64>,
+    pub allow_ips: Vec<String>,
+    pub auth: Option<String>,
+    pub email_path: Option<String>,
+    pub rate_limit_per_sec: Option<i64>,
+    pub rate_limit_burst: Option<i64>,
+    pub enabled: bool,
+    pub source: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl From<&ConnectionRow> for ConnectionView {
+    fn from(row: &ConnectionRow) -> Self {
+        ConnectionView {
+            id: row.id.clone(),
+            provider: row.provider.clone(),
+            workspace: row.workspace.clone(),
+            receive_path: format!("/integrations/{}/webhook/{}", row.provider, row.id),
+            secrets_count: serde_json::from_str::<Vec<String>>(&row.secrets).map_or(0, |s| s.len()),
+            tolerance_secs: row.tolerance_secs,
+            allow_ips: serde_json::from_str(&row.allow_ips).unwrap_or_default(),
+            auth: row.auth.clone(),
+            email_path: row.email_path.clone(),
+            rate_limit_per_sec: row.rate_limit_per_sec,
+            rate_limit_burst: row.rate_limit_burst,
+            enabled: row.enabled,
+            source: row.source.clone(),
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+/// Rebuilds a validated spec from a stored row.
+///
+/// # Errors
+/// The row no longer passes validation (for example edited by hand).
+pub fn spec_from_row(row: &ConnectionRow) -> anyhow::Result<ConnectionSpec> {
+    let provider: ProviderId = row.provider.parse()?;
+    let secrets: Vec<String> = serde_json::from_str(&row.secrets)?;
+    let allow_ips: Vec<String> = serde_json::from_str(&row.allow_ips)?;
+    ConnectionSpec::build(
+        &row.id,
+        provider,
+        Some(row.workspace.clone()),
+        secrets,
+        row.tolerance_secs.and_then(|t| u64::try_from(t).ok()),
+        allow_ips,
+        row.auth.as_deref(),
+        row.email_path.clone(),
+        row.rate_limit_per_sec.and_then(|r| u32::try_from(r).ok()),
+        row.rate_limit_burst.and_then(|r| u32::try_from(r).ok()),
+        row.enabled,
+    )
+}
+
+/// Writes a connection to the database.
+///
+/// # Errors
+/// A database error.
+pub async fn save(
+    db: &Db,
+    spec: &ConnectionSpec,
+    source: &str,
+    replace: bool,
+    now_ms: i64,
+) -> Result<bool, sqlx::Error> {
+    let secrets: Vec<&str> = spec.secrets.iter().map(Secret::expose).collect();
+    let write = ConnectionWrite {
+        id: &spec.id,
+        provider: spec.provider.as_str(),
+        workspace: &spec.workspace,
+        secrets: serde_json::to_string(&secrets).unwrap_or_else(|_| "[]".into()),
+        tolerance_secs: spec.tolerance_secs.and_then(|t| i64::try_from(t).ok()),
+        allow_ips: serde_json::to_string(&spec.allow_ips).unwrap_or_else(|_| "[]".into()),
+        auth: spec.auth.as_ref().map(ToString::to_string),
+        email_path: spec.email_path.as_deref(),
+        rate_limit_per_sec: spec.rate_limit_per_sec.map(i64::from),
+        rate_limit_burst: spec.rate_limit_burst.map(i64::from),
+        enabled: spec.enabled,
+        source,
+        now_ms,
+    };
+    db.put_connection(&write, replace).await
+}
+
+/// Adds `new` in front of the stored secrets; keeps only the previous one unless `drop_old`.
+///
+/// # Errors
+/// `Ok(None)` when the connection does not exist; errors from the database.
+pub async fn rotate(
+    db: &Db,
+    id: &str,
+    new: &str,
+    drop_old: bool,
+    now_ms: i64,
+) -> anyhow::Result<Option<usize>> {
+    let Some(row) = db.get_connection(id).await? else {
+        return Ok(None);
+    };
+    let mut spec = spec_from_row(&row)?;
+    let secret = Secret::new(new);
+    spec.provider
+        .adapter()
+        .check_secret(&secret, spec.auth.as_ref())
+        .map_err(|e| anyhow::anyhow!("secret: {e}"))?;
+    let mut secrets = vec![new.to_owned()];
+    if !drop_old {
+        secrets.extend(
+            spec.secrets
+                .drain(..)
+                .map(|s| s.expose().to_owned())
+                .filter(|s| s != new)
+                .take(1),
+        );
+    }
+    let json = serde_json::to_string(&secrets)?;
+    db.set_secrets(id, &json, now_ms).await?;
+    Ok(Some(secrets.len()))
+}
+
+/// The registry the receive path reads.
+pub struct Registry {
+    default_rate: (u32, u32),
+    live: RwLock<HashMap<String, Arc<Live>>>,
+}
+
+impl Registry {
+    pub fn new(default_rate: (u32, u32)) -> Self {
+        Registry {
+            default_rate,
+            live: RwLock::new(HashMap::new()),
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<Live>> {
+        self.live.read().ok().and_then(|map| map.get(id).cloned())
+    }
+
+    pub fn len(&self) -> usize {
+        self.live.read().map(|m| m.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Reloads every connection from the database. Unchanged connections keep their rate
+    /// limiter's state; rows that fail validation are skipped with an error log.
+    ///
+    /// # Errors
+    /// A database error (the previous registry stays in force).
+    pub async fn reload(&self, db: &Db) -> Result<(), sqlx::Error> {
+        let rows = db.list_connections().await?;
+        let current: HashMap<String, Arc<Live>> =
+            self.live.read().map(|m| m.clone()).unwrap_or_default();
+        let mut next = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let spec = match spec_from_row(row) {
+                Ok(spec) => spec,
+                Err(error) => {
+                    tracing::error!(connection = %row.id, error = %format!("{error:#}"), "stored connection is invalid; skipping it");
+                    continue;
+                }
+            };
+            let live = match current.get(&row.id) {
+                Some(old) if old.spec == spec => Arc::clone(old),
+                _ => Arc::new(Live::new(spec, self.default_rate)),
+            };
+            next.insert(row.id.clone(), live);
+        }
+        if let Ok(mut map) = self.live.write() {
+            *map = next;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,281 @@
+//! The storage facade: `Db` is SQLite or PostgreSQL, chosen from the URL at start.
+//!
+//! Callers see intent-named async methods; each is a two-arm `match` into `db::sqlite` or
+//! `db::postgres`, whose shared queries are generated from one definition in `db::store`.
+//! Transactions never leave these methods.
+
+mod postgres;
+pub mod rows;
+mod sqlite;
+mod store;
+
+use bytes::Bytes;
+use sqlx::{PgPool, SqlitePool};
+
+use crate::config::Durability;
+use rows::{ConnectionRow, IngestRow, IngestSummary};
+
+/// The store.
+#[derive(Clone, Debug)]
+pub enum Db {
+    Sqlite {
+        readers: SqlitePool,
+        writer: SqlitePool,
+    },
+    Postgres(PgPool),
+}
+
+/// What kind of ingest row to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IngestKind {
+    /// A verified event hookgate maps: stored `accepted`, processing `pending`.
+    Accepted,
+    /// A verified event of a type hookgate does not map: stored `ignored`.
+    Ignored,
+    /// A rejected request, logged for operators.
+    Rejected,
+}
+
+/// One row for the ingest log, built by the receive handler.
+#[derive(Debug, Clone)]
+pub struct NewIngest {
+    pub id: String,
+    pub kind: IngestKind,
+    pub received_at: i64,
+    pub connection_id: String,
+    pub provider: &'static str,
+    pub workspace: Option<String>,
+    pub http_status: i32,
+    pub event_id: Option<String>,
+    pub event_type: Option<String>,
+    pub reason: Option<String>,
+    pub client_addr: Option<String>,
+    pub path: String,
+    pub headers: String,
+    pub body: Bytes,
+    pub body_size: i64,
+    pub body_truncated: bool,
+    pub read_us: Option<i64>,
+    pub verify_us: Option<i64>,
+}
+
+/// What happened to one row of a committed batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// A new event was stored.
+    Stored,
+    /// The event id was stored before; the delivery was logged as a duplicate of `first_id`.
+    Duplicate { first_id: String },
+    /// A rejected request was logged.
+    Logged,
+}
+
+/// A connection as written to the database (secrets as a JSON array).
+#[derive(Debug)]
+pub struct ConnectionWrite<'a> {
+    pub id: &'a str,
+    pub provider: &'a str,
+    pub workspace: &'a str,
+    pub secrets: String,
+    pub tolerance_secs: Option<i64>,
+    pub allow_ips: String,
+    pub auth: Option<String>,
+    pub email_path: Option<&'a str>,
+    pub rate_limit_per_sec: Option<i64>,
+    pub rate_limit_burst: Option<i64>,
+    pub enabled: bool,
+    pub source: &'a str,
+    pub now_ms: i64,
+}
+
+/// Filters of `GET /admin/ingest` and `hookgate logs`.
+#[derive(Debug, Clone, Default)]
+pub struct IngestFilter {
+    pub connection: Option<String>,
+    pub provider: Option<String>,
+    pub outcome: Option<String>,
+    pub event_type: Option<String>,
+    pub status: Option<String>,
+    /// Newest first, strictly older than this id (the cursor).
+    pub before_id: Option<String>,
+    /// Oldest first, strictly newer than this id (`logs --follow`).
+    pub after_id: Option<String>,
+    pub limit: u32,
+}
+
+/// Calls the backend function `$f` with the reader pool (`read`) or the writer pool (`write`).
+macro_rules! dispatch {
+    (read $self:expr, $f:ident($($arg:expr),*)) => {
+        match $self {
+            Db::Sqlite { readers, .. } => sqlite::$f(readers $(, $arg)*).await,
+            Db::Postgres(pool) => postgres::$f(pool $(, $arg)*).await,
+        }
+    };
+    (write $self:expr, $f:ident($($arg:expr),*)) => {
+        match $self {
+            Db::Sqlite { writer, .. } => sqlite::$f(writer $(, $arg)*).await,
+            Db::Postgres(pool) => postgres::$f(pool $(, $arg)*).await,
+        }
+    };
+}
+
+impl Db {
+    /// Opens the database named by `url` (`sqlite:` or `postgres://`).
+    ///
+    /// # Errors
+    /// The database cannot be opened or reached.
+    pub async fn connect(url: &str, durability: Durability) -> Result<Db, sqlx::Error> {
+        if url.starts_with("sqlite:") {
+            let (readers, writer) = sqlite::open(url, durability).await?;
+            Ok(Db::Sqlite { readers, writer })
+        } else {
+            Ok(Db::Postgres(postgres::open(url).await?))
+        }
+    }
+
+    /// Connects to PostgreSQL with `search_path` set to `schema` (test isolation).
+    ///
+    /// # Errors
+    /// The server cannot be reached.
+    pub async fn connect_postgres_schema(url: &str, schema: &str) -> Result<Db, sqlx::Error> {
+        Ok(Db::Postgres(postgres::open_in_schema(url, schema).await?))
+    }
+
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            Db::Sqlite { .. } => "sqlite",
+            Db::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Applies the embedded migrations for this backend.
+    ///
+    /// # Errors
+    /// A migration fails or the recorded history differs from the embedded files.
+    pub async fn migrate(&self) -> Result<(), sqlx::migrate::MigrateError> {
+        match self {
+            Db::Sqlite { writer, .. } => sqlx::migrate!("migrations/sqlite").run(writer).await,
+            Db::Postgres(pool) => sqlx::migrate!("migrations/postgres").run(pool).await,
+        }
+    }
+
+    /// Writes a batch of ingest rows in one transaction.
+    ///
+    /// # Errors
+    /// Any database error: the whole batch is then not committed.
+    pub async fn write_batch(&self, rows: &[NewIngest]) -> Result<Vec<WriteOutcome>, sqlx::Error> {
+        match self {
+            Db::Sqlite { writer, .. } => {
+                sqlite::write_batch(&mut *writer.acquire().await?, rows).await
+            }
+            Db::Postgres(pool) => postgres::write_batch(&mut *pool.acquire().await?, rows).await,
+        }
+    }
+
+    /// Whether the store answers a query.
+    ///
+    /// # Errors
+    /// The store cannot be reached.
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        dispatch!(read self, ping())
+    }
+
+    /// Whether a write could commit now (`/readyz` after a failed batch).
+    ///
+    /// # Errors
+    /// The store cannot take a write.
+    pub async fn probe_write(&self) -> Result<(), sqlx::Error> {
+        dispatch!(write self, probe_write())
+    }
+
+    pub async fn list_connections(&self) -> Result<Vec<ConnectionRow>, sqlx::Error> {
+        dispatch!(read self, list_connections())
+    }
+
+    pub async fn get_connection(&self, id: &str) -> Result<Option<ConnectionRow>, sqlx::Error> {
+        dispatch!(read self, get_connection(id))
+    }
+
+    /// Inserts (or with `replace`, upserts) a connection; false when it existed and `replace` was
+    /// off.
+    pub async fn put_connection(
+        &self,
+        c: &ConnectionWrite<'_>,
+        replace: bool,
+    ) -> Result<bool, sqlx::Error> {
+        dispatch!(write self, put_connection(c, replace))
+    }
+
+    pub async fn set_enabled(
+        &self,
+        id: &str,
+        enabled: bool,
+        now_ms: i64,
+    ) -> Result<bool, sqlx::Error> {
+        dispatch!(write self, set_enabled(id, enabled, now_ms))
+    }
+
+    pub async fn set_secrets(
+        &self,
+        id: &str,
+        secrets_json: &str,
+        now_ms: i64,
+    ) -> Result<bool, sqlx::Error> {
+        dispatch!(write self, set_secrets(id, secrets_json, now_ms))
+    }
+
+    pub async fn delete_connection(&self, id: &str) -> Result<bool, sqlx::Error> {
+        dispatch!(write self, delete_connection(id))
+    }
+
+    pub async fn list_ingest(
+        &self,
+        filter: &IngestFilter,
+    ) -> Result<Vec<IngestSummary>, sqlx::Error> {
+        dispatch!(read self, list_ingest(filter))
+    }
+
+    pub async fn get_ingest(&self, id: &str) -> Result<Option<IngestRow>, sqlx::Error> {
+        dispatch!(read self, get_ingest(id))
+    }
+
+    /// How many stored (accepted or ignored) events carry this id on this connection: 0 or 1.
+    pub async fn count_stored(
+        &self,
+        connection_id: &str,
+        event_id: &str,
+    ) -> Result<i64, sqlx::Error> {
+        dispatch!(read self, count_stored(connection_id, event_id))
+    }
+
+    /// Closes every pooled connection.
+    pub async fn close(&self) {
+        match self {
+            Db::Sqlite { readers, writer } => {
+                writer.close().await;
+                readers.close().await;
+            }
+            Db::Postgres(pool) => pool.close().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// The two migration directories must list the same versions and names.
+    #[test]
+    fn migrations_are_in_lockstep() {
+        let list = |dir: &str| {
+            let mut names: Vec<String> =
+                std::fs::read_dir(format!("{}/migrations/{dir}", env!("CARGO_MANIFEST_DIR")))
+                    .expect("migrations dir")
+                    .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                    .collect();
+            names.sort();
+            names
+        };
+        let sqlite = list("sqlite");
+        assert!(!sqlite.is_empty());
+        assert_eq!(sqlite, list("postgres"));
+    }
+}

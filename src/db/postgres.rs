@@ -1,0 +1,43 @@
+//! The PostgreSQL backend: one pool; the group-commit writer takes its own connection from it.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+crate::db::store::store_queries!(sqlx::Postgres);
+
+/// Connects a pool to `url`.
+///
+/// # Errors
+/// The server cannot be reached or refuses the login.
+pub async fn open(url: &str) -> Result<PgPool, sqlx::Error> {
+    let options = PgConnectOptions::from_str(url)?;
+    PgPoolOptions::new()
+        .max_connections(16)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+}
+
+/// Connects with a `search_path`, so tests can isolate themselves in a schema.
+///
+/// # Errors
+/// As [`open`].
+pub async fn open_in_schema(url: &str, schema: &str) -> Result<PgPool, sqlx::Error> {
+    let options = PgConnectOptions::from_str(url)?.options([("search_path", schema)]);
+    PgPoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await
+}
+
+/// PostgreSQL accepts writes whenever it answers; a round trip on a pooled connection proves it.
+///
+/// # Errors
+/// The server cannot be reached.
+pub async fn probe_write(pool: &PgPool) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
+}

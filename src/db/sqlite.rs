@@ -1,0 +1,57 @@
+//! The SQLite backend: a WAL database with one dedicated writer connection (SQLite has one writer
+//! at a time, so the group-commit writer owns it) and a small pool of readers.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::SqlitePool;
+
+use crate::config::Durability;
+
+crate::db::store::store_queries!(sqlx::Sqlite);
+
+/// Opens (creating if missing) the database at `url`.
+///
+/// # Errors
+/// The file cannot be opened or created.
+pub async fn open(
+    url: &str,
+    durability: Durability,
+) -> Result<(SqlitePool, SqlitePool), sqlx::Error> {
+    let options = SqliteConnectOptions::from_str(url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(match durability {
+            Durability::Full => SqliteSynchronous::Full,
+            Durability::Normal => SqliteSynchronous::Normal,
+        })
+        .busy_timeout(Duration::from_secs(5))
+        .foreign_keys(true);
+    // One writer connection: every write goes through it, so SQLite never sees two writers of
+    // ours contend for the lock (other processes, like the CLI, wait on the busy timeout).
+    let writer = SqlitePoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options.clone())
+        .await?;
+    let readers = SqlitePoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await?;
+    Ok((readers, writer))
+}
+
+/// Takes and releases the write lock: proves a write could commit now.
+///
+/// # Errors
+/// The lock cannot be taken (busy past the timeout, read-only, I/O error).
+pub async fn probe_write(writer: &SqlitePool) -> Result<(), sqlx::Error> {
+    let mut conn = writer.acquire().await?;
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+    sqlx::query("ROLLBACK")
+        .execute(&mut *conn)
+        .await
+        .map(|_| ())
+}

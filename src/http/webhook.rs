@@ -1,0 +1,427 @@
+//! `POST /integrations/<provider>/webhook/<connection_id>`: the receive path.
+//!
+//! Order of work (SPEC §2): connection (404) → allowlist (403) → rate limit (429) → body up to
+//! `max_body_bytes` (413) → verify the raw bytes (401) → identify event id and type (400) →
+//! group-committed insert, deduplicated by the unique index → answer. Nothing is normalized
+//! before the answer, and nothing gets a 2xx before its row is committed.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use bytes::Bytes;
+use hookgate_providers::{AuthMode, ProviderId, Request, VerifyOptions};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use ipnet::IpNet;
+
+use crate::connections::Live;
+use crate::db::{IngestKind, NewIngest, WriteOutcome};
+use crate::error::AppError;
+use crate::metrics::{FailureLabels, ProviderLabels, RequestLabels};
+use crate::AppState;
+
+/// How much of a rejected request's body the ingest log keeps.
+pub const REJECT_BODY_PREFIX: usize = 4096;
+/// How long a handler waits for its batch to commit before answering 503.
+const STORE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Headers whose values carry secrets (plus a connection's own `header:<Name>`).
+const SECRET_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "x-api-key",
+    "api-key",
+    "x-auth-token",
+];
+
+/// What the log row needs to know about the request, gathered as the handler goes.
+struct Delivery<'a> {
+    state: &'a AppState,
+    provider: ProviderId,
+    connection_id: String,
+    live: Option<Arc<Live>>,
+    received_at: i64,
+    started: Instant,
+    client: IpAddr,
+    uri: &'a Uri,
+    headers: &'a HeaderMap,
+}
+
+impl Delivery<'_> {
+    fn auth_mode(&self) -> Option<&AuthMode> {
+        self.live.as_ref().and_then(|l| l.spec.auth.as_ref())
+    }
+
+    fn row(&self, kind: IngestKind, http_status: u16, body: Bytes, body_size: usize) -> NewIngest {
+        NewIngest {
+            id: ulid::Ulid::new().to_string(),
+            kind,
+            received_at: self.received_at,
+            connection_id: self.connection_id.clone(),
+            provider: self.provider.as_str(),
+            workspace: self.live.as_ref().map(|l| l.spec.workspace.clone()),
+            http_status: i32::from(http_status),
+            event_id: None,
+            event_type: None,
+            reason: None,
+            client_addr: Some(self.client.to_string()),
+            path: redacted_path(self.uri, self.auth_mode()),
+            headers: redacted_headers(self.headers, self.auth_mode()),
+            body,
+            body_size: i64::try_from(body_size).unwrap_or(i64::MAX),
+            body_truncated: false,
+            read_us: None,
+            verify_us: None,
+        }
+    }
+
+    /// Logs a rejected request (without waiting for the commit) and answers it.
+    fn reject(&self, error: AppError, body: Option<&Bytes>) -> Response {
+        let code = error.code();
+        let reason = match &error {
+            AppError::Unauthorized(e) => {
+                self.state
+                    .metrics
+                    .verification_failures
+                    .get_or_create(&FailureLabels {
+                        provider: self.provider.as_str(),
+                        reason: e.code(),
+                    })
+                    .inc();
+                format!("{}: {e}", e.code())
+            }
+            AppError::BadPayload(e) => format!("{}: {e}", e.code()),
+            _ => code.to_owned(),
+        };
+        let response = error.into_response();
+        let status = response.status().as_u16();
+        let (prefix, size) = match body {
+            Some(b) => (b.slice(..b.len().min(REJECT_BODY_PREFIX)), b.len()),
+            None => (Bytes::new(), content_length(self.headers).unwrap_or(0)),
+        };
+        let truncated = prefix.len() < size;
+        let mut row = self.row(IngestKind::Rejected, status, prefix, size);
+        row.body_truncated = truncated;
+        row.reason = Some(reason);
+        tracing::info!(
+            provider = self.provider.as_str(),
+            connection = %self.connection_id,
+            client = %self.client,
+            status,
+            reason = row.reason.as_deref().unwrap_or(""),
+            "webhook rejected"
+        );
+        self.state.writer.log(row);
+        self.count("rejected", status);
+        response
+    }
+
+    fn count(&self, outcome: &'static str, status: u16) {
+        self.state
+            .metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                provider: self.provider.as_str(),
+                outcome,
+                status,
+            })
+            .inc();
+    }
+}
+
+/// The receive handler.
+pub async fn receive(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    path: Result<Path<(String, String)>, axum::extract::rejection::PathRejection>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let received_at = crate::now_ms();
+    let Ok(Path((provider, connection_id))) = path else {
+        return AppError::NotFound.into_response();
+    };
+    let Ok(provider) = provider.parse::<ProviderId>() else {
+        state
+            .metrics
+            .requests
+            .get_or_create(&RequestLabels {
+                provider: "unknown",
+                outcome: "rejected",
+                status: 404,
+            })
+            .inc();
+        return AppError::NotFound.into_response();
+    };
+    let live = state.registry.get(&connection_id);
+    let client = client_addr(peer, &headers, &state.config.trusted_proxies);
+    let mut d = Delivery {
+        state: &state,
+        provider,
+        connection_id,
+        live: None,
+        received_at,
+        started,
+        client,
+        uri: &uri,
+        headers: &headers,
+    };
+    let live = match live {
+        Some(live) if live.spec.provider == provider && live.spec.enabled => live,
+        _ => {
+            // Log only ids that could be real, so random probing cannot fill the log with junk.
+            if crate::config::valid_connection_id(&d.connection_id) {
+                return d.reject(AppError::NotFound, None);
+            }
+            d.count("rejected", 404);
+            return AppError::NotFound.into_response();
+        }
+    };
+    d.live = Some(Arc::clone(&live));
+    if !live.allows(client) {
+        return d.reject(AppError::IpNotAllowed, None);
+    }
+    if let Err(retry_after_secs) = live.take() {
+        return d.reject(AppError::RateLimited { retry_after_secs }, None);
+    }
+    let body = match read_body(
+        body,
+        &headers,
+        state.config.max_body_bytes,
+        state.config.body_timeout_secs,
+    )
+    .await
+    {
+        Ok(body) => body,
+        Err(error) => return d.reject(error, None),
+    };
+    let read_us = micros(started.elapsed());
+    let adapter = provider.adapter();
+    let request = Request {
+        headers: &headers,
+        body: &body,
+        query: uri.query(),
+    };
+    let options = VerifyOptions {
+        now_ms: received_at,
+        tolerance_secs: live.spec.tolerance_secs,
+        auth: live.spec.auth.as_ref(),
+    };
+    let verified = match adapter.verify(&request, &live.spec.secrets, &options) {
+        Ok(v) => v,
+        Err(e) => return d.reject(AppError::Unauthorized(e), Some(&body)),
+    };
+    let meta = match adapter.identify(&verified) {
+        Ok(meta) => meta,
+        Err(e) => return d.reject(AppError::BadPayload(e), Some(&body)),
+    };
+    let verify_us = micros(started.elapsed()) - read_us;
+    let kind = if meta.mapped {
+        IngestKind::Accepted
+    } else {
+        IngestKind::Ignored
+    };
+    let size = body.len();
+    let mut row = d.row(kind, 200, body, size);
+    row.event_id = Some(meta.event_id.clone());
+    row.event_type = Some(meta.event_type.clone());
+    row.read_us = Some(read_us);
+    row.verify_us = Some(verify_us);
+    let id = row.id.clone();
+    let outcome = tokio::time::timeout(STORE_TIMEOUT, state.writer.store(row)).await;
+    let (status, answer_id) = match outcome {
+        Ok(Ok(WriteOutcome::Stored)) => (if meta.mapped { "accepted" } else { "ignored" }, id),
+        Ok(Ok(WriteOutcome::Duplicate { first_id })) => ("duplicate", first_id),
+        Ok(Ok(WriteOutcome::Logged)) | Ok(Err(_)) | Err(_) => {
+            let error = AppError::StoreUnavailable {
+                brevo: provider == ProviderId::Brevo,
+            };
+            let response = error.into_response();
+            tracing::warn!(
+                provider = provider.as_str(),
+                connection = %d.connection_id,
+                provider_event_id = %meta.event_id,
+                "store unavailable; answered {}",
+                response.status().as_u16()
+            );
+            d.count("rejected", response.status().as_u16());
+            return response;
+        }
+    };
+    tracing::debug!(
+        provider = provider.as_str(),
+        connection = %d.connection_id,
+        provider_event_id = %meta.event_id,
+        event_type = %meta.event_type,
+        outcome = status,
+        "webhook stored"
+    );
+    d.count(status, 200);
+    state
+        .metrics
+        .ingest_latency
+        .get_or_create(&ProviderLabels {
+            provider: provider.as_str(),
+        })
+        .observe(d.started.elapsed().as_secs_f64());
+    Json(serde_json::json!({ "status": status, "id": answer_id })).into_response()
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+fn content_length(headers: &HeaderMap) -> Option<usize> {
+    headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Reads the body up to `limit` bytes: a declared length over the limit is refused before reading,
+/// and a chunked body is cut off as soon as it passes the limit, so nothing unbounded is buffered.
+async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+    timeout_secs: u64,
+) -> Result<Bytes, AppError> {
+    if content_length(headers).is_some_and(|len| len > limit) {
+        return Err(AppError::BodyTooLarge);
+    }
+    let collect = Limited::new(body, limit).collect();
+    match tokio::time::timeout(Duration::from_secs(timeout_secs), collect).await {
+        Err(_) => Err(AppError::BodyTimeout),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(AppError::BodyTooLarge),
+        Ok(Err(_)) => Err(AppError::BodyRead),
+    }
+}
+
+/// The address allowlists check: the TCP peer, or when the peer is a trusted proxy, the
+/// right-most `X-Forwarded-For` hop that is not itself a trusted proxy.
+pub fn client_addr(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let peer_ip = peer.ip();
+    if !is_trusted(&peer_ip) {
+        return peer_ip;
+    }
+    let mut hops: Vec<IpAddr> = Vec::new();
+    for value in headers.get_all("x-forwarded-for") {
+        let Ok(text) = value.to_str() else {
+            return peer_ip;
+        };
+        for hop in text.split(',') {
+            match hop.trim().parse::<IpAddr>() {
+                Ok(ip) => hops.push(ip),
+                // A garbled chain cannot be trusted past this point; fall back to the peer.
+                Err(_) => return peer_ip,
+            }
+        }
+    }
+    hops.into_iter()
+        .rev()
+        .find(|ip| !is_trusted(ip))
+        .unwrap_or(peer_ip)
+}
+
+/// The request headers as `[[name, value], ...]` JSON with secret-bearing values redacted.
+pub fn redacted_headers(headers: &HeaderMap, auth: Option<&AuthMode>) -> String {
+    let custom = match auth {
+        Some(AuthMode::Header(name)) => Some(name),
+        _ => None,
+    };
+    let pairs: Vec<[String; 2]> = headers
+        .iter()
+        .map(|(name, value)| {
+            let secret = SECRET_HEADERS.contains(&name.as_str()) || custom == Some(name);
+            let value = if secret {
+                "[redacted]".to_owned()
+            } else {
+                String::from_utf8_lossy(value.as_bytes()).into_owned()
+            };
+            [name.as_str().to_owned(), value]
+        })
+        .collect();
+    serde_json::to_string(&pairs).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// The path and query with a `query:<param>` secret's value redacted.
+pub fn redacted_path(uri: &Uri, auth: Option<&AuthMode>) -> String {
+    let path = uri.path();
+    let Some(query) = uri.query() else {
+        return path.to_owned();
+    };
+    let param = match auth {
+        Some(AuthMode::Query(p)) => Some(p.as_str()),
+        _ => None,
+    };
+    let parts: Vec<String> = query
+        .split('&')
+        .map(|pair| {
+            let key = pair.split_once('=').map_or(pair, |(k, _)| k);
+            if Some(key) == param
+                || ["token", "secret", "key", "api_key", "access_token"].contains(&key)
+            {
+                format!("{key}=[redacted]")
+            } else {
+                pair.to_owned()
+            }
+        })
+        .collect();
+    format!("{path}?{}", parts.join("&"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_for_uses_rightmost_untrusted_hop() {
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().expect("net")];
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            "1.2.3.4, 5.6.7.8, 10.0.0.2".parse().expect("v"),
+        );
+        let proxy: SocketAddr = "10.0.0.1:5000".parse().expect("addr");
+        assert_eq!(
+            client_addr(proxy, &headers, &trusted),
+            "5.6.7.8".parse::<IpAddr>().expect("ip")
+        );
+        let direct: SocketAddr = "9.9.9.9:5000".parse().expect("addr");
+        assert_eq!(client_addr(direct, &headers, &trusted), direct.ip());
+        headers.insert("x-forwarded-for", "1.2.3.4, junk".parse().expect("v"));
+        assert_eq!(client_addr(proxy, &headers, &trusted), proxy.ip());
+    }
+
+    #[test]
+    fn secrets_are_redacted() {
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", "Bearer topsecret".parse().expect("v"));
+        headers.insert("x-webhook-secret", "alsosecret".parse().expect("v"));
+        headers.insert("content-type", "application/json".parse().expect("v"));
+        let mode = AuthMode::Header("x-webhook-secret".parse().expect("name"));
+        let text = redacted_headers(&headers, Some(&mode));
+        assert!(
+            !text.contains("topsecret") && !text.contains("alsosecret"),
+            "{text}"
+        );
+        assert!(text.contains("application/json"));
+        let uri: Uri = "/integrations/supabase/webhook/x?sig=abc&t=1"
+            .parse()
+            .expect("uri");
+        let mode = AuthMode::Query("sig".into());
+        assert_eq!(
+            redacted_path(&uri, Some(&mode)),
+            "/integrations/supabase/webhook/x?sig=[redacted]&t=1"
+        );
+    }
+}

@@ -1,0 +1,145 @@
+//! The group-commit ingest writer.
+//!
+//! Handlers hand rows to one writer task through a channel. The writer takes whatever has queued
+//! up (up to [`MAX_BATCH`]), writes it in one transaction (one commit, so one fsync for the whole
+//! batch), then answers each waiting handler with its row's outcome. It commits as soon as it is
+//! free: under light load a batch is one row and nothing waits for a timer, under heavy load
+//! batches grow by themselves. A handler answers 2xx only after its reply says the batch
+//! committed; if the commit fails every row of the batch gets an error and its request 503.
+//!
+//! Rejected requests are logged through the same writer without waiting (`log`): when the queue
+//! is full they are dropped and counted rather than slowing down or blocking real deliveries.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::db::{Db, NewIngest, WriteOutcome};
+use crate::metrics::Metrics;
+
+/// The most rows one transaction carries.
+pub const MAX_BATCH: usize = 512;
+const QUEUE: usize = 16 * 1024;
+
+/// The store could not commit the row (the request must not get a 2xx).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the ingest store could not commit")]
+pub struct StoreUnavailable;
+
+struct Job {
+    row: NewIngest,
+    reply: Option<oneshot::Sender<Result<WriteOutcome, StoreUnavailable>>>,
+}
+
+/// Whether the last write succeeded (`/readyz` reports it).
+#[derive(Debug, Default)]
+pub struct StoreHealth {
+    failing: AtomicBool,
+    failures: AtomicU64,
+}
+
+impl StoreHealth {
+    pub fn writes_failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
+    }
+
+    pub fn failed_batches(&self) -> u64 {
+        self.failures.load(Ordering::Relaxed)
+    }
+}
+
+/// The handle handlers use; cloning is cheap.
+#[derive(Clone)]
+pub struct IngestWriter {
+    tx: mpsc::Sender<Job>,
+    health: Arc<StoreHealth>,
+    metrics: Arc<Metrics>,
+}
+
+impl IngestWriter {
+    /// Starts the writer task on `db`. It ends when every handle is dropped and the queue is empty.
+    pub fn spawn(db: Db, metrics: Arc<Metrics>) -> (Self, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let health = Arc::new(StoreHealth::default());
+        let task = tokio::spawn(run(db, rx, Arc::clone(&health), Arc::clone(&metrics)));
+        (
+            IngestWriter {
+                tx,
+                health,
+                metrics,
+            },
+            task,
+        )
+    }
+
+    pub fn health(&self) -> &StoreHealth {
+        &self.health
+    }
+
+    /// Queues `row` and waits until its batch is committed.
+    ///
+    /// # Errors
+    /// `StoreUnavailable` when the batch did not commit or the writer has stopped.
+    pub async fn store(&self, row: NewIngest) -> Result<WriteOutcome, StoreUnavailable> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Job {
+                row,
+                reply: Some(reply),
+            })
+            .await
+            .map_err(|_| StoreUnavailable)?;
+        answer.await.map_err(|_| StoreUnavailable)?
+    }
+
+    /// Queues a rejected request's log row without waiting; drops it if the queue is full.
+    pub fn log(&self, row: NewIngest) {
+        if self.tx.try_send(Job { row, reply: None }).is_err() {
+            self.metrics.ingest_log_dropped.inc();
+        }
+    }
+}
+
+async fn run(db: Db, mut rx: mpsc::Receiver<Job>, health: Arc<StoreHealth>, metrics: Arc<Metrics>) {
+    let mut rows = Vec::with_capacity(MAX_BATCH);
+    let mut replies = Vec::with_capacity(MAX_BATCH);
+    while let Some(first) = rx.recv().await {
+        rows.push(first.row);
+        replies.push(first.reply);
+        while rows.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => {
+                    rows.push(job.row);
+                    replies.push(job.reply);
+                }
+                Err(_) => break,
+            }
+        }
+        let started = Instant::now();
+        let result = db.write_batch(&rows).await;
+        metrics.observe_batch(rows.len(), started.elapsed());
+        match result {
+            Ok(outcomes) => {
+                health.failing.store(false, Ordering::Relaxed);
+                for (reply, outcome) in replies.drain(..).zip(outcomes) {
+                    if let Some(reply) = reply {
+                        // The handler may have gone (client disconnected); the row is stored anyway.
+                        let _ = reply.send(Ok(outcome));
+                    }
+                }
+            }
+            Err(error) => {
+                health.failing.store(true, Ordering::Relaxed);
+                health.failures.fetch_add(1, Ordering::Relaxed);
+                metrics.store_failures.inc();
+                tracing::error!(error = %error, rows = rows.len(), "ingest batch did not commit; answering 503");
+                for reply in replies.drain(..).flatten() {
+                    let _ = reply.send(Err(StoreUnavailable));
+                }
+            }
+        }
+        rows.clear();
+    }
+}

@@ -1,0 +1,190 @@
+//! hookgate: an inbound webhook gateway.
+//!
+//! Module map:
+//! - [`config`]: command line, environment and TOML file; the only reader of the environment.
+//! - [`error`]: `AppError`, the single status-code table.
+//! - [`http`]: router, receive handler, admin API, health and metrics, the accept loop.
+//! - [`ingest`]: the group-commit writer between handlers and the store.
+//! - [`connections`]: the in-memory connection registry (allowlists, rate limiters).
+//! - [`db`]: the `Db` facade over SQLite and PostgreSQL, and the migrations.
+//! - [`metrics`]: Prometheus metrics.
+//! - [`cli`]: the operator subcommands (`connections`, `logs`, `send`).
+//!
+//! Provider-specific code (signatures, event ids and types) lives in the pure
+//! `hookgate-providers` crate.
+
+pub mod cli;
+pub mod config;
+pub mod connections;
+pub mod db;
+pub mod error;
+pub mod http;
+pub mod ingest;
+pub mod metrics;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+use crate::connections::Registry;
+use crate::db::Db;
+use crate::ingest::IngestWriter;
+use crate::metrics::Metrics;
+
+pub use hookgate_providers as providers;
+
+/// How often connections are reloaded from the database (changes made by the CLI or another
+/// process show up within this time; admin API changes apply at once).
+pub const CONNECTION_REFRESH: Duration = Duration::from_secs(2);
+
+/// Shared state of one gateway instance; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+pub struct Inner {
+    pub config: Config,
+    pub db: Db,
+    pub registry: Registry,
+    pub writer: IngestWriter,
+    pub metrics: Arc<Metrics>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+
+    fn deref(&self) -> &Inner {
+        &self.inner
+    }
+}
+
+/// A started gateway: its state and its background tasks.
+pub struct Gateway {
+    pub state: AppState,
+    writer_task: JoinHandle<()>,
+    refresh_task: JoinHandle<()>,
+}
+
+/// The router for `state` (what tests and `serve` use).
+pub fn app(state: AppState) -> axum::Router {
+    http::router(state)
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl Gateway {
+    /// Connects the store, applies migrations (unless disabled), upserts the config file's
+    /// connections, loads the registry and starts the writer.
+    ///
+    /// # Errors
+    /// The store cannot be opened, migrated or written.
+    pub async fn start(config: Config) -> anyhow::Result<Gateway> {
+        let db = Db::connect(&config.database_url, config.durability)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot open the database {}",
+                    config::redact_url(&config.database_url)
+                )
+            })?;
+        Self::start_with_db(config, db).await
+    }
+
+    /// As [`Gateway::start`] with an already connected store (tests isolate PostgreSQL schemas).
+    ///
+    /// # Errors
+    /// As [`Gateway::start`].
+    pub async fn start_with_db(config: Config, db: Db) -> anyhow::Result<Gateway> {
+        if config.migrate {
+            db.migrate()
+                .await
+                .context("cannot apply database migrations")?;
+        }
+        let now = now_ms();
+        for spec in &config.connections {
+            connections::save(&db, spec, "config", true, now)
+                .await
+                .with_context(|| {
+                    format!("cannot store connection {:?} from the config file", spec.id)
+                })?;
+        }
+        let registry = Registry::new((config.rate_limit_per_sec, config.rate_limit_burst));
+        registry
+            .reload(&db)
+            .await
+            .context("cannot load connections")?;
+        let metrics = Arc::new(Metrics::new());
+        let (writer, writer_task) = IngestWriter::spawn(db.clone(), Arc::clone(&metrics));
+        let state = AppState {
+            inner: Arc::new(Inner {
+                config,
+                db,
+                registry,
+                writer,
+                metrics,
+            }),
+        };
+        let weak = Arc::downgrade(&state.inner);
+        let refresh_task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(CONNECTION_REFRESH).await;
+                let Some(inner) = weak.upgrade() else { break };
+                if let Err(error) = inner.registry.reload(&inner.db).await {
+                    tracing::warn!(error = %error, "could not reload connections; keeping the previous ones");
+                }
+            }
+        });
+        Ok(Gateway {
+            state,
+            writer_task,
+            refresh_task,
+        })
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then drains: in-flight requests finish,
+    /// the writer commits what is queued, and the store is closed.
+    ///
+    /// # Errors
+    /// The listener fails.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let header_timeout = Duration::from_secs(self.state.config.header_timeout_secs);
+        let router = app(self.state.clone());
+        let result = http::serve::serve(listener, router, header_timeout, shutdown).await;
+        self.shutdown().await;
+        result
+    }
+
+    /// Stops the background tasks after the writer has committed everything queued.
+    pub async fn shutdown(self) {
+        let Gateway {
+            state,
+            writer_task,
+            refresh_task,
+        } = self;
+        refresh_task.abort();
+        let db = state.db.clone();
+        drop(state);
+        // The writer ends once the last handle (held by the state) is gone and its queue is empty.
+        if tokio::time::timeout(Duration::from_secs(30), writer_task)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the ingest writer did not finish within 30 s");
+        }
+        db.close().await;
+    }
+}

@@ -1,0 +1,128 @@
+//! The `hookgate` binary: parse the command line, set up logging, run the subcommand.
+
+use anyhow::Context;
+use clap::Parser;
+use hookgate::config::{Cli, Command, Config, ServeArgs};
+use hookgate::db::Db;
+use hookgate::Gateway;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("hookgate: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(mut cli: Cli) -> anyhow::Result<()> {
+    let command = cli
+        .command
+        .take()
+        .unwrap_or(Command::Serve(ServeArgs::default()));
+    match command {
+        Command::Serve(args) => serve(&cli, &args).await,
+        Command::PrintConfig(args) => {
+            let config = Config::load(&cli, &args)?;
+            println!("{config:#?}");
+            Ok(())
+        }
+        Command::Migrate => {
+            let db = open(&cli).await?;
+            db.migrate().await.context("migration failed")?;
+            println!("migrations applied to the {} database", db.backend_name());
+            Ok(())
+        }
+        Command::Connections(command) => {
+            let db = open(&cli).await?;
+            db.migrate().await.context("migration failed")?;
+            hookgate::cli::connections_command(&db, command).await
+        }
+        Command::Logs(args) => {
+            let db = open(&cli).await?;
+            hookgate::cli::logs(&db, args).await
+        }
+        Command::Send(args) => hookgate::cli::send(args).await,
+    }
+}
+
+/// Opens the database for a CLI subcommand (the file's `database_url` applies too).
+async fn open(cli: &Cli) -> anyhow::Result<Db> {
+    let config = Config::load(cli, &ServeArgs::default())?;
+    Db::connect(&config.database_url, config.durability)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the database {}",
+                hookgate::config::redact_url(&config.database_url)
+            )
+        })
+}
+
+async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
+    let config = Config::load(cli, args)?;
+    let listen = config.listen;
+    let has_admin = config.admin_token.is_some();
+    let gateway = Gateway::start(config).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let local = listener.local_addr()?;
+    let state = &gateway.state;
+    tracing::info!(
+        listen = %local,
+        store = state.db.backend_name(),
+        connections = state.registry.len(),
+        "hookgate is listening"
+    );
+    for row in state.db.list_connections().await? {
+        tracing::info!(
+            connection = %row.id,
+            provider = %row.provider,
+            enabled = row.enabled,
+            "receive URL http://{local}/integrations/{}/webhook/{}",
+            row.provider,
+            row.id
+        );
+    }
+    if !has_admin {
+        tracing::warn!(
+            "no admin_token configured: the admin API answers 401 (set HOOKGATE_ADMIN_TOKEN)"
+        );
+    }
+    gateway.serve(listener, shutdown_signal()).await?;
+    tracing::info!("hookgate stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+    tracing::info!("shutting down: finishing open requests");
+}

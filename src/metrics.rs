@@ -1,0 +1,129 @@
+//! Prometheus metrics (`GET /metrics`), one registry per gateway instance.
+//!
+//! Label values are bounded: providers come from the closed `ProviderId` list (or `unknown`),
+//! outcomes and reasons are stable codes.
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub provider: &'static str,
+    pub outcome: &'static str,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailureLabels {
+    pub provider: &'static str,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderLabels {
+    pub provider: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub verification_failures: Family<FailureLabels, Counter>,
+    pub ingest_latency: Family<ProviderLabels, Histogram>,
+    pub batch_size: Histogram,
+    pub batch_commit: Histogram,
+    pub store_failures: Counter,
+    pub ingest_log_dropped: Counter,
+}
+
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    [
+        0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ]
+    .into_iter()
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("hookgate");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "webhook_requests",
+            "Receive requests by provider, outcome (accepted, duplicate, ignored, rejected) and HTTP status",
+            requests.clone(),
+        );
+        let verification_failures = Family::<FailureLabels, Counter>::default();
+        registry.register(
+            "verification_failures",
+            "Requests that failed authentication, by provider and reason code",
+            verification_failures.clone(),
+        );
+        let ingest_latency = Family::<ProviderLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(latency_buckets())
+        });
+        registry.register(
+            "ingest_latency_seconds",
+            "Time from request start to the answer of stored deliveries, by provider",
+            ingest_latency.clone(),
+        );
+        let batch_size =
+            Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0]);
+        registry.register(
+            "ingest_batch_rows",
+            "Rows per group commit",
+            batch_size.clone(),
+        );
+        let batch_commit = Histogram::new(latency_buckets());
+        registry.register(
+            "ingest_batch_commit_seconds",
+            "Time to write and commit one batch",
+            batch_commit.clone(),
+        );
+        let store_failures = Counter::default();
+        registry.register(
+            "ingest_store_failures",
+            "Batches that failed to commit",
+            store_failures.clone(),
+        );
+        let ingest_log_dropped = Counter::default();
+        registry.register(
+            "ingest_log_dropped",
+            "Rejected-request log rows dropped because the writer queue was full",
+            ingest_log_dropped.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            verification_failures,
+            ingest_latency,
+            batch_size,
+            batch_commit,
+            store_failures,
+            ingest_log_dropped,
+        }
+    }
+
+    pub fn observe_batch(&self, rows: usize, took: Duration) {
+        self.batch_size.observe(rows as f64);
+        self.batch_commit.observe(took.as_secs_f64());
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
