@@ -278,6 +278,67 @@ pub struct EventMeta {
     pub mapped: bool,
 }
 
+/// Per-connection settings normalization needs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NormalizeContext<'a> {
+    /// Supabase: dot path of the contact email in the payload (default `record.email`, and
+    /// `old_record.email` for DELETE).
+    pub email_path: Option<&'a str>,
+}
+
+/// How an event identifies its contact.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Identity {
+    /// The contact's email as the payload gives it (the pipeline trims and lower-cases it).
+    pub email: Option<String>,
+    /// `(<provider>_*_id field, value)` pairs that identify the contact when there is no email
+    /// (or that a later email-less event will be resolved by), most specific first.
+    pub ids: Vec<(String, String)>,
+}
+
+/// What an event changes on its contact.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct ContactUpdate {
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    /// `Some(false)` for unsubscribes, hard bounces, spam complaints; `Some(true)` for opt-ins.
+    pub subscribed: Option<bool>,
+    /// Custom fields, each key `<provider>_<snake_case_name>`, values JSON scalars (string,
+    /// number, boolean). Provider ids are strings of their exact digits.
+    pub fields: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+/// One normalized event: what the pipeline turns into a contact upsert and a trigger fire.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NormalizedEvent {
+    /// The dedupe key of this event: the ingest event id, or for an element of a Brevo batch,
+    /// that element's own key (`sha256:<hex>` of its canonical JSON).
+    pub event_id: String,
+    /// The provider's own type name; the trigger id is `<provider>.<event_type>`.
+    pub event_type: String,
+    /// When the provider says the event happened (Unix ms), used so that an older event never
+    /// overwrites a value written by a newer one. `None` when the payload carries no time.
+    pub occurred_at_ms: Option<i64>,
+    pub identity: Identity,
+    pub contact: ContactUpdate,
+    /// Extra fields for the trigger fire's payload only (not stored on the contact), e.g. an
+    /// invoice amount. Keys `<provider>_*`, JSON scalars.
+    pub event_fields: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+/// Why a verified event could not be normalized.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NormalizeError {
+    /// hookgate does not map this event type (the event is `ignored`).
+    #[error("event type {0:?} is not mapped")]
+    Unsupported(String),
+    #[error("the body is not valid JSON: {0}")]
+    InvalidJson(String),
+    /// A field the mapping needs is missing or has the wrong type.
+    #[error("unexpected payload: {0}")]
+    UnexpectedShape(String),
+}
+
 /// Why a request is not authentic. Every variant has a stable code for the 401 body.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
