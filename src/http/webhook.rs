@@ -98,7 +98,12 @@ impl Delivery<'_> {
             AppError::BadPayload(e) => format!("{}: {e}", e.code()),
             _ => code.to_owned(),
         };
-        let response = error.into_response();
+        let mut response = error.into_response();
+        if body.is_none() {
+            // The body was not read: the connection cannot be reused for another request, so
+            // say so rather than let a client pool a connection the server is about to close.
+            response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+        }
         let status = response.status().as_u16();
         let (prefix, size) = match body {
             Some(b) => (b.slice(..b.len().min(REJECT_BODY_PREFIX)), b.len()),

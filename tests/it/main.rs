@@ -1,0 +1,6 @@
+//! The integration suite: one binary, real stores, real HTTP over loopback.
+//! Scenarios that touch a store run on SQLite and, with `HOOKGATE_TEST_POSTGRES_URL`, again on
+//! PostgreSQL (see `support::backend_tests!`).
+
+mod support;
+mod webhooks;

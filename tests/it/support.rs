@@ -1,0 +1,350 @@
+//! Test support: a real gateway served over loopback HTTP on a real store, per test.
+//!
+//! `Backend::Sqlite` uses a temporary database file; `Backend::Postgres` a fresh schema in the
+//! database named by `HOOKGATE_TEST_POSTGRES_URL` (old test schemas are dropped as new ones are
+//! made). When that variable is set and the server cannot be reached, tests fail: they never
+//! skip silently. `backend_tests!` turns one scenario into a `sqlite` and a `postgres` test.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hookgate::config::{Config, ConnectionSpec};
+use hookgate::db::Db;
+use hookgate::providers::{AuthMode, ProviderId, Secret, SignOptions};
+use hookgate::Gateway;
+use reqwest::StatusCode;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Sqlite,
+    Postgres(String),
+}
+
+impl Backend {
+    /// The PostgreSQL backend if `HOOKGATE_TEST_POSTGRES_URL` is set.
+    pub fn postgres() -> Option<Backend> {
+        #[expect(clippy::disallowed_methods, reason = "tests read their own settings")]
+        let url = std::env::var("HOOKGATE_TEST_POSTGRES_URL").ok()?;
+        Some(Backend::Postgres(url))
+    }
+}
+
+/// Generates `mod <name> { sqlite, postgres }` tests calling `<name>(backend)`.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::support::Backend::Sqlite).await;
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    // Without HOOKGATE_TEST_POSTGRES_URL the PostgreSQL half does not run;
+                    // scripts/test says so plainly. With it set, an unreachable server fails.
+                    if let Some(backend) = $crate::support::Backend::postgres() {
+                        super::$name(backend).await;
+                    }
+                }
+            }
+        )*
+    };
+}
+
+/// A store for one test, and what is needed to reopen it.
+pub struct TestStore {
+    pub db: Db,
+    /// For SQLite: the database URL; for PostgreSQL: the server URL and schema.
+    pub url: String,
+    pub schema: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestStore {
+    pub async fn new(backend: &Backend) -> TestStore {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!("sqlite://{}", dir.path().join("hookgate.db").display());
+                let db = Db::connect(&url, hookgate::config::Durability::Full).await.expect("open sqlite");
+                TestStore { db, url, schema: None, _dir: Some(dir) }
+            }
+            Backend::Postgres(url) => {
+                let schema = new_pg_schema(url).await;
+                let db = Db::connect_postgres_schema(url, &schema).await.unwrap_or_else(|e| {
+                    panic!("HOOKGATE_TEST_POSTGRES_URL is set but PostgreSQL cannot be reached: {e}")
+                });
+                TestStore { db, url: url.clone(), schema: Some(schema), _dir: None }
+            }
+        }
+    }
+
+    /// The SQLite file path (SQLite stores only).
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        self.url.strip_prefix("sqlite://").map(PathBuf::from)
+    }
+
+    /// A URL the `hookgate` binary can use for this store.
+    pub fn binary_url(&self) -> String {
+        match &self.schema {
+            None => self.url.clone(),
+            Some(schema) => {
+                let sep = if self.url.contains('?') { '&' } else { '?' };
+                format!("{}{sep}options=-c%20search_path%3D{schema}", self.url)
+            }
+        }
+    }
+}
+
+/// Creates a fresh schema, dropping test schemas older than an hour.
+pub async fn new_pg_schema(url: &str) -> String {
+    use sqlx::Connection as _;
+    let mut conn = sqlx::PgConnection::connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("HOOKGATE_TEST_POSTGRES_URL is set but PostgreSQL cannot be reached: {e}"));
+    let schema = format!("hg_test_{}", ulid::Ulid::new().to_string().to_lowercase());
+    let old: Vec<String> = sqlx::query_scalar("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'hg\\_test\\_%'")
+        .fetch_all(&mut conn)
+        .await
+        .expect("list schemas");
+    let hour_ago = ulid::Ulid::from_parts(
+        u64::try_from(hookgate::now_ms() - 3_600_000).expect("positive"),
+        0,
+    );
+    for name in old {
+        let Ok(id) = ulid::Ulid::from_string(&name["hg_test_".len()..].to_uppercase()) else { continue };
+        if id < hour_ago {
+            let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE")).execute(&mut conn).await;
+        }
+    }
+    sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&mut conn).await.expect("create schema");
+    conn.close().await.ok();
+    schema
+}
+
+/// A running gateway.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub store: TestStore,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Builder for [`TestApp`].
+pub struct TestAppBuilder {
+    backend: Backend,
+    config: Config,
+}
+
+impl TestApp {
+    pub fn builder(backend: Backend) -> TestAppBuilder {
+        let mut config = Config::for_database("unused");
+        config.admin_token = Some(Secret::new(ADMIN_TOKEN));
+        config.header_timeout_secs = 2;
+        config.body_timeout_secs = 2;
+        TestAppBuilder { backend, config }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn receive_url(&self, provider: ProviderId, connection: &str) -> String {
+        self.url(&format!("/integrations/{provider}/webhook/{connection}"))
+    }
+
+    /// Signs `body` for `provider` with `secret` and posts it to `connection`.
+    pub async fn deliver(&self, provider: ProviderId, connection: &str, body: &[u8], secret: &str, options: SignOptions) -> Delivered {
+        let signed = provider.adapter().sign(body, &Secret::new(secret), &options).expect("sign");
+        let mut url = self.receive_url(provider, connection);
+        if let Some(q) = signed.query {
+            url = format!("{url}?{q}");
+        }
+        let mut request = self.client.post(url).header("content-type", "application/json").body(body.to_vec());
+        for (name, value) in signed.headers {
+            request = request.header(name, value);
+        }
+        Delivered::read(request.send().await.expect("request")).await
+    }
+
+    pub async fn admin_get(&self, path: &str) -> Delivered {
+        let response = self.client.get(self.url(path)).bearer_auth(ADMIN_TOKEN).send().await.expect("request");
+        Delivered::read(response).await
+    }
+
+    /// Polls `GET path` (an ingest list) until `done(items)` holds, for up to 5 s: rejected
+    /// requests are logged without waiting for the commit, so a reader may briefly lag.
+    pub async fn ingest_until(&self, path: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let items = self.admin_get(path).await.json()["items"].as_array().cloned().unwrap_or_default();
+            if done(&items) || std::time::Instant::now() > deadline {
+                return items;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn admin_post(&self, path: &str, body: Value) -> Delivered {
+        let response = self.client.post(self.url(path)).bearer_auth(ADMIN_TOKEN).json(&body).send().await.expect("request");
+        Delivered::read(response).await
+    }
+
+    /// Stops the server and waits until the writer has committed everything.
+    pub async fn stop(mut self) -> TestStore {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(40), server).await;
+        }
+        let store = std::mem::replace(&mut self.store, TestStore { db: dummy_db(), url: String::new(), schema: None, _dir: None });
+        store
+    }
+}
+
+fn dummy_db() -> Db {
+    Db::Sqlite {
+        readers: sqlx::SqlitePool::connect_lazy("sqlite::memory:").expect("lazy pool"),
+        writer: sqlx::SqlitePool::connect_lazy("sqlite::memory:").expect("lazy pool"),
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl TestAppBuilder {
+    pub fn config(mut self, f: impl FnOnce(&mut Config)) -> Self {
+        f(&mut self.config);
+        self
+    }
+
+    /// Adds a connection with default settings.
+    pub fn connection(self, id: &str, provider: ProviderId, secrets: &[&str]) -> Self {
+        self.connection_with(id, provider, secrets, |_| {})
+    }
+
+    /// Adds a connection and lets `f` adjust it before validation.
+    pub fn connection_with(mut self, id: &str, provider: ProviderId, secrets: &[&str], f: impl FnOnce(&mut ConnectionSpec)) -> Self {
+        let mut spec = ConnectionSpec::build(
+            id,
+            provider,
+            None,
+            secrets.iter().map(|s| (*s).to_owned()).collect(),
+            None,
+            Vec::new(),
+            None,
+            None,
+            None,
+            None,
+            true,
+        )
+        .expect("valid connection");
+        f(&mut spec);
+        self.config.connections.push(spec);
+        self
+    }
+
+    pub async fn start(self) -> TestApp {
+        let store = TestStore::new(&self.backend).await;
+        Self::start_on(self.config, store).await
+    }
+
+    /// Starts on an existing store (restarts, or stores made to fail).
+    pub async fn start_on(config: Config, store: TestStore) -> TestApp {
+        let gateway = Gateway::start_with_db(config, store.db.clone()).await.expect("gateway starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let _ = gateway.serve(listener, async { let _ = rx.await; }).await;
+        });
+        TestApp {
+            addr,
+            base: format!("http://{addr}"),
+            client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client"),
+            store,
+            shutdown: Some(tx),
+            server: Some(server),
+        }
+    }
+
+    pub fn into_config(self) -> Config {
+        self.config
+    }
+}
+
+/// A finished response, read whole.
+#[derive(Debug)]
+pub struct Delivered {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub text: String,
+}
+
+impl Delivered {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.text).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text))
+    }
+
+    #[track_caller]
+    pub fn assert_status(&self, expected: u16) -> &Self {
+        assert_eq!(self.status.as_u16(), expected, "body: {}", self.text);
+        self
+    }
+
+    /// Asserts a 200 with `{"status": outcome}` and returns the id.
+    #[track_caller]
+    pub fn assert_outcome(&self, outcome: &str) -> String {
+        self.assert_status(200);
+        let json = self.json();
+        assert_eq!(json["status"], outcome, "body: {}", self.text);
+        json["id"].as_str().expect("id").to_owned()
+    }
+
+    /// Asserts an error status with `{"error": code}`.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) {
+        self.assert_status(status);
+        assert_eq!(self.json()["error"], code, "body: {}", self.text);
+    }
+}
+
+impl Delivered {
+    pub async fn read(response: reqwest::Response) -> Delivered {
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.unwrap_or_default();
+        Delivered { status, headers, text }
+    }
+}
+
+/// Reads a fixture file.
+pub fn fixture(provider: ProviderId, name: &str) -> Vec<u8> {
+    let path = format!("{}/fixtures/{provider}/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Sign options at the current time.
+pub fn now_options() -> SignOptions {
+    SignOptions { now_ms: hookgate::now_ms(), ..SignOptions::default() }
+}
+
+/// Sign options with a shared-secret mode.
+pub fn auth_options(mode: &str) -> SignOptions {
+    SignOptions { auth: Some(mode.parse::<AuthMode>().expect("mode")), ..now_options() }
+}
