@@ -43,15 +43,14 @@ pub async fn open(
     Ok((readers, writer))
 }
 
-/// Takes and releases the write lock: proves a write could commit now.
+/// Takes and releases the write lock: proves a write could commit now. A write statement
+/// that matches no row still takes SQLite's write lock; the transaction guard rolls back even if
+/// the caller stops waiting.
 ///
 /// # Errors
 /// The lock cannot be taken (busy past the timeout, read-only, I/O error).
 pub async fn probe_write(writer: &SqlitePool) -> Result<(), sqlx::Error> {
-    let mut conn = writer.acquire().await?;
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-    sqlx::query("ROLLBACK")
-        .execute(&mut *conn)
-        .await
-        .map(|_| ())
+    let mut tx = writer.begin().await?;
+    sqlx::query("DELETE FROM connections WHERE id IS NULL").execute(&mut *tx).await?;
+    tx.rollback().await
 }

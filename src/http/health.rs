@@ -16,19 +16,23 @@ pub async fn healthz() -> impl IntoResponse {
 /// (so readiness recovers by itself even when no traffic arrives to prove it).
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let backend = state.db.backend_name();
-    let probe = async {
-        state.db.ping().await?;
-        if state.writer.health().writes_failing() {
-            state.db.probe_write().await?;
+    let db = state.db.clone();
+    let check_write = state.writer.health().writes_failing();
+    // The probe runs in its own task so that answering after 3 s never cancels a database call
+    // halfway (a cancelled statement could leave a connection in an unknown state).
+    let probe = tokio::spawn(async move {
+        db.ping().await?;
+        if check_write {
+            db.probe_write().await?;
         }
         Ok::<_, sqlx::Error>(())
-    };
+    });
     match tokio::time::timeout(std::time::Duration::from_secs(3), probe).await {
-        Ok(Ok(())) => (
+        Ok(Ok(Ok(()))) => (
             StatusCode::OK,
             Json(serde_json::json!({ "status": "ready", "store": backend })),
         ),
-        Ok(Err(error)) => {
+        Ok(Ok(Err(error))) => {
             tracing::warn!(error = %error, "readiness probe failed");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -37,7 +41,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
                 ),
             )
         }
-        Err(_) => (
+        Ok(Err(_)) | Err(_) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(
                 serde_json::json!({ "status": "unavailable", "store": backend, "reason": "store_timeout" }),

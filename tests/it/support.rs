@@ -64,7 +64,7 @@ pub struct TestStore {
     /// For SQLite: the database URL; for PostgreSQL: the server URL and schema.
     pub url: String,
     pub schema: Option<String>,
-    _dir: Option<tempfile::TempDir>,
+    pub _dir: Option<tempfile::TempDir>,
 }
 
 impl TestStore {
@@ -347,4 +347,71 @@ pub fn now_options() -> SignOptions {
 /// Sign options with a shared-secret mode.
 pub fn auth_options(mode: &str) -> SignOptions {
     SignOptions { auth: Some(mode.parse::<AuthMode>().expect("mode")), ..now_options() }
+}
+
+/// A loopback TCP proxy a test can cut (listener closed, open connections reset) and restore
+/// on the same port: a real network outage between the gateway and PostgreSQL.
+pub struct Proxy {
+    pub port: u16,
+    target: SocketAddr,
+    tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+}
+
+impl Proxy {
+    pub async fn start(target: SocketAddr) -> Proxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let proxy = Proxy { port, target, tasks: Default::default() };
+        proxy.run(listener);
+        proxy
+    }
+
+    fn run(&self, listener: tokio::net::TcpListener) {
+        let tasks = std::sync::Arc::clone(&self.tasks);
+        let target = self.target;
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let conn = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                tasks.lock().expect("lock").push(conn.abort_handle());
+            }
+        });
+        self.tasks.lock().expect("lock").push(accept.abort_handle());
+    }
+
+    /// Closes the listener (new connections are refused) and every open connection.
+    pub fn cut(&self) {
+        for task in self.tasks.lock().expect("lock").drain(..) {
+            task.abort();
+        }
+    }
+
+    /// Listens again on the same port.
+    pub async fn restore(&self) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await {
+                Ok(listener) => return self.run(listener),
+                Err(e) if std::time::Instant::now() > deadline => panic!("cannot rebind proxy port: {e}"),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+}
+
+/// The PostgreSQL server address and the same URL pointed at `port` on loopback.
+pub fn postgres_via(url: &str, port: u16) -> (SocketAddr, String) {
+    let mut parsed = reqwest::Url::parse(url).expect("postgres URL");
+    let host = parsed.host_str().unwrap_or("127.0.0.1").to_owned();
+    let target_port = parsed.port().unwrap_or(5432);
+    let target = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), target_port))
+        .expect("resolve")
+        .next()
+        .expect("an address");
+    parsed.set_host(Some("127.0.0.1")).expect("host");
+    parsed.set_port(Some(port)).expect("port");
+    (target, parsed.to_string())
 }
