@@ -15,6 +15,7 @@ async fn main() -> std::process::ExitCode {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -79,12 +80,6 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {listen}"))?;
     let local = listener.local_addr()?;
     let state = &gateway.state;
-    tracing::info!(
-        listen = %local,
-        store = state.db.backend_name(),
-        connections = state.registry.len(),
-        "hookgate is listening"
-    );
     for row in state.db.list_connections().await? {
         tracing::info!(
             connection = %row.id,
@@ -100,6 +95,12 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
             "no admin_token configured: the admin API answers 401 (set HOOKGATE_ADMIN_TOKEN)"
         );
     }
+    tracing::info!(
+        listen = %local,
+        store = state.db.backend_name(),
+        connections = state.registry.len(),
+        "hookgate is listening"
+    );
     gateway.serve(listener, shutdown_signal()).await?;
     tracing::info!("hookgate stopped");
     Ok(())

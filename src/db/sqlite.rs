@@ -51,6 +51,8 @@ pub async fn open(
 /// The lock cannot be taken (busy past the timeout, read-only, I/O error).
 pub async fn probe_write(writer: &SqlitePool) -> Result<(), sqlx::Error> {
     let mut tx = writer.begin().await?;
-    sqlx::query("DELETE FROM connections WHERE id IS NULL").execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM connections WHERE id IS NULL")
+        .execute(&mut *tx)
+        .await?;
     tx.rollback().await
 }

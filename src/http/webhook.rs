@@ -102,7 +102,10 @@ impl Delivery<'_> {
         if body.is_none() {
             // The body was not read: the connection cannot be reused for another request, so
             // say so rather than let a client pool a connection the server is about to close.
-            response.headers_mut().insert(http::header::CONNECTION, http::HeaderValue::from_static("close"));
+            response.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
         }
         let status = response.status().as_u16();
         let (prefix, size) = match body {

@@ -26,13 +26,21 @@ fn brevo_event(n: u32) -> Vec<u8> {
 }
 
 async fn ready(app: &TestApp) -> bool {
-    app.client.get(app.url("/readyz")).send().await.map(|r| r.status().is_success()).unwrap_or(false)
+    app.client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .map(|r| r.status().is_success())
+        .unwrap_or(false)
 }
 
 async fn wait_ready(app: &TestApp) {
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !ready(app).await {
-        assert!(std::time::Instant::now() < deadline, "readiness did not recover");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "readiness did not recover"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -41,15 +49,29 @@ async fn wait_ready(app: &TestApp) {
 async fn deliver_during_outage(app: &TestApp) {
     let stripe = kit(ProviderId::Stripe);
     let brevo = kit(ProviderId::Brevo);
-    let answers: Vec<Delivered> = futures::future::join_all(
-        (1..=3).map(|n| app.deliver(ProviderId::Stripe, "stripe", Box::leak(stripe_event(n).into_boxed_slice()), stripe.secret, now_options())),
-    )
+    let answers: Vec<Delivered> = futures::future::join_all((1..=3).map(|n| {
+        app.deliver(
+            ProviderId::Stripe,
+            "stripe",
+            Box::leak(stripe_event(n).into_boxed_slice()),
+            stripe.secret,
+            now_options(),
+        )
+    }))
     .await;
     for a in &answers {
         a.assert_error(503, "store_unavailable");
         assert!(a.headers.contains_key("retry-after"));
     }
-    let b = app.deliver(ProviderId::Brevo, "brevo", &brevo_event(1), brevo.secret, now_options()).await;
+    let b = app
+        .deliver(
+            ProviderId::Brevo,
+            "brevo",
+            &brevo_event(1),
+            brevo.secret,
+            now_options(),
+        )
+        .await;
     b.assert_error(429, "store_unavailable");
     assert!(b.headers.contains_key("retry-after"));
 }
@@ -57,22 +79,61 @@ async fn deliver_during_outage(app: &TestApp) {
 /// After recovery: nothing refused was stored, and redelivery stores it now.
 async fn check_after_recovery(app: &TestApp, db: &Db) {
     for n in 1..=3 {
-        assert_eq!(db.count_stored("stripe", &format!("evt_outage_{n}")).await.expect("count"), 0, "refused event {n} must not be stored");
+        assert_eq!(
+            db.count_stored("stripe", &format!("evt_outage_{n}"))
+                .await
+                .expect("count"),
+            0,
+            "refused event {n} must not be stored"
+        );
     }
     let stripe = kit(ProviderId::Stripe);
     for n in 1..=3 {
-        app.deliver(ProviderId::Stripe, "stripe", &stripe_event(n), stripe.secret, now_options()).await.assert_outcome("accepted");
-        assert_eq!(db.count_stored("stripe", &format!("evt_outage_{n}")).await.expect("count"), 1);
+        app.deliver(
+            ProviderId::Stripe,
+            "stripe",
+            &stripe_event(n),
+            stripe.secret,
+            now_options(),
+        )
+        .await
+        .assert_outcome("accepted");
+        assert_eq!(
+            db.count_stored("stripe", &format!("evt_outage_{n}"))
+                .await
+                .expect("count"),
+            1
+        );
     }
     let brevo = kit(ProviderId::Brevo);
-    app.deliver(ProviderId::Brevo, "brevo", &brevo_event(1), brevo.secret, now_options()).await.assert_outcome("accepted");
+    app.deliver(
+        ProviderId::Brevo,
+        "brevo",
+        &brevo_event(1),
+        brevo.secret,
+        now_options(),
+    )
+    .await
+    .assert_outcome("accepted");
     // The event stored before the outage is still there: a redelivery is a duplicate.
-    app.deliver(ProviderId::Stripe, "stripe", &stripe_event(0), stripe.secret, now_options()).await.assert_outcome("duplicate");
+    app.deliver(
+        ProviderId::Stripe,
+        "stripe",
+        &stripe_event(0),
+        stripe.secret,
+        now_options(),
+    )
+    .await
+    .assert_outcome("duplicate");
 }
 
 fn builder(backend: Backend) -> crate::support::TestAppBuilder {
     TestApp::builder(backend)
-        .connection("stripe", ProviderId::Stripe, &[kit(ProviderId::Stripe).secret])
+        .connection(
+            "stripe",
+            ProviderId::Stripe,
+            &[kit(ProviderId::Stripe).secret],
+        )
         .connection("brevo", ProviderId::Brevo, &[kit(ProviderId::Brevo).secret])
 }
 
@@ -82,14 +143,33 @@ fn builder(backend: Backend) -> crate::support::TestAppBuilder {
 async fn sqlite_write_lock_outage() {
     let app = builder(Backend::Sqlite).start().await;
     let stripe = kit(ProviderId::Stripe);
-    app.deliver(ProviderId::Stripe, "stripe", &stripe_event(0), stripe.secret, now_options()).await.assert_outcome("accepted");
+    app.deliver(
+        ProviderId::Stripe,
+        "stripe",
+        &stripe_event(0),
+        stripe.secret,
+        now_options(),
+    )
+    .await
+    .assert_outcome("accepted");
 
-    let mut locker = sqlx::SqliteConnection::connect(&app.store.url).await.expect("second connection");
-    sqlx::query("BEGIN IMMEDIATE").execute(&mut locker).await.expect("take the write lock");
+    let mut locker = sqlx::SqliteConnection::connect(&app.store.url)
+        .await
+        .expect("second connection");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut locker)
+        .await
+        .expect("take the write lock");
     deliver_during_outage(&app).await;
-    assert!(!ready(&app).await, "/readyz must report the store unavailable");
+    assert!(
+        !ready(&app).await,
+        "/readyz must report the store unavailable"
+    );
 
-    sqlx::query("ROLLBACK").execute(&mut locker).await.expect("release");
+    sqlx::query("ROLLBACK")
+        .execute(&mut locker)
+        .await
+        .expect("release");
     locker.close().await.expect("close");
     wait_ready(&app).await;
     check_after_recovery(&app, &app.store.db).await;
@@ -106,16 +186,40 @@ async fn postgres_connection_outage() {
     let (target, _) = postgres_via(&url, 1);
     let proxy = Proxy::start(target).await;
     let (_, via) = postgres_via(&url, proxy.port);
-    let db = Db::connect_postgres_schema(&via, &schema).await.expect("connect through the proxy");
-    let direct = Db::connect_postgres_schema(&url, &schema).await.expect("direct connection");
-    let store = TestStore { db, url: via, schema: Some(schema), _dir: None };
-    let app = crate::support::TestAppBuilder::start_on(builder(Backend::Postgres(url)).into_config(), store).await;
+    let db = Db::connect_postgres_schema(&via, &schema)
+        .await
+        .expect("connect through the proxy");
+    let direct = Db::connect_postgres_schema(&url, &schema)
+        .await
+        .expect("direct connection");
+    let store = TestStore {
+        db,
+        url: via,
+        schema: Some(schema),
+        _dir: None,
+    };
+    let app = crate::support::TestAppBuilder::start_on(
+        builder(Backend::Postgres(url)).into_config(),
+        store,
+    )
+    .await;
     let stripe = kit(ProviderId::Stripe);
-    app.deliver(ProviderId::Stripe, "stripe", &stripe_event(0), stripe.secret, now_options()).await.assert_outcome("accepted");
+    app.deliver(
+        ProviderId::Stripe,
+        "stripe",
+        &stripe_event(0),
+        stripe.secret,
+        now_options(),
+    )
+    .await
+    .assert_outcome("accepted");
 
     proxy.cut();
     deliver_during_outage(&app).await;
-    assert!(!ready(&app).await, "/readyz must report the store unavailable");
+    assert!(
+        !ready(&app).await,
+        "/readyz must report the store unavailable"
+    );
 
     proxy.restore().await;
     wait_ready(&app).await;

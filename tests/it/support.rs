@@ -73,15 +73,27 @@ impl TestStore {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
                 let url = format!("sqlite://{}", dir.path().join("hookgate.db").display());
-                let db = Db::connect(&url, hookgate::config::Durability::Full).await.expect("open sqlite");
-                TestStore { db, url, schema: None, _dir: Some(dir) }
+                let db = Db::connect(&url, hookgate::config::Durability::Full)
+                    .await
+                    .expect("open sqlite");
+                TestStore {
+                    db,
+                    url,
+                    schema: None,
+                    _dir: Some(dir),
+                }
             }
             Backend::Postgres(url) => {
                 let schema = new_pg_schema(url).await;
                 let db = Db::connect_postgres_schema(url, &schema).await.unwrap_or_else(|e| {
                     panic!("HOOKGATE_TEST_POSTGRES_URL is set but PostgreSQL cannot be reached: {e}")
                 });
-                TestStore { db, url: url.clone(), schema: Some(schema), _dir: None }
+                TestStore {
+                    db,
+                    url: url.clone(),
+                    schema: Some(schema),
+                    _dir: None,
+                }
             }
         }
     }
@@ -106,25 +118,33 @@ impl TestStore {
 /// Creates a fresh schema, dropping test schemas older than an hour.
 pub async fn new_pg_schema(url: &str) -> String {
     use sqlx::Connection as _;
-    let mut conn = sqlx::PgConnection::connect(url)
-        .await
-        .unwrap_or_else(|e| panic!("HOOKGATE_TEST_POSTGRES_URL is set but PostgreSQL cannot be reached: {e}"));
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap_or_else(|e| {
+        panic!("HOOKGATE_TEST_POSTGRES_URL is set but PostgreSQL cannot be reached: {e}")
+    });
     let schema = format!("hg_test_{}", ulid::Ulid::new().to_string().to_lowercase());
-    let old: Vec<String> = sqlx::query_scalar("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'hg\\_test\\_%'")
-        .fetch_all(&mut conn)
-        .await
-        .expect("list schemas");
+    let old: Vec<String> =
+        sqlx::query_scalar("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'hg\\_test\\_%'")
+            .fetch_all(&mut conn)
+            .await
+            .expect("list schemas");
     let hour_ago = ulid::Ulid::from_parts(
         u64::try_from(hookgate::now_ms() - 3_600_000).expect("positive"),
         0,
     );
     for name in old {
-        let Ok(id) = ulid::Ulid::from_string(&name["hg_test_".len()..].to_uppercase()) else { continue };
+        let Ok(id) = ulid::Ulid::from_string(&name["hg_test_".len()..].to_uppercase()) else {
+            continue;
+        };
         if id < hour_ago {
-            let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE")).execute(&mut conn).await;
+            let _ = sqlx::query(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+                .execute(&mut conn)
+                .await;
         }
     }
-    sqlx::query(&format!("CREATE SCHEMA {schema}")).execute(&mut conn).await.expect("create schema");
+    sqlx::query(&format!("CREATE SCHEMA {schema}"))
+        .execute(&mut conn)
+        .await
+        .expect("create schema");
     conn.close().await.ok();
     schema
 }
@@ -163,13 +183,27 @@ impl TestApp {
     }
 
     /// Signs `body` for `provider` with `secret` and posts it to `connection`.
-    pub async fn deliver(&self, provider: ProviderId, connection: &str, body: &[u8], secret: &str, options: SignOptions) -> Delivered {
-        let signed = provider.adapter().sign(body, &Secret::new(secret), &options).expect("sign");
+    pub async fn deliver(
+        &self,
+        provider: ProviderId,
+        connection: &str,
+        body: &[u8],
+        secret: &str,
+        options: SignOptions,
+    ) -> Delivered {
+        let signed = provider
+            .adapter()
+            .sign(body, &Secret::new(secret), &options)
+            .expect("sign");
         let mut url = self.receive_url(provider, connection);
         if let Some(q) = signed.query {
             url = format!("{url}?{q}");
         }
-        let mut request = self.client.post(url).header("content-type", "application/json").body(body.to_vec());
+        let mut request = self
+            .client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(body.to_vec());
         for (name, value) in signed.headers {
             request = request.header(name, value);
         }
@@ -177,7 +211,13 @@ impl TestApp {
     }
 
     pub async fn admin_get(&self, path: &str) -> Delivered {
-        let response = self.client.get(self.url(path)).bearer_auth(ADMIN_TOKEN).send().await.expect("request");
+        let response = self
+            .client
+            .get(self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("request");
         Delivered::read(response).await
     }
 
@@ -186,7 +226,10 @@ impl TestApp {
     pub async fn ingest_until(&self, path: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         loop {
-            let items = self.admin_get(path).await.json()["items"].as_array().cloned().unwrap_or_default();
+            let items = self.admin_get(path).await.json()["items"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             if done(&items) || std::time::Instant::now() > deadline {
                 return items;
             }
@@ -195,7 +238,14 @@ impl TestApp {
     }
 
     pub async fn admin_post(&self, path: &str, body: Value) -> Delivered {
-        let response = self.client.post(self.url(path)).bearer_auth(ADMIN_TOKEN).json(&body).send().await.expect("request");
+        let response = self
+            .client
+            .post(self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
         Delivered::read(response).await
     }
 
@@ -207,7 +257,15 @@ impl TestApp {
         if let Some(server) = self.server.take() {
             let _ = tokio::time::timeout(Duration::from_secs(40), server).await;
         }
-        let store = std::mem::replace(&mut self.store, TestStore { db: dummy_db(), url: String::new(), schema: None, _dir: None });
+        let store = std::mem::replace(
+            &mut self.store,
+            TestStore {
+                db: dummy_db(),
+                url: String::new(),
+                schema: None,
+                _dir: None,
+            },
+        );
         store
     }
 }
@@ -239,7 +297,13 @@ impl TestAppBuilder {
     }
 
     /// Adds a connection and lets `f` adjust it before validation.
-    pub fn connection_with(mut self, id: &str, provider: ProviderId, secrets: &[&str], f: impl FnOnce(&mut ConnectionSpec)) -> Self {
+    pub fn connection_with(
+        mut self,
+        id: &str,
+        provider: ProviderId,
+        secrets: &[&str],
+        f: impl FnOnce(&mut ConnectionSpec),
+    ) -> Self {
         let mut spec = ConnectionSpec::build(
             id,
             provider,
@@ -266,17 +330,28 @@ impl TestAppBuilder {
 
     /// Starts on an existing store (restarts, or stores made to fail).
     pub async fn start_on(config: Config, store: TestStore) -> TestApp {
-        let gateway = Gateway::start_with_db(config, store.db.clone()).await.expect("gateway starts");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let gateway = Gateway::start_with_db(config, store.db.clone())
+            .await
+            .expect("gateway starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
-            let _ = gateway.serve(listener, async { let _ = rx.await; }).await;
+            let _ = gateway
+                .serve(listener, async {
+                    let _ = rx.await;
+                })
+                .await;
         });
         TestApp {
             addr,
             base: format!("http://{addr}"),
-            client: reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("client"),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("client"),
             store,
             shutdown: Some(tx),
             server: Some(server),
@@ -329,7 +404,11 @@ impl Delivered {
         let status = response.status();
         let headers = response.headers().clone();
         let text = response.text().await.unwrap_or_default();
-        Delivered { status, headers, text }
+        Delivered {
+            status,
+            headers,
+            text,
+        }
     }
 }
 
@@ -341,12 +420,18 @@ pub fn fixture(provider: ProviderId, name: &str) -> Vec<u8> {
 
 /// Sign options at the current time.
 pub fn now_options() -> SignOptions {
-    SignOptions { now_ms: hookgate::now_ms(), ..SignOptions::default() }
+    SignOptions {
+        now_ms: hookgate::now_ms(),
+        ..SignOptions::default()
+    }
 }
 
 /// Sign options with a shared-secret mode.
 pub fn auth_options(mode: &str) -> SignOptions {
-    SignOptions { auth: Some(mode.parse::<AuthMode>().expect("mode")), ..now_options() }
+    SignOptions {
+        auth: Some(mode.parse::<AuthMode>().expect("mode")),
+        ..now_options()
+    }
 }
 
 /// A loopback TCP proxy a test can cut (listener closed, open connections reset) and restore
@@ -359,9 +444,15 @@ pub struct Proxy {
 
 impl Proxy {
     pub async fn start(target: SocketAddr) -> Proxy {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
         let port = listener.local_addr().expect("addr").port();
-        let proxy = Proxy { port, target, tasks: Default::default() };
+        let proxy = Proxy {
+            port,
+            target,
+            tasks: Default::default(),
+        };
         proxy.run(listener);
         proxy
     }
@@ -395,7 +486,9 @@ impl Proxy {
         loop {
             match tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await {
                 Ok(listener) => return self.run(listener),
-                Err(e) if std::time::Instant::now() > deadline => panic!("cannot rebind proxy port: {e}"),
+                Err(e) if std::time::Instant::now() > deadline => {
+                    panic!("cannot rebind proxy port: {e}")
+                }
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }
         }

@@ -26,7 +26,9 @@ pub fn kit(provider: ProviderId) -> Kit {
             provider,
             secret: "whsec_it_stripe_signing_secret",
             fixture: "invoice.paid.json",
-            unmapped: Some(r#"{"id":"evt_unmapped_1","object":"event","type":"payment_intent.created","data":{"object":{}}}"#),
+            unmapped: Some(
+                r#"{"id":"evt_unmapped_1","object":"event","type":"payment_intent.created","data":{"object":{}}}"#,
+            ),
             options: plain,
         },
         ProviderId::Clerk => Kit {
@@ -41,13 +43,18 @@ pub fn kit(provider: ProviderId) -> Kit {
             secret: "shpss_it_shopify_client_secret",
             fixture: "customers__create.json",
             unmapped: None,
-            options: || SignOptions { event_type: Some("customers/create".into()), ..now_options() },
+            options: || SignOptions {
+                event_type: Some("customers/create".into()),
+                ..now_options()
+            },
         },
         ProviderId::Stytch => Kit {
             provider,
             secret: "whsec_c3R5dGNoLWl0LXNpZ25pbmcta2V5",
             fixture: "dashboard.user.create.json",
-            unmapped: Some(r#"{"source":"DIRECT","object_type":"organization","action":"CREATE","id":"organization-test-1"}"#),
+            unmapped: Some(
+                r#"{"source":"DIRECT","object_type":"organization","action":"CREATE","id":"organization-test-1"}"#,
+            ),
             options: plain,
         },
         ProviderId::Supabase => Kit {
@@ -61,14 +68,18 @@ pub fn kit(provider: ProviderId) -> Kit {
             provider,
             secret: "it_workos_webhook_secret",
             fixture: "user.created.json",
-            unmapped: Some(r#"{"id":"event_01UNMAPPED","event":"organization.created","data":{"id":"org_1"},"object":"event"}"#),
+            unmapped: Some(
+                r#"{"id":"event_01UNMAPPED","event":"organization.created","data":{"id":"org_1"},"object":"event"}"#,
+            ),
             options: plain,
         },
         ProviderId::Revenuecat => Kit {
             provider,
             secret: "it-revenuecat-auth-value",
             fixture: "INITIAL_PURCHASE.json",
-            unmapped: Some(r#"{"api_version":"1.0","event":{"id":"unmapped-transfer-1","type":"TRANSFER"}}"#),
+            unmapped: Some(
+                r#"{"api_version":"1.0","event":{"id":"unmapped-transfer-1","type":"TRANSFER"}}"#,
+            ),
             options: plain,
         },
         ProviderId::Brevo => Kit {
@@ -90,7 +101,9 @@ async fn matrix_app(backend: Backend) -> TestApp {
         let id = p.as_str();
         builder = builder
             .connection(id, p, &[k.secret])
-            .connection_with(&format!("{id}-allow"), p, &[k.secret], |s| s.allow_ips = vec!["10.0.0.0/8".into()])
+            .connection_with(&format!("{id}-allow"), p, &[k.secret], |s| {
+                s.allow_ips = vec!["10.0.0.0/8".into()]
+            })
             .connection_with(&format!("{id}-limited"), p, &[k.secret], |s| {
                 s.rate_limit_per_sec = Some(1);
                 s.rate_limit_burst = Some(1);
@@ -129,9 +142,15 @@ async fn post_edited(
     options: SignOptions,
     edit: impl FnOnce(&mut Vec<(http::HeaderName, String)>),
 ) -> crate::support::Delivered {
-    let mut signed = p.adapter().sign(body, &hookgate::providers::Secret::new(secret), &options).expect("sign");
+    let mut signed = p
+        .adapter()
+        .sign(body, &hookgate::providers::Secret::new(secret), &options)
+        .expect("sign");
     edit(&mut signed.headers);
-    let mut request = app.client.post(app.receive_url(p, connection)).body(sent_body.to_vec());
+    let mut request = app
+        .client
+        .post(app.receive_url(p, connection))
+        .body(sent_body.to_vec());
     for (name, value) in signed.headers {
         request = request.header(name, value);
     }
@@ -152,35 +171,74 @@ async fn status_table(backend: Backend) {
         };
 
         // 200 accepted, then 200 duplicate with the first id.
-        let first = app.deliver(p, id, &body, k.secret, (k.options)()).await.assert_outcome("accepted");
-        let again = app.deliver(p, id, &body, k.secret, (k.options)()).await.assert_outcome("duplicate");
-        assert_eq!(first, again, "{p}: a duplicate answers with the first ingest id");
+        let first = app
+            .deliver(p, id, &body, k.secret, (k.options)())
+            .await
+            .assert_outcome("accepted");
+        let again = app
+            .deliver(p, id, &body, k.secret, (k.options)())
+            .await
+            .assert_outcome("duplicate");
+        assert_eq!(
+            first, again,
+            "{p}: a duplicate answers with the first ingest id"
+        );
 
         // 200 ignored for a verified event type hookgate does not map (stored).
         if let Some(unmapped) = k.unmapped {
-            let ignored = app.deliver(p, id, unmapped.as_bytes(), k.secret, (k.options)()).await.assert_outcome("ignored");
+            let ignored = app
+                .deliver(p, id, unmapped.as_bytes(), k.secret, (k.options)())
+                .await
+                .assert_outcome("ignored");
             let record = app.admin_get(&format!("/admin/ingest/{ignored}")).await;
             assert_eq!(record.json()["outcome"], "ignored", "{p}");
             assert_eq!(record.json()["status"], "ignored", "{p}");
         }
 
         // 401: no signature / credentials at all.
-        let bare = app.client.post(app.receive_url(p, id)).body(body.clone()).send().await.expect("send");
-        crate::support::Delivered::read(bare).await.assert_error(401, unauth_code);
+        let bare = app
+            .client
+            .post(app.receive_url(p, id))
+            .body(body.clone())
+            .send()
+            .await
+            .expect("send");
+        crate::support::Delivered::read(bare)
+            .await
+            .assert_error(401, unauth_code);
         // 401: wrong secret.
-        let wrong = if matches!(p, ProviderId::Clerk | ProviderId::Stytch) { "whsec_d3Jvbmctc2VjcmV0" } else { "a-wrong-secret" };
-        app.deliver(p, id, &body, wrong, (k.options)()).await.assert_error(401, mismatch_code);
+        let wrong = if matches!(p, ProviderId::Clerk | ProviderId::Stytch) {
+            "whsec_d3Jvbmctc2VjcmV0"
+        } else {
+            "a-wrong-secret"
+        };
+        app.deliver(p, id, &body, wrong, (k.options)())
+            .await
+            .assert_error(401, mismatch_code);
         // 401: the rotated connection accepts its second secret and still rejects a wrong one.
-        app.deliver(p, &format!("{id}-rot"), &body, k.secret, (k.options)()).await.assert_outcome("accepted");
-        app.deliver(p, &format!("{id}-rot"), &body, wrong, (k.options)()).await.assert_error(401, mismatch_code);
+        app.deliver(p, &format!("{id}-rot"), &body, k.secret, (k.options)())
+            .await
+            .assert_outcome("accepted");
+        app.deliver(p, &format!("{id}-rot"), &body, wrong, (k.options)())
+            .await
+            .assert_error(401, mismatch_code);
 
         if signed {
             // 401: tampered body.
             let mut tampered = body.clone();
             tampered.extend_from_slice(b"\n ");
-            post_edited(&app, p, id, &body, &tampered, k.secret, (k.options)(), |_| {})
-                .await
-                .assert_error(401, "signature_mismatch");
+            post_edited(
+                &app,
+                p,
+                id,
+                &body,
+                &tampered,
+                k.secret,
+                (k.options)(),
+                |_| {},
+            )
+            .await
+            .assert_error(401, "signature_mismatch");
             // 401: garbled signature header.
             let name = signature_header(p);
             post_edited(&app, p, id, &body, &body, k.secret, (k.options)(), |h| {
@@ -195,9 +253,17 @@ async fn status_table(backend: Backend) {
             // 401: stale and (where the provider rejects them) future timestamps.
             if let Some(tolerance) = p.adapter().default_tolerance_secs() {
                 let skew = i64::try_from(tolerance).expect("small") * 1000 + 60_000;
-                let stale = SignOptions { now_ms: hookgate::now_ms() - skew, ..(k.options)() };
-                app.deliver(p, id, &body, k.secret, stale).await.assert_error(401, "timestamp_too_old");
-                let future = SignOptions { now_ms: hookgate::now_ms() + skew, ..(k.options)() };
+                let stale = SignOptions {
+                    now_ms: hookgate::now_ms() - skew,
+                    ..(k.options)()
+                };
+                app.deliver(p, id, &body, k.secret, stale)
+                    .await
+                    .assert_error(401, "timestamp_too_old");
+                let future = SignOptions {
+                    now_ms: hookgate::now_ms() + skew,
+                    ..(k.options)()
+                };
                 let answer = app.deliver(p, id, &body, k.secret, future).await;
                 if p == ProviderId::Stripe {
                     // stripe-node accepts future timestamps; the event is already stored.
@@ -214,21 +280,42 @@ async fn status_table(backend: Backend) {
         bad.assert_error(400, "invalid_json");
 
         // 403: outside the allowlist (the test client is 127.0.0.1).
-        app.deliver(p, &format!("{id}-allow"), &body, k.secret, (k.options)()).await.assert_error(403, "ip_not_allowed");
+        app.deliver(p, &format!("{id}-allow"), &body, k.secret, (k.options)())
+            .await
+            .assert_error(403, "ip_not_allowed");
 
         // 404: unknown connection, disabled connection, provider mismatch.
-        app.deliver(p, "no-such-connection", &body, k.secret, (k.options)()).await.assert_error(404, "not_found");
-        app.deliver(p, &format!("{id}-off"), &body, k.secret, (k.options)()).await.assert_error(404, "not_found");
-        let other = if p == ProviderId::Stripe { "clerk" } else { "stripe" };
-        let mismatch = app.client.post(app.url(&format!("/integrations/{id}/webhook/{other}"))).body(body.clone()).send().await.expect("send");
-        crate::support::Delivered::read(mismatch).await.assert_error(404, "not_found");
+        app.deliver(p, "no-such-connection", &body, k.secret, (k.options)())
+            .await
+            .assert_error(404, "not_found");
+        app.deliver(p, &format!("{id}-off"), &body, k.secret, (k.options)())
+            .await
+            .assert_error(404, "not_found");
+        let other = if p == ProviderId::Stripe {
+            "clerk"
+        } else {
+            "stripe"
+        };
+        let mismatch = app
+            .client
+            .post(app.url(&format!("/integrations/{id}/webhook/{other}")))
+            .body(body.clone())
+            .send()
+            .await
+            .expect("send");
+        crate::support::Delivered::read(mismatch)
+            .await
+            .assert_error(404, "not_found");
 
         // 413: over max_body_bytes (64 KiB here), with and without Content-Length.
         let mut big = b"{\"pad\":\"".to_vec();
         big.resize(70 * 1024, b'x');
         big.extend_from_slice(b"\"}");
-        app.deliver(p, id, &big, k.secret, (k.options)()).await.assert_error(413, "body_too_large");
-        let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..70).map(|_| Ok(vec![b'x'; 1024])).collect();
+        app.deliver(p, id, &big, k.secret, (k.options)())
+            .await
+            .assert_error(413, "body_too_large");
+        let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+            (0..70).map(|_| Ok(vec![b'x'; 1024])).collect();
         let streamed = app
             .client
             .post(app.receive_url(p, id))
@@ -236,28 +323,58 @@ async fn status_table(backend: Backend) {
             .send()
             .await
             .expect("send");
-        crate::support::Delivered::read(streamed).await.assert_error(413, "body_too_large");
+        crate::support::Delivered::read(streamed)
+            .await
+            .assert_error(413, "body_too_large");
 
         // 429 with Retry-After on a connection limited to 1 request/s.
         let limited = format!("{id}-limited");
-        app.deliver(p, &limited, &body, k.secret, (k.options)()).await.assert_outcome("accepted");
-        let throttled = app.deliver(p, &limited, &body, k.secret, (k.options)()).await;
+        app.deliver(p, &limited, &body, k.secret, (k.options)())
+            .await
+            .assert_outcome("accepted");
+        let throttled = app
+            .deliver(p, &limited, &body, k.secret, (k.options)())
+            .await;
         throttled.assert_error(429, "rate_limited");
-        let retry_after: u64 = throttled.headers["retry-after"].to_str().expect("ascii").parse().expect("seconds");
-        assert!((1..=2).contains(&retry_after), "{p}: Retry-After {retry_after}");
+        let retry_after: u64 = throttled.headers["retry-after"]
+            .to_str()
+            .expect("ascii")
+            .parse()
+            .expect("seconds");
+        assert!(
+            (1..=2).contains(&retry_after),
+            "{p}: Retry-After {retry_after}"
+        );
     }
 
     // Unknown provider: 404.
-    let unknown = app.client.post(app.url("/integrations/paypal/webhook/x")).body("{}").send().await.expect("send");
-    crate::support::Delivered::read(unknown).await.assert_error(404, "not_found");
+    let unknown = app
+        .client
+        .post(app.url("/integrations/paypal/webhook/x"))
+        .body("{}")
+        .send()
+        .await
+        .expect("send");
+    crate::support::Delivered::read(unknown)
+        .await
+        .assert_error(404, "not_found");
     // Other methods on the receive URL: 405.
-    let get = app.client.get(app.receive_url(ProviderId::Stripe, "stripe")).send().await.expect("send");
+    let get = app
+        .client
+        .get(app.receive_url(ProviderId::Stripe, "stripe"))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(get.status().as_u16(), 405);
 
     // Every rejection is in the ingest log with a reason, and no secret appears anywhere in it.
     let items = app
         .ingest_until("/admin/ingest?outcome=rejected&limit=500", |items| {
-            items.iter().filter(|i| i["reason"] == "rate_limited").count() == ProviderId::ALL.len()
+            items
+                .iter()
+                .filter(|i| i["reason"] == "rate_limited")
+                .count()
+                == ProviderId::ALL.len()
         })
         .await;
     for p in ProviderId::ALL {
@@ -266,36 +383,82 @@ async fn status_table(backend: Backend) {
             .filter(|i| i["provider"] == p.as_str())
             .filter_map(|i| i["reason"].as_str())
             .collect();
-        for needle in ["invalid_json", "ip_not_allowed", "not_found", "body_too_large", "rate_limited"] {
-            assert!(reasons.iter().any(|r| r.starts_with(needle)), "{p}: no {needle} in {reasons:?}");
+        for needle in [
+            "invalid_json",
+            "ip_not_allowed",
+            "not_found",
+            "body_too_large",
+            "rate_limited",
+        ] {
+            assert!(
+                reasons.iter().any(|r| r.starts_with(needle)),
+                "{p}: no {needle} in {reasons:?}"
+            );
         }
     }
     for item in &items {
-        let full = app.admin_get(&format!("/admin/ingest/{}", item["id"].as_str().expect("id"))).await;
+        let full = app
+            .admin_get(&format!(
+                "/admin/ingest/{}",
+                item["id"].as_str().expect("id")
+            ))
+            .await;
         for p in ProviderId::ALL {
             let k = kit(p);
-            assert!(!full.text.contains(k.secret), "secret of {p} leaked into {}", full.text);
+            assert!(
+                !full.text.contains(k.secret),
+                "secret of {p} leaked into {}",
+                full.text
+            );
         }
     }
 
     // Metrics reflect the traffic.
-    let metrics = app.client.get(app.url("/metrics")).send().await.expect("metrics").text().await.expect("text");
-    assert!(metrics.contains(r#"hookgate_webhook_requests_total{provider="stripe",outcome="accepted",status="200"}"#), "{metrics}");
-    assert!(metrics.contains(r#"hookgate_verification_failures_total{provider="clerk",reason="timestamp_too_old"} 1"#), "{metrics}");
-    assert!(metrics.contains("hookgate_ingest_latency_seconds_bucket"), "{metrics}");
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains(
+            r#"hookgate_webhook_requests_total{provider="stripe",outcome="accepted",status="200"}"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            r#"hookgate_verification_failures_total{provider="clerk",reason="timestamp_too_old"} 1"#
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("hookgate_ingest_latency_seconds_bucket"),
+        "{metrics}"
+    );
 }
 
 /// Thirty identical deliveries at once: exactly one is stored, 29 are duplicates of it.
 async fn concurrent_duplicates(backend: Backend) {
     let app = TestApp::builder(backend)
-        .connection("stripe", ProviderId::Stripe, &[kit(ProviderId::Stripe).secret])
+        .connection(
+            "stripe",
+            ProviderId::Stripe,
+            &[kit(ProviderId::Stripe).secret],
+        )
         .connection("clerk", ProviderId::Clerk, &[kit(ProviderId::Clerk).secret])
         .start()
         .await;
     for p in [ProviderId::Stripe, ProviderId::Clerk] {
         let k = kit(p);
         let body = fixture(p, k.fixture);
-        let answers = futures::future::join_all((0..30).map(|_| app.deliver(p, p.as_str(), &body, k.secret, (k.options)()))).await;
+        let answers = futures::future::join_all(
+            (0..30).map(|_| app.deliver(p, p.as_str(), &body, k.secret, (k.options)())),
+        )
+        .await;
         let mut accepted = Vec::new();
         let mut duplicate = Vec::new();
         for a in &answers {
@@ -309,12 +472,30 @@ async fn concurrent_duplicates(backend: Backend) {
         }
         assert_eq!(accepted.len(), 1, "{p}: exactly one accepted");
         assert_eq!(duplicate.len(), 29, "{p}: 29 duplicates");
-        assert!(duplicate.iter().all(|d| d == &accepted[0]), "{p}: duplicates name the first id");
-        let list = app.admin_get(&format!("/admin/ingest?connection={p}&outcome=duplicate&limit=100")).await.json();
+        assert!(
+            duplicate.iter().all(|d| d == &accepted[0]),
+            "{p}: duplicates name the first id"
+        );
+        let list = app
+            .admin_get(&format!(
+                "/admin/ingest?connection={p}&outcome=duplicate&limit=100"
+            ))
+            .await
+            .json();
         assert_eq!(list["items"].as_array().expect("items").len(), 29);
-        let record = app.admin_get(&format!("/admin/ingest/{}", accepted[0])).await.json();
+        let record = app
+            .admin_get(&format!("/admin/ingest/{}", accepted[0]))
+            .await
+            .json();
         let event_id = record["event_id"].as_str().expect("event id").to_owned();
-        assert_eq!(app.store.db.count_stored(p.as_str(), &event_id).await.expect("count"), 1);
+        assert_eq!(
+            app.store
+                .db
+                .count_stored(p.as_str(), &event_id)
+                .await
+                .expect("count"),
+            1
+        );
     }
 }
 
@@ -323,31 +504,53 @@ async fn concurrent_duplicates(backend: Backend) {
 async fn read_timeouts(backend: Backend) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let app = TestApp::builder(backend)
-        .connection("stripe", ProviderId::Stripe, &[kit(ProviderId::Stripe).secret])
+        .connection(
+            "stripe",
+            ProviderId::Stripe,
+            &[kit(ProviderId::Stripe).secret],
+        )
         .start()
         .await;
-    let mut stream = tokio::net::TcpStream::connect(app.addr).await.expect("connect");
+    let mut stream = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
     stream
         .write_all(b"POST /integrations/stripe/webhook/stripe HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{\"id\":")
         .await
         .expect("write");
     let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await.ok();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .ok();
     let text = String::from_utf8_lossy(&answer);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
 
-    let mut stream = tokio::net::TcpStream::connect(app.addr).await.expect("connect");
-    stream.write_all(b"POST /integrations/stripe/webhook/stripe HTTP/1.1\r\nhost:").await.expect("write");
+    let mut stream = tokio::net::TcpStream::connect(app.addr)
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"POST /integrations/stripe/webhook/stripe HTTP/1.1\r\nhost:")
+        .await
+        .expect("write");
     let started = std::time::Instant::now();
     let mut answer = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer)).await;
-    assert!(read.is_ok(), "the server closes a connection whose headers stall");
+    assert!(
+        read.is_ok(),
+        "the server closes a connection whose headers stall"
+    );
     assert!(started.elapsed() < Duration::from_secs(8));
     // The gateway still serves others.
     let k = kit(ProviderId::Stripe);
-    app.deliver(ProviderId::Stripe, "stripe", &fixture(ProviderId::Stripe, k.fixture), k.secret, now_options())
-        .await
-        .assert_outcome("accepted");
+    app.deliver(
+        ProviderId::Stripe,
+        "stripe",
+        &fixture(ProviderId::Stripe, k.fixture),
+        k.secret,
+        now_options(),
+    )
+    .await
+    .assert_outcome("accepted");
 }
 
 /// Allowlists: `@brevo` expands to Brevo's published ranges, and `X-Forwarded-For` is used only
@@ -356,7 +559,9 @@ async fn allowlists_and_proxies(backend: Backend) {
     let k = kit(ProviderId::Brevo);
     let app = TestApp::builder(backend)
         .config(|c| c.trusted_proxies = vec!["127.0.0.1/32".parse().expect("net")])
-        .connection_with("brevo", ProviderId::Brevo, &[k.secret], |s| s.allow_ips = vec!["@brevo".into()])
+        .connection_with("brevo", ProviderId::Brevo, &[k.secret], |s| {
+            s.allow_ips = vec!["@brevo".into()]
+        })
         .start()
         .await;
     let send = |xff: Option<&'static str>, body: &'static str| {
@@ -373,33 +578,88 @@ async fn allowlists_and_proxies(backend: Backend) {
             crate::support::Delivered::read(request.send().await.expect("send")).await
         }
     };
-    send(None, r#"{"event":"delivered","email":"a@example.com","id":1,"ts_epoch":1}"#).await.assert_error(403, "ip_not_allowed");
-    send(Some("1.179.112.10"), r#"{"event":"delivered","email":"a@example.com","id":1,"ts_epoch":2}"#).await.assert_outcome("accepted");
-    send(Some("172.246.250.1, 127.0.0.1"), r#"{"event":"delivered","email":"a@example.com","id":1,"ts_epoch":3}"#).await.assert_outcome("accepted");
+    send(
+        None,
+        r#"{"event":"delivered","email":"a@example.com","id":1,"ts_epoch":1}"#,
+    )
+    .await
+    .assert_error(403, "ip_not_allowed");
+    send(
+        Some("1.179.112.10"),
+        r#"{"event":"delivered","email":"a@example.com","id":1,"ts_epoch":2}"#,
+    )
+    .await
+    .assert_outcome("accepted");
+    send(
+        Some("172.246.250.1, 127.0.0.1"),
+        r#"{"event":"delivered","email":"a@example.com","id":1,"ts_epoch":3}"#,
+    )
+    .await
+    .assert_outcome("accepted");
     // A spoofed left-most hop does not help: the right-most untrusted hop is what counts.
-    send(Some("1.179.112.10, 8.8.8.8"), r#"{"event":"delivered","email":"a@example.com","id":1,"ts_epoch":4}"#).await.assert_error(403, "ip_not_allowed");
-    let record = app.admin_get("/admin/ingest?outcome=accepted&limit=1").await.json();
+    send(
+        Some("1.179.112.10, 8.8.8.8"),
+        r#"{"event":"delivered","email":"a@example.com","id":1,"ts_epoch":4}"#,
+    )
+    .await
+    .assert_error(403, "ip_not_allowed");
+    let record = app
+        .admin_get("/admin/ingest?outcome=accepted&limit=1")
+        .await
+        .json();
     assert_eq!(record["items"][0]["client_addr"], "172.246.250.1");
 }
 
-backend_tests!(status_table, concurrent_duplicates, read_timeouts, allowlists_and_proxies);
+backend_tests!(
+    status_table,
+    concurrent_duplicates,
+    read_timeouts,
+    allowlists_and_proxies
+);
 
 /// Admin routes answer 401 without the bearer token.
 #[tokio::test]
 async fn admin_requires_token() {
     let app = TestApp::builder(Backend::Sqlite).start().await;
-    for path in ["/admin/ingest", "/admin/connections", "/admin/ingest/01J00000000000000000000000"] {
+    for path in [
+        "/admin/ingest",
+        "/admin/connections",
+        "/admin/ingest/01J00000000000000000000000",
+    ] {
         let r = app.client.get(app.url(path)).send().await.expect("send");
         assert_eq!(r.status().as_u16(), 401, "{path}");
-        let r = app.client.get(app.url(path)).bearer_auth("wrong-token-wrong-token").send().await.expect("send");
+        let r = app
+            .client
+            .get(app.url(path))
+            .bearer_auth("wrong-token-wrong-token")
+            .send()
+            .await
+            .expect("send");
         assert_eq!(r.status().as_u16(), 401, "{path}");
     }
-    let r = app.client.get(app.url("/admin/ingest")).bearer_auth(ADMIN_TOKEN).send().await.expect("send");
+    let r = app
+        .client
+        .get(app.url("/admin/ingest"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("send");
     assert_eq!(r.status().as_u16(), 200);
-    let health = app.client.get(app.url("/healthz")).send().await.expect("send");
+    let health = app
+        .client
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("send");
     assert_eq!(health.status().as_u16(), 200);
-    let ready: Value = app.client.get(app.url("/readyz")).send().await.expect("send").json().await.expect("json");
+    let ready: Value = app
+        .client
+        .get(app.url("/readyz"))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(ready["status"], "ready");
 }
-
-
