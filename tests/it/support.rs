@@ -6,7 +6,6 @@
 //! skip silently. `backend_tests!` turns one scenario into a `sqlite` and a `postgres` test.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use hookgate::config::{Config, ConnectionSpec};
@@ -98,11 +97,6 @@ impl TestStore {
         }
     }
 
-    /// The SQLite file path (SQLite stores only).
-    pub fn sqlite_path(&self) -> Option<PathBuf> {
-        self.url.strip_prefix("sqlite://").map(PathBuf::from)
-    }
-
     /// A URL the `hookgate` binary can use for this store.
     pub fn binary_url(&self) -> String {
         match &self.schema {
@@ -156,7 +150,6 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub store: TestStore,
     shutdown: Option<oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Builder for [`TestApp`].
@@ -248,33 +241,6 @@ impl TestApp {
             .expect("request");
         Delivered::read(response).await
     }
-
-    /// Stops the server and waits until the writer has committed everything.
-    pub async fn stop(mut self) -> TestStore {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(server) = self.server.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(40), server).await;
-        }
-        let store = std::mem::replace(
-            &mut self.store,
-            TestStore {
-                db: dummy_db(),
-                url: String::new(),
-                schema: None,
-                _dir: None,
-            },
-        );
-        store
-    }
-}
-
-fn dummy_db() -> Db {
-    Db::Sqlite {
-        readers: sqlx::SqlitePool::connect_lazy("sqlite::memory:").expect("lazy pool"),
-        writer: sqlx::SqlitePool::connect_lazy("sqlite::memory:").expect("lazy pool"),
-    }
 }
 
 impl Drop for TestApp {
@@ -338,7 +304,7 @@ impl TestAppBuilder {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
+        tokio::spawn(async move {
             let _ = gateway
                 .serve(listener, async {
                     let _ = rx.await;
@@ -354,7 +320,6 @@ impl TestAppBuilder {
                 .expect("client"),
             store,
             shutdown: Some(tx),
-            server: Some(server),
         }
     }
 

@@ -134,17 +134,17 @@ fn signature_header(p: ProviderId) -> &'static str {
 /// Posts with the headers `sign` makes, after `edit` changed them.
 async fn post_edited(
     app: &TestApp,
-    p: ProviderId,
+    k: &Kit,
     connection: &str,
     body: &[u8],
     sent_body: &[u8],
-    secret: &str,
-    options: SignOptions,
     edit: impl FnOnce(&mut Vec<(http::HeaderName, String)>),
 ) -> crate::support::Delivered {
+    let p = k.provider;
+    let secret = hookgate::providers::Secret::new(k.secret);
     let mut signed = p
         .adapter()
-        .sign(body, &hookgate::providers::Secret::new(secret), &options)
+        .sign(body, &secret, &(k.options)())
         .expect("sign");
     edit(&mut signed.headers);
     let mut request = app
@@ -227,21 +227,12 @@ async fn status_table(backend: Backend) {
             // 401: tampered body.
             let mut tampered = body.clone();
             tampered.extend_from_slice(b"\n ");
-            post_edited(
-                &app,
-                p,
-                id,
-                &body,
-                &tampered,
-                k.secret,
-                (k.options)(),
-                |_| {},
-            )
-            .await
-            .assert_error(401, "signature_mismatch");
+            post_edited(&app, &k, id, &body, &tampered, |_| {})
+                .await
+                .assert_error(401, "signature_mismatch");
             // 401: garbled signature header.
             let name = signature_header(p);
-            post_edited(&app, p, id, &body, &body, k.secret, (k.options)(), |h| {
+            post_edited(&app, &k, id, &body, &body, |h| {
                 for (n, v) in h.iter_mut() {
                     if n.as_str() == name {
                         *v = "garbage".into();
