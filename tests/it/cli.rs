@@ -215,6 +215,44 @@ secrets = ["${IT_STRIPE_SECRET}"]
         run(hookgate(dir.path(), &db).args(["logs", "--outcome", "rejected", "--json"]));
     assert_eq!(out.lines().count(), 2, "{out}");
 
+    // logs --follow prints records as they arrive.
+    let mut follow = hookgate(dir.path(), &db)
+        .args(["logs", "--follow", "--json", "--limit", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn logs --follow");
+    let stdout = follow.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let first = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the newest record first");
+    assert!(first.contains("\"outcome\":\"rejected\""), "{first}");
+    let customer = fixture_path("stripe", "customer.created.json");
+    let (ok, _, _) = run(hookgate(dir.path(), &db).args([
+        "send",
+        &customer,
+        "--url",
+        &receive,
+        "--secret",
+        "whsec_cli_stripe_secret",
+    ]));
+    assert!(ok);
+    let next = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a new record while following");
+    assert!(
+        next.contains("customer.created") && next.contains("\"outcome\":\"accepted\""),
+        "{next}"
+    );
+    let _ = follow.kill();
+    let _ = follow.wait();
+
     // connections add / list / show while the gateway runs.
     let (ok, out, err) = run(hookgate(dir.path(), &db).args([
         "connections",

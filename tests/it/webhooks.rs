@@ -654,3 +654,86 @@ async fn admin_requires_token() {
         .expect("json");
     assert_eq!(ready["status"], "ready");
 }
+
+/// `hookgate send` signs every fixture of every provider the way the provider would, and the
+/// gateway accepts each one (every fixture is a mapped event). Shared-secret providers are sent
+/// in each `auth` mode.
+async fn send_every_fixture(backend: Backend) {
+    let modes = ["bearer", "basic", "header:X-Webhook-Secret", "query:token"];
+    let mut builder = TestApp::builder(backend);
+    for p in ProviderId::ALL {
+        let k = kit(p);
+        if p.adapter().auth_kind() == AuthKind::Signature {
+            builder = builder.connection(p.as_str(), p, &[k.secret]);
+        } else {
+            for (i, mode) in modes.iter().enumerate() {
+                let secret = if *mode == "basic" {
+                    "user:it-basic-password"
+                } else {
+                    k.secret
+                };
+                builder = builder.connection_with(&format!("{p}-{i}"), p, &[secret], |s| {
+                    s.auth = Some(mode.parse().expect("mode"))
+                });
+            }
+        }
+    }
+    let app = builder.start().await;
+    for p in ProviderId::ALL {
+        let dir = format!("{}/fixtures/{p}", env!("CARGO_MANIFEST_DIR"));
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .expect("fixture dir")
+            .map(|e| e.expect("entry").path())
+            .filter(|f| f.extension().is_some_and(|e| e == "json"))
+            .collect();
+        files.sort();
+        assert!(!files.is_empty(), "{p} has fixtures");
+        for (n, file) in files.iter().enumerate() {
+            let signed_provider = p.adapter().auth_kind() == AuthKind::Signature;
+            let (connection, mode, secret) = if signed_provider {
+                (p.as_str().to_owned(), None, kit(p).secret)
+            } else {
+                let i = n % modes.len();
+                let secret = if modes[i] == "basic" {
+                    "user:it-basic-password"
+                } else {
+                    kit(p).secret
+                };
+                (format!("{p}-{i}"), Some(modes[i].to_owned()), secret)
+            };
+            let args = hookgate::config::SendArgs {
+                fixture: file.clone(),
+                url: app.receive_url(p, &connection),
+                secret: secret.to_owned(),
+                provider: None,
+                auth: mode,
+                delivery_id: None,
+                topic: None,
+                skew_secs: 0,
+            };
+            let request =
+                hookgate::cli::signed_request(&args, hookgate::now_ms()).expect("sign fixture");
+            let mut post = app.client.post(&request.url).body(request.body);
+            for (name, value) in request.headers {
+                post = post.header(name, value);
+            }
+            let answer = crate::support::Delivered::read(post.send().await.expect("send")).await;
+            assert_eq!(
+                answer.status.as_u16(),
+                200,
+                "{}: {}",
+                file.display(),
+                answer.text
+            );
+            assert_eq!(
+                answer.json()["status"],
+                "accepted",
+                "{}: {}",
+                file.display(),
+                answer.text
+            );
+        }
+    }
+}
+
+backend_tests!(send_every_fixture);
