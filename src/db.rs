@@ -5,6 +5,7 @@
 //! Transactions never leave these methods.
 
 mod postgres;
+mod processing;
 pub mod rows;
 mod sqlite;
 mod store;
@@ -13,7 +14,7 @@ use bytes::Bytes;
 use sqlx::{PgPool, SqlitePool};
 
 use crate::config::Durability;
-use rows::{ConnectionRow, IngestRow, IngestSummary};
+use rows::{ApiKeyRow, ClaimedEvent, ConnectionRow, ContactRow, FireRow, IngestRow, IngestSummary, TriggerRow};
 
 /// The store.
 #[derive(Clone, Debug)]
@@ -101,6 +102,53 @@ pub struct IngestFilter {
     /// Oldest first, strictly newer than this id (`logs --follow`).
     pub after_id: Option<String>,
     pub limit: u32,
+}
+
+/// What processing decided for one claimed event.
+#[derive(Debug, Clone)]
+pub enum Plan {
+    /// Normalized: apply each event (contact upsert, ids, fire).
+    Normalized(Vec<hookgate_providers::NormalizedEvent>),
+    /// Not mapped (or carries no contact identity at all).
+    Ignored(String),
+    /// Normalization failed; retried at `retry_at` unless attempts are used up (`None`).
+    Failed { reason: String, retry_at: Option<i64> },
+}
+
+/// A plan for one stored event.
+#[derive(Debug, Clone)]
+pub struct EventPlan {
+    pub ingest_id: String,
+    pub workspace: String,
+    pub connection_id: String,
+    pub provider: String,
+    pub received_at: i64,
+    /// The worker that claimed the event; `None` for replays (which need no claim).
+    pub claimed_by: Option<String>,
+    pub plan: Plan,
+}
+
+/// What applying a plan did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub ingest_id: String,
+    /// processed | unresolved | failed | ignored | skipped (the lease was lost)
+    pub status: &'static str,
+    /// Sequence numbers of the event's fires (existing ones for a replay).
+    pub fires: Vec<i64>,
+    /// Unresolved events put back to `pending` because this one revealed their identity.
+    pub requeued: u64,
+}
+
+/// Filters of `GET /v1/events`.
+#[derive(Debug, Clone, Default)]
+pub struct FireFilter {
+    pub after_seq: i64,
+    pub trigger_id: Option<String>,
+    pub workspace: Option<String>,
+    pub created_after: Option<i64>,
+    pub created_before: Option<i64>,
+    pub limit: i64,
 }
 
 /// Calls the backend function `$f` with the reader pool (`read`) or the writer pool (`write`).
@@ -246,6 +294,87 @@ impl Db {
         event_id: &str,
     ) -> Result<i64, sqlx::Error> {
         dispatch!(read self, count_stored(connection_id, event_id))
+    }
+
+    /// Claims due events for `worker` with a lease of `lease_ms`.
+    pub async fn claim_events(&self, worker: &str, now_ms: i64, lease_ms: i64, limit: i64) -> Result<Vec<ClaimedEvent>, sqlx::Error> {
+        dispatch!(write self, claim_events(worker, now_ms, lease_ms, limit))
+    }
+
+    /// A stored (accepted or ignored) event, for a replay.
+    pub async fn load_event(&self, id: &str) -> Result<Option<ClaimedEvent>, sqlx::Error> {
+        dispatch!(read self, load_event(id))
+    }
+
+    /// Applies processing results in one transaction.
+    ///
+    /// # Errors
+    /// Any database error: nothing of the batch is then committed.
+    pub async fn apply_plans(&self, plans: &[EventPlan], now_ms: i64) -> Result<Vec<Applied>, sqlx::Error> {
+        match self {
+            Db::Sqlite { writer, .. } => sqlite::apply_plans(&mut *writer.acquire().await?, plans, now_ms).await,
+            Db::Postgres(pool) => postgres::apply_plans(&mut *pool.acquire().await?, plans, now_ms).await,
+        }
+    }
+
+    pub async fn insert_test_fire(
+        &self,
+        key: &str,
+        workspace: &str,
+        trigger_id: &str,
+        email: Option<&str>,
+        payload: &serde_json::Map<String, serde_json::Value>,
+        now_ms: i64,
+    ) -> Result<i64, sqlx::Error> {
+        match self {
+            Db::Sqlite { writer, .. } => {
+                sqlite::insert_test_fire(&mut *writer.acquire().await?, key, workspace, trigger_id, email, payload, now_ms).await
+            }
+            Db::Postgres(pool) => {
+                postgres::insert_test_fire(&mut *pool.acquire().await?, key, workspace, trigger_id, email, payload, now_ms).await
+            }
+        }
+    }
+
+    pub async fn list_fires(&self, filter: &FireFilter) -> Result<Vec<FireRow>, sqlx::Error> {
+        dispatch!(read self, list_fires(filter))
+    }
+
+    pub async fn latest_fire_seq(&self) -> Result<i64, sqlx::Error> {
+        dispatch!(read self, latest_fire_seq())
+    }
+
+    pub async fn fires_for_ingest(&self, ingest_id: &str) -> Result<Vec<i64>, sqlx::Error> {
+        dispatch!(read self, fires_for_ingest(ingest_id))
+    }
+
+    pub async fn get_contact(&self, workspace: &str, email: &str) -> Result<Option<ContactRow>, sqlx::Error> {
+        dispatch!(read self, get_contact(workspace, email))
+    }
+
+    pub async fn list_triggers(&self, workspace: Option<&str>) -> Result<Vec<TriggerRow>, sqlx::Error> {
+        dispatch!(read self, list_triggers(workspace))
+    }
+
+    /// Stored events by processing status.
+    pub async fn status_counts(&self) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        dispatch!(read self, status_counts())
+    }
+
+    pub async fn insert_api_key(&self, id: &str, hash: &str, name: &str, scopes: &str, now_ms: i64) -> Result<(), sqlx::Error> {
+        dispatch!(write self, insert_api_key(id, hash, name, scopes, now_ms))
+    }
+
+    pub async fn get_api_key(&self, id: &str) -> Result<Option<ApiKeyRow>, sqlx::Error> {
+        dispatch!(read self, get_api_key(id))
+    }
+
+    pub async fn list_api_keys(&self) -> Result<Vec<ApiKeyRow>, sqlx::Error> {
+        dispatch!(read self, list_api_keys())
+    }
+
+    pub async fn revoke_api_key(&self, id: &str, now_ms: i64) -> Result<bool, sqlx::Error> {
+        dispatch!(write self, revoke_api_key(id, now_ms))
     }
 
     /// Closes every pooled connection.

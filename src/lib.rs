@@ -16,6 +16,7 @@
 pub mod cli;
 pub mod config;
 pub mod connections;
+pub mod contacts;
 pub mod db;
 pub mod error;
 pub mod http;

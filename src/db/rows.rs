@@ -53,3 +53,80 @@ pub struct IngestRow {
     pub body: Vec<u8>,
     pub body_truncated: bool,
 }
+
+/// A stored event claimed for processing (or loaded for a replay).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ClaimedEvent {
+    pub id: String,
+    pub connection_id: String,
+    pub provider: String,
+    pub workspace: Option<String>,
+    pub event_id: Option<String>,
+    pub event_type: Option<String>,
+    pub headers: String,
+    pub body: Vec<u8>,
+    pub received_at: i64,
+    pub attempts: i32,
+}
+
+/// A contact row.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ContactRow {
+    pub workspace: String,
+    pub email: String,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub subscribed: Option<bool>,
+    pub custom_fields: String,
+    pub field_times: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl ContactRow {
+    /// The mergeable state (unparseable JSON columns read as empty).
+    pub fn state(&self) -> crate::contacts::ContactState {
+        crate::contacts::ContactState {
+            first_name: self.first_name.clone(),
+            last_name: self.last_name.clone(),
+            subscribed: self.subscribed,
+            custom_fields: serde_json::from_str(&self.custom_fields).unwrap_or_default(),
+            field_times: serde_json::from_str(&self.field_times).unwrap_or_default(),
+        }
+    }
+}
+
+/// A trigger fire.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct FireRow {
+    pub seq: i64,
+    pub idempotency_key: String,
+    pub workspace: String,
+    pub trigger_id: String,
+    pub provider: String,
+    pub ingest_id: Option<String>,
+    pub email: Option<String>,
+    pub payload: String,
+    pub occurred_at: Option<i64>,
+    pub created_at: i64,
+}
+
+/// A trigger in the catalog.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TriggerRow {
+    pub workspace: String,
+    pub id: String,
+    pub provider: String,
+    pub payload_schema: String,
+}
+
+/// An API key (its hash only).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ApiKeyRow {
+    pub id: String,
+    pub key_hash: String,
+    pub name: String,
+    pub scopes: String,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}

@@ -10,6 +10,7 @@ use sqlx::SqlitePool;
 use crate::config::Durability;
 
 crate::db::store::store_queries!(sqlx::Sqlite);
+crate::db::processing::processing_queries!(sqlx::Sqlite, "", "");
 
 /// Opens (creating if missing) the database at `url`.
 ///
