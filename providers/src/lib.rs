@@ -10,10 +10,13 @@
 //! - [`ProviderId`] is the closed list of providers; [`ProviderId::adapter`] gives each one's
 //!   [`Provider`] implementation (a unit struct in its own module).
 //! - [`scheme`] holds the signature schemes several providers share.
+//! - `normalize` holds the helpers every provider's [`Provider::normalize`] uses (JSON paths,
+//!   scalar fields, snake_case keys, RFC 3339 timestamps), so adapters do not repeat them.
 //! - [`Verified`] can only be built by a successful `verify` (or, explicitly, from bytes that were
 //!   verified when they were received and stored since), so unverified bytes are never parsed.
 
 pub mod ip_ranges;
+mod normalize;
 pub mod scheme;
 
 pub mod brevo;
@@ -339,6 +342,22 @@ pub enum NormalizeError {
     UnexpectedShape(String),
 }
 
+/// `normalize` starts from `identify`, so its errors carry over: a body `identify` rejects cannot
+/// be normalized either.
+impl From<IdentifyError> for NormalizeError {
+    fn from(error: IdentifyError) -> Self {
+        match error {
+            IdentifyError::InvalidJson(message) => NormalizeError::InvalidJson(message),
+            IdentifyError::UnexpectedShape(message) => {
+                NormalizeError::UnexpectedShape(message.to_owned())
+            }
+            IdentifyError::MissingHeader(name) => {
+                NormalizeError::UnexpectedShape(format!("missing header {name}"))
+            }
+        }
+    }
+}
+
 /// Why a request is not authentic. Every variant has a stable code for the 401 body.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
@@ -477,6 +496,16 @@ pub trait Provider: Send + Sync {
     /// # Errors
     /// When the body is not the JSON the provider sends (answered 400, stored as rejected).
     fn identify(&self, event: &Verified<'_>) -> Result<EventMeta, IdentifyError>;
+
+    /// Turns a verified event into normalized events (one, or one per element of a batch).
+    ///
+    /// # Errors
+    /// `Unsupported` for event types hookgate does not map; shape errors otherwise.
+    fn normalize(
+        &self,
+        event: &Verified<'_>,
+        context: &NormalizeContext<'_>,
+    ) -> Result<Vec<NormalizedEvent>, NormalizeError>;
 
     /// Signs `body` exactly as the provider would, for `hookgate send` and tests.
     ///

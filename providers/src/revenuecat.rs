@@ -8,12 +8,33 @@
 //! - Retries: up to 5 times at 5, 10, 20, 40 and 80 minutes; RevenueCat treats anything but
 //!   exactly 200 as a failure, and hookgate answers exactly 200.
 //! - Quirks: the email exists only if the app set the `$email` subscriber attribute.
+//!
+//! Normalizing:
+//! - Mapped types: `INITIAL_PURCHASE`, `RENEWAL`, `CANCELLATION`, `UNCANCELLATION`, `EXPIRATION`,
+//!   `BILLING_ISSUE`, `PRODUCT_CHANGE`, `TEST`. `occurred_at_ms` is `event.event_timestamp_ms`.
+//! - Email: `event.subscriber_attributes["$email"].value`; without it the event resolves by
+//!   `revenuecat_app_user_id`, given for `app_user_id`, `original_app_user_id` and every alias
+//!   (the same key several times, so any of them can match). Names: `$displayName` split at the
+//!   first space.
+//! - Contact fields: `revenuecat_app_user_id`, `revenuecat_original_app_user_id`,
+//!   `revenuecat_product_id`, `revenuecat_entitlements` (comma-joined), `revenuecat_period_type`,
+//!   `revenuecat_store`, `revenuecat_environment`, `revenuecat_expires_at` (Unix ms),
+//!   `revenuecat_status` (`active`, `cancelled`, `expired` or `billing_issue`, from the type),
+//!   `revenuecat_cancel_reason`, `revenuecat_expiration_reason`.
+//! - Fire-only fields: `revenuecat_price`, `revenuecat_currency`, `revenuecat_country_code`,
+//!   `revenuecat_transaction_id`, `revenuecat_purchased_at`, `revenuecat_new_product_id`,
+//!   `revenuecat_is_trial_conversion`, `revenuecat_grace_period_expires_at`.
+//! - `TEST` events (sent from the dashboard) describe no real purchase: their subscription
+//!   fields go to the fire only, so a test can never overwrite a real subscriber's state.
 
+use serde_json::Value;
+
+use crate::normalize::{id_text, joined, mapped_meta, parse, shape, split_name, text};
 use crate::scheme::shared_secret;
 use crate::{
-    json_object, str_field, AuthKind, AuthMode, EventMeta, IdentifyError, Provider, ProviderId,
-    Request, Secret, SecretError, SignError, SignOptions, Signed, Verified, VerifyError,
-    VerifyOptions,
+    json_object, str_field, AuthKind, AuthMode, EventMeta, IdentifyError, NormalizeContext,
+    NormalizeError, NormalizedEvent, Provider, ProviderId, Request, Secret, SecretError, SignError,
+    SignOptions, Signed, Verified, VerifyError, VerifyOptions,
 };
 
 /// Event types hookgate maps.
@@ -73,6 +94,100 @@ impl Provider for Revenuecat {
         })
     }
 
+    fn normalize(
+        &self,
+        event: &Verified<'_>,
+        _context: &NormalizeContext<'_>,
+    ) -> Result<Vec<NormalizedEvent>, NormalizeError> {
+        let meta = mapped_meta(self, event)?;
+        let body = parse(event)?;
+        let inner = body
+            .get("event")
+            .filter(|e| e.is_object())
+            .ok_or_else(|| shape("no `event` object"))?;
+        let mut out = NormalizedEvent::from_meta(meta);
+        out.occurred_at_ms = inner.get("event_timestamp_ms").and_then(Value::as_i64);
+
+        // Subscriber attributes are `{"value": ..., "updated_at_ms": ...}` objects.
+        let attributes = inner.get("subscriber_attributes");
+        let attribute = |name: &str| {
+            attributes
+                .and_then(|a| a.get(name))
+                .and_then(|a| text(a, "value"))
+        };
+        out.set_email(attribute("$email"));
+        let (first, last) = attribute("$displayName")
+            .map(split_name)
+            .unwrap_or_default();
+        out.set_name(first.as_deref(), last.as_deref());
+
+        // Every id the subscriber has been known by, most recent first; any may match a contact.
+        let aliases = inner.get("aliases").and_then(Value::as_array);
+        let ids = [inner.get("app_user_id"), inner.get("original_app_user_id")]
+            .into_iter()
+            .flatten()
+            .chain(aliases.into_iter().flatten());
+        for id in ids {
+            out.add_id("revenuecat_app_user_id", id_text(id));
+        }
+        if out.identity.ids.is_empty() && out.identity.email.is_none() {
+            return Err(shape("an event without `app_user_id` or `$email`"));
+        }
+
+        out.field(
+            "revenuecat_original_app_user_id",
+            inner.get("original_app_user_id"),
+        );
+        out.field("revenuecat_product_id", inner.get("product_id"));
+        let entitlements = inner
+            .get("entitlement_ids")
+            .and_then(joined)
+            .or_else(|| text(inner, "entitlement_id").map(str::to_owned));
+        if let Some(entitlements) = entitlements {
+            out.set_field("revenuecat_entitlements", entitlements);
+        }
+        out.field("revenuecat_period_type", inner.get("period_type"));
+        out.field("revenuecat_store", inner.get("store"));
+        out.field("revenuecat_environment", inner.get("environment"));
+        out.field("revenuecat_expires_at", inner.get("expiration_at_ms"));
+        if let Some(status) = status(&out.event_type) {
+            out.set_field("revenuecat_status", status);
+        }
+        out.field("revenuecat_cancel_reason", inner.get("cancel_reason"));
+        out.field(
+            "revenuecat_expiration_reason",
+            inner.get("expiration_reason"),
+        );
+
+        out.event_field("revenuecat_price", inner.get("price"));
+        out.event_field("revenuecat_currency", inner.get("currency"));
+        out.event_field("revenuecat_country_code", inner.get("country_code"));
+        out.event_field("revenuecat_transaction_id", inner.get("transaction_id"));
+        out.event_field("revenuecat_purchased_at", inner.get("purchased_at_ms"));
+        out.event_field("revenuecat_new_product_id", inner.get("new_product_id"));
+        out.event_field(
+            "revenuecat_is_trial_conversion",
+            inner.get("is_trial_conversion"),
+        );
+        out.event_field(
+            "revenuecat_grace_period_expires_at",
+            inner.get("grace_period_expiration_at_ms"),
+        );
+
+        if out.event_type == "TEST" {
+            // Keep only the id on the contact; the rest describes a made-up purchase.
+            let fields = std::mem::take(&mut out.contact.fields);
+            for (key, value) in fields {
+                if key == "revenuecat_app_user_id" {
+                    out.contact.fields.insert(key, value);
+                } else {
+                    out.event_fields.insert(key, value);
+                }
+            }
+        }
+        Ok(vec![out])
+    }
+
     fn sign(
         &self,
         _body: &[u8],
@@ -85,10 +200,113 @@ impl Provider for Revenuecat {
     }
 }
 
+/// The subscription state an event type implies (`None`: the type says nothing about it).
+fn status(event_type: &str) -> Option<&'static str> {
+    match event_type {
+        "INITIAL_PURCHASE" | "RENEWAL" | "UNCANCELLATION" | "PRODUCT_CHANGE" => Some("active"),
+        "CANCELLATION" => Some("cancelled"),
+        "EXPIRATION" => Some("expired"),
+        "BILLING_ISSUE" => Some("billing_issue"),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::testkit;
+    use serde_json::json;
+
+    fn one(name: &str) -> NormalizedEvent {
+        testkit::normalize_one(ProviderId::Revenuecat, &[], name)
+    }
+
+    fn ids() -> Vec<(String, String)> {
+        [
+            "usr_7Hq2Lm9Xp4",
+            "$RCAnonymousID:6b0f9c2e4d1a4b7c8e3f5a9d2c1b0e7f",
+        ]
+        .into_iter()
+        .map(|id| ("revenuecat_app_user_id".to_owned(), id.to_owned()))
+        .collect()
+    }
+
+    #[test]
+    fn without_email_the_app_user_ids_identify() {
+        for name in [
+            "CANCELLATION.json",
+            "EXPIRATION.json",
+            "UNCANCELLATION.json",
+        ] {
+            let e = one(name);
+            assert_eq!(e.identity.email, None, "{name}");
+            assert_eq!(e.identity.ids, ids(), "{name}");
+            assert_eq!(
+                e.contact.fields["revenuecat_app_user_id"],
+                json!("usr_7Hq2Lm9Xp4")
+            );
+        }
+        let cancelled = one("CANCELLATION.json");
+        assert_eq!(
+            cancelled.contact.fields["revenuecat_status"],
+            json!("cancelled")
+        );
+        assert_eq!(
+            cancelled.contact.fields["revenuecat_cancel_reason"],
+            json!("UNSUBSCRIBE")
+        );
+    }
+
+    #[test]
+    fn with_email_and_display_name() {
+        let e = one("INITIAL_PURCHASE.json");
+        assert_eq!(e.identity.email.as_deref(), Some("li.wei@example.com"));
+        assert_eq!(e.identity.ids, ids());
+        assert_eq!(e.contact.first_name.as_deref(), Some("Li"));
+        assert_eq!(e.contact.last_name.as_deref(), Some("Wei"));
+        let f = &e.contact.fields;
+        assert_eq!(f["revenuecat_status"], json!("active"));
+        assert_eq!(f["revenuecat_entitlements"], json!("pro"));
+        assert_eq!(f["revenuecat_expires_at"], json!(1_763_111_551_000_i64));
+        assert_eq!(e.event_fields["revenuecat_price"], json!(9.99));
+        assert_eq!(e.occurred_at_ms, Some(1_760_433_155_127));
+    }
+
+    #[test]
+    fn test_events_leave_the_subscription_alone() {
+        let e = one("TEST.json");
+        assert_eq!(
+            e.contact.fields.keys().collect::<Vec<_>>(),
+            vec!["revenuecat_app_user_id"]
+        );
+        assert_eq!(
+            e.event_fields["revenuecat_product_id"],
+            json!("test_product")
+        );
+    }
+
+    #[test]
+    fn aliases_only_and_missing_ids() {
+        let run = |body: &[u8]| {
+            testkit::normalize(
+                ProviderId::Revenuecat,
+                &[],
+                body,
+                &NormalizeContext::default(),
+            )
+        };
+        let events = run(br#"{"event":{"id":"e1","type":"RENEWAL","aliases":["a","b"]}}"#)
+            .expect("normalizes");
+        assert_eq!(events[0].identity.ids.len(), 2);
+        assert!(matches!(
+            run(br#"{"event":{"id":"e2","type":"RENEWAL"}}"#),
+            Err(NormalizeError::UnexpectedShape(_))
+        ));
+        assert_eq!(
+            run(br#"{"event":{"id":"e3","type":"TRANSFER"}}"#),
+            Err(NormalizeError::Unsupported("TRANSFER".into()))
+        );
+    }
 
     #[test]
     fn conformance() {

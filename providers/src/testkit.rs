@@ -295,3 +295,49 @@ pub(crate) fn published_vectors(provider: ProviderId) {
     }
     assert!(valid > 0, "at least one published vector must verify");
 }
+
+/// The bytes of `fixtures/<provider>/<name>`, exactly as stored.
+pub(crate) fn fixture(provider: ProviderId, name: &str) -> Vec<u8> {
+    let path = format!(
+        "{}/../fixtures/{}/{name}",
+        env!("CARGO_MANIFEST_DIR"),
+        provider.as_str()
+    );
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// Normalizes `body` as if it had been verified with these headers and stored.
+pub(crate) fn normalize(
+    provider: ProviderId,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    context: &crate::NormalizeContext<'_>,
+) -> Result<Vec<crate::NormalizedEvent>, crate::NormalizeError> {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        map.append(
+            HeaderName::from_bytes(name.as_bytes()).expect("header name"),
+            HeaderValue::from_str(value).expect("header value"),
+        );
+    }
+    let verified = crate::Verified::from_store(provider, &map, body);
+    provider.adapter().normalize(&verified, context)
+}
+
+/// Normalizes a fixture that must give exactly one event.
+pub(crate) fn normalize_one(
+    provider: ProviderId,
+    headers: &[(&str, &str)],
+    name: &str,
+) -> crate::NormalizedEvent {
+    let body = fixture(provider, name);
+    let mut events = normalize(
+        provider,
+        headers,
+        &body,
+        &crate::NormalizeContext::default(),
+    )
+    .unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert_eq!(events.len(), 1, "{name}: one event");
+    events.remove(0)
+}

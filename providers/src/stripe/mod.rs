@@ -8,13 +8,34 @@
 //! - Retries: live mode retries with exponential backoff for up to three days; order is not
 //!   guaranteed and duplicates happen.
 //! - Quirks: thin events (`"object": "v2.core.event"`) are a different product; they verify, but
-//!   hookgate does not map them, so they are stored as `ignored`.
+//!   hookgate does not map them, so they are stored as `ignored`. Payload shapes follow the
+//!   endpoint's pinned `api_version`; the mapping reads both pre- and post-`basil` locations.
+//!
+//! Normalizing (`normalize.rs`):
+//! - Mapped types: `customer.created|updated|deleted`, `checkout.session.completed`,
+//!   `customer.subscription.created|updated|deleted`, `invoice.paid`, `invoice.payment_failed`.
+//! - Email: `data.object.email` (customer.*), `data.object.customer_details.email` (checkout),
+//!   `data.object.customer_email` (invoice.*); none on subscription events, which resolve by
+//!   `stripe_customer_id`. Names: `name` (customer.*) or `customer_details.name` (checkout),
+//!   split at the first space. `occurred_at_ms` = `created` × 1000.
+//! - Contact fields: `stripe_customer_id` (identity), `stripe_livemode`, `stripe_phone`,
+//!   `stripe_deleted` (customer.deleted), `stripe_subscription_id`, `stripe_subscription_status`,
+//!   `stripe_price_id`, `stripe_product_id`, `stripe_current_period_end` (Unix ms),
+//!   `stripe_cancel_at_period_end`.
+//! - Fire-only fields: `stripe_checkout_session_id`, `stripe_amount_total`, `stripe_currency`,
+//!   `stripe_mode`, `stripe_payment_status`, `stripe_client_reference_id`, `stripe_invoice_id`,
+//!   `stripe_invoice_number`, `stripe_invoice_status`, `stripe_amount_due`, `stripe_amount_paid`,
+//!   `stripe_billing_reason`, `stripe_attempt_count`, `stripe_hosted_invoice_url`,
+//!   `stripe_cancel_at`, `stripe_canceled_at`, `stripe_trial_end` (Unix ms),
+//!   `stripe_cancellation_reason`, `stripe_previous_status`.
+
+mod normalize;
 
 use crate::scheme::timestamped_hmac::{Scheme, Unit};
 use crate::{
-    json_object, str_field, AuthKind, AuthMode, EventMeta, IdentifyError, Provider, ProviderId,
-    Request, Secret, SecretError, SignError, SignOptions, Signed, Verified, VerifyError,
-    VerifyOptions,
+    json_object, str_field, AuthKind, AuthMode, EventMeta, IdentifyError, NormalizeContext,
+    NormalizeError, NormalizedEvent, Provider, ProviderId, Request, Secret, SecretError, SignError,
+    SignOptions, Signed, Verified, VerifyError, VerifyOptions,
 };
 
 /// stripe-node's `DEFAULT_TOLERANCE`.
@@ -85,6 +106,14 @@ impl Provider for Stripe {
             event_type: event_type.to_owned(),
             mapped: !thin && MAPPED.contains(&event_type),
         })
+    }
+
+    fn normalize(
+        &self,
+        event: &Verified<'_>,
+        _context: &NormalizeContext<'_>,
+    ) -> Result<Vec<NormalizedEvent>, NormalizeError> {
+        normalize::normalize(event)
     }
 
     fn sign(

@@ -11,12 +11,33 @@
 //! - Event type: the `X-Shopify-Topic` header (`customers/create`); the body carries none.
 //! - Retries: 8 times over 4 hours; no answer within 5 s is a failure.
 //! - Quirks: customer ids are JSON numbers above 2^53; they must be kept as their digits.
+//!
+//! Normalizing (`normalize.rs`):
+//! - Mapped topics: `customers/create`, `customers/update`, `customers/delete`,
+//!   `customers_email_marketing_consent/update`, `orders/create`, `orders/paid`.
+//! - Email: `email` (customers/*), `email` else `customer.email` (orders/*), `email_address`
+//!   (consent); none on customers/delete, which resolves by `shopify_customer_id`.
+//!   Names: `first_name`/`last_name` (orders: of `customer`).
+//! - `occurred_at_ms`: `X-Shopify-Triggered-At` (or `shopify-triggered-at`), else the body's
+//!   `updated_at` (consent: `consent_updated_at`).
+//! - `subscribed`: consent state `subscribed` → true; `not_subscribed`, `unsubscribed`,
+//!   `redacted` → false (also from a customer's `email_marketing_consent`).
+//! - Contact fields: `shopify_customer_id` (identity, exact digits), `shopify_shop_domain` (from
+//!   the header), `shopify_state`, `shopify_verified_email`, `shopify_phone`,
+//!   `shopify_currency`, `shopify_tags`, `shopify_total_spent` and `shopify_orders_count` (older
+//!   API versions), `shopify_email_marketing_state`, `shopify_email_marketing_opt_in_level`,
+//!   `shopify_deleted`, `shopify_last_order_id`, `shopify_last_order_total`.
+//! - Fire-only fields: `shopify_order_id`, `shopify_order_name`, `shopify_order_number`,
+//!   `shopify_total_price`, `shopify_subtotal_price`, `shopify_total_tax`,
+//!   `shopify_financial_status`, `shopify_fulfillment_status`, `shopify_buyer_accepts_marketing`.
+
+mod normalize;
 
 use crate::scheme::hmac_body;
 use crate::{
-    header_str, json_object, AuthKind, AuthMode, EventMeta, IdentifyError, Provider, ProviderId,
-    Request, Secret, SecretError, SignError, SignOptions, Signed, Verified, VerifyError,
-    VerifyOptions,
+    header_str, json_object, AuthKind, AuthMode, EventMeta, IdentifyError, NormalizeContext,
+    NormalizeError, NormalizedEvent, Provider, ProviderId, Request, Secret, SecretError, SignError,
+    SignOptions, Signed, Verified, VerifyError, VerifyOptions,
 };
 use http::HeaderName;
 
@@ -126,6 +147,14 @@ impl Provider for Shopify {
             event_type: topic.to_owned(),
             mapped: MAPPED.contains(&topic),
         })
+    }
+
+    fn normalize(
+        &self,
+        event: &Verified<'_>,
+        _context: &NormalizeContext<'_>,
+    ) -> Result<Vec<NormalizedEvent>, NormalizeError> {
+        normalize::normalize(event)
     }
 
     fn sign(
