@@ -120,6 +120,57 @@ async fn toggle(db: &Db, id: &str, enabled: bool, now: i64) -> anyhow::Result<()
     }
 }
 
+/// Runs `hookgate keys ...`.
+///
+/// # Errors
+/// Unknown scopes, unknown key ids, database errors.
+pub async fn keys_command(db: &Db, command: crate::config::KeysCommand) -> anyhow::Result<()> {
+    use crate::config::KeysCommand;
+    match command {
+        KeysCommand::Create { scopes, name } => {
+            let parsed: Vec<crate::auth::Scope> = scopes
+                .iter()
+                .map(|s| s.parse::<crate::auth::Scope>().map_err(anyhow::Error::msg))
+                .collect::<anyhow::Result<_>>()?;
+            let scopes: Vec<&str> = parsed.iter().map(|s| s.as_str()).collect();
+            let (id, key, hash) = crate::auth::mint();
+            db.insert_api_key(&id, &hash, &name, &scopes.join(" "), crate::now_ms())
+                .await?;
+            println!("{key}");
+            eprintln!(
+                "created key {id} ({name}) with scopes {}; it is shown only this once",
+                scopes.join(", ")
+            );
+            Ok(())
+        }
+        KeysCommand::List => {
+            println!(
+                "{:<14} {:<20} {:<40} {:<26} REVOKED",
+                "ID", "NAME", "SCOPES", "CREATED (UTC)"
+            );
+            for k in db.list_api_keys().await? {
+                println!(
+                    "{:<14} {:<20} {:<40} {:<26} {}",
+                    k.id,
+                    k.name,
+                    k.scopes,
+                    format_ms(k.created_at),
+                    k.revoked_at.map(format_ms).unwrap_or_default()
+                );
+            }
+            Ok(())
+        }
+        KeysCommand::Revoke { id } => {
+            if db.revoke_api_key(&id, crate::now_ms()).await? {
+                println!("revoked {id}");
+                Ok(())
+            } else {
+                bail!("no active key {id:?}")
+            }
+        }
+    }
+}
+
 /// Runs `hookgate logs`: the newest `limit` records oldest first, then with `--follow` new ones
 /// as they arrive (polling every 500 ms).
 ///
@@ -211,26 +262,9 @@ fn truncate(text: &str, max: usize) -> String {
     }
 }
 
-/// `YYYY-MM-DD HH:MM:SS.mmm` in UTC (civil-from-days, so no date crate is needed for a log line).
+/// A log line's time: RFC 3339 in UTC.
 fn format_ms(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:03}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        ms.rem_euclid(1000)
-    )
+    hookgate_providers::time::format_rfc3339_ms(ms)
 }
 
 /// The provider a fixture belongs to: `--provider`, else its parent directory's name.
@@ -325,16 +359,4 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
         bail!("the gateway answered {status}");
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn formats_utc_times() {
-        assert_eq!(format_ms(0), "1970-01-01 00:00:00.000");
-        assert_eq!(format_ms(1_700_000_000_123), "2023-11-14 22:13:20.123");
-        assert_eq!(format_ms(951_782_400_000), "2000-02-29 00:00:00.000");
-    }
 }

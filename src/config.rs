@@ -59,6 +59,26 @@ pub enum Command {
     Logs(LogsArgs),
     /// Sign a fixture the way its provider would and POST it to a receive URL.
     Send(SendArgs),
+    /// Manage API keys for the events API.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Mint a key; it is printed once and only its hash is stored.
+    Create {
+        /// webhooks:read | webhooks:write | admin (repeatable).
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// A name to recognise the key by.
+        #[arg(long, default_value = "unnamed")]
+        name: String,
+    },
+    /// List keys (never the keys themselves).
+    List,
+    /// Revoke a key by its id.
+    Revoke { id: String },
 }
 
 /// Settings of the running gateway; each also reads `HOOKGATE_<NAME>` and the file key `<name>`.
@@ -106,6 +126,11 @@ pub struct ServeArgs {
     /// Do not apply migrations at start.
     #[arg(long, env = "HOOKGATE_NO_MIGRATE")]
     pub no_migrate: bool,
+
+    /// Receive and store only; start no normalization workers (events stay `pending` until a
+    /// gateway with workers runs).
+    #[arg(long, env = "HOOKGATE_NO_WORKERS")]
+    pub no_workers: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -327,6 +352,8 @@ pub struct Config {
     pub body_timeout_secs: u64,
     pub durability: Durability,
     pub migrate: bool,
+    /// Whether this process runs normalization workers.
+    pub workers: bool,
     pub connections: Vec<ConnectionSpec>,
 }
 
@@ -347,6 +374,7 @@ impl fmt::Debug for Config {
             .field("body_timeout_secs", &self.body_timeout_secs)
             .field("durability", &self.durability)
             .field("migrate", &self.migrate)
+            .field("workers", &self.workers)
             .field("connections", &self.connections)
             .finish()
     }
@@ -369,6 +397,7 @@ impl Config {
             body_timeout_secs: DEFAULT_BODY_TIMEOUT_SECS,
             durability: Durability::Full,
             migrate: true,
+            workers: true,
             connections: Vec::new(),
         }
     }
@@ -467,6 +496,7 @@ impl Config {
             body_timeout_secs,
             durability: args.durability.or(file.durability).unwrap_or_default(),
             migrate: !args.no_migrate,
+            workers: !args.no_workers,
             connections,
         })
     }

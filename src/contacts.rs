@@ -50,13 +50,17 @@ impl ContactState {
             }
         };
         if let Some(v) = &update.first_name {
-            if newer_or_same(&mut self.field_times, "first_name") && self.first_name.as_ref() != Some(v) {
+            if newer_or_same(&mut self.field_times, "first_name")
+                && self.first_name.as_ref() != Some(v)
+            {
                 self.first_name = Some(v.clone());
                 changed = true;
             }
         }
         if let Some(v) = &update.last_name {
-            if newer_or_same(&mut self.field_times, "last_name") && self.last_name.as_ref() != Some(v) {
+            if newer_or_same(&mut self.field_times, "last_name")
+                && self.last_name.as_ref() != Some(v)
+            {
                 self.last_name = Some(v.clone());
                 changed = true;
             }
@@ -71,7 +75,9 @@ impl ContactState {
             if value.is_null() || value.is_object() || value.is_array() {
                 continue;
             }
-            if newer_or_same(&mut self.field_times, key) && self.custom_fields.get(key) != Some(value) {
+            if newer_or_same(&mut self.field_times, key)
+                && self.custom_fields.get(key) != Some(value)
+            {
                 self.custom_fields.insert(key.clone(), value.clone());
                 changed = true;
             }
@@ -132,12 +138,23 @@ impl PayloadSchema {
     pub fn absorb(&mut self, payload: &Map<String, Value>) -> bool {
         let mut changed = false;
         if !self.fields.iter().any(|f| f.key == "email") {
-            self.fields.insert(0, SchemaField { key: "email".into(), kind: "string".into(), required: true });
+            self.fields.insert(
+                0,
+                SchemaField {
+                    key: "email".into(),
+                    kind: "string".into(),
+                    required: true,
+                },
+            );
             changed = true;
         }
         for (key, value) in payload {
             if !self.fields.iter().any(|f| &f.key == key) {
-                self.fields.push(SchemaField { key: key.clone(), kind: json_type(value).into(), required: false });
+                self.fields.push(SchemaField {
+                    key: key.clone(),
+                    kind: json_type(value).into(),
+                    required: false,
+                });
                 changed = true;
             }
         }
@@ -152,8 +169,19 @@ mod tests {
 
     #[test]
     fn emails_are_trimmed_and_lower_cased() {
-        assert_eq!(normalize_email("  Jenny.Rosen@Example.COM "), Some("jenny.rosen@example.com".into()));
-        for bad in ["", "   ", "no-at-sign", "@example.com", "a@", "a@b@c", "a b@example.com"] {
+        assert_eq!(
+            normalize_email("  Jenny.Rosen@Example.COM "),
+            Some("jenny.rosen@example.com".into())
+        );
+        for bad in [
+            "",
+            "   ",
+            "no-at-sign",
+            "@example.com",
+            "a@",
+            "a@b@c",
+            "a b@example.com",
+        ] {
             assert_eq!(normalize_email(bad), None, "{bad:?}");
         }
     }
@@ -161,7 +189,11 @@ mod tests {
     fn update(first: &str, plan: &str) -> ContactUpdate {
         let mut fields = BTreeMap::new();
         fields.insert("stripe_price_id".to_owned(), json!(plan));
-        ContactUpdate { first_name: Some(first.into()), fields, ..ContactUpdate::default() }
+        ContactUpdate {
+            first_name: Some(first.into()),
+            fields,
+            ..ContactUpdate::default()
+        }
     }
 
     #[test]
@@ -191,8 +223,21 @@ mod tests {
         p.insert("stripe_livemode".into(), json!(false));
         assert!(s.absorb(&p));
         assert!(!s.absorb(&p));
-        assert_eq!(s.fields[0], SchemaField { key: "email".into(), kind: "string".into(), required: true });
-        assert!(s.fields.iter().any(|f| f.key == "stripe_amount_paid" && f.kind == "number" && !f.required));
-        assert!(s.fields.iter().any(|f| f.key == "stripe_livemode" && f.kind == "boolean"));
+        assert_eq!(
+            s.fields[0],
+            SchemaField {
+                key: "email".into(),
+                kind: "string".into(),
+                required: true
+            }
+        );
+        assert!(s
+            .fields
+            .iter()
+            .any(|f| f.key == "stripe_amount_paid" && f.kind == "number" && !f.required));
+        assert!(s
+            .fields
+            .iter()
+            .any(|f| f.key == "stripe_livemode" && f.kind == "boolean"));
     }
 }

@@ -14,7 +14,10 @@ use bytes::Bytes;
 use sqlx::{PgPool, SqlitePool};
 
 use crate::config::Durability;
-use rows::{ApiKeyRow, ClaimedEvent, ConnectionRow, ContactRow, FireRow, IngestRow, IngestSummary, TriggerRow};
+use rows::{
+    ApiKeyRow, ClaimedEvent, ConnectionRow, ContactRow, FireRow, IngestRow, IngestSummary,
+    TriggerRow,
+};
 
 /// The store.
 #[derive(Clone, Debug)]
@@ -112,7 +115,10 @@ pub enum Plan {
     /// Not mapped (or carries no contact identity at all).
     Ignored(String),
     /// Normalization failed; retried at `retry_at` unless attempts are used up (`None`).
-    Failed { reason: String, retry_at: Option<i64> },
+    Failed {
+        reason: String,
+        retry_at: Option<i64>,
+    },
 }
 
 /// A plan for one stored event.
@@ -297,7 +303,13 @@ impl Db {
     }
 
     /// Claims due events for `worker` with a lease of `lease_ms`.
-    pub async fn claim_events(&self, worker: &str, now_ms: i64, lease_ms: i64, limit: i64) -> Result<Vec<ClaimedEvent>, sqlx::Error> {
+    pub async fn claim_events(
+        &self,
+        worker: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> Result<Vec<ClaimedEvent>, sqlx::Error> {
         dispatch!(write self, claim_events(worker, now_ms, lease_ms, limit))
     }
 
@@ -310,10 +322,18 @@ impl Db {
     ///
     /// # Errors
     /// Any database error: nothing of the batch is then committed.
-    pub async fn apply_plans(&self, plans: &[EventPlan], now_ms: i64) -> Result<Vec<Applied>, sqlx::Error> {
+    pub async fn apply_plans(
+        &self,
+        plans: &[EventPlan],
+        now_ms: i64,
+    ) -> Result<Vec<Applied>, sqlx::Error> {
         match self {
-            Db::Sqlite { writer, .. } => sqlite::apply_plans(&mut *writer.acquire().await?, plans, now_ms).await,
-            Db::Postgres(pool) => postgres::apply_plans(&mut *pool.acquire().await?, plans, now_ms).await,
+            Db::Sqlite { writer, .. } => {
+                sqlite::apply_plans(&mut *writer.acquire().await?, plans, now_ms).await
+            }
+            Db::Postgres(pool) => {
+                postgres::apply_plans(&mut *pool.acquire().await?, plans, now_ms).await
+            }
         }
     }
 
@@ -328,10 +348,28 @@ impl Db {
     ) -> Result<i64, sqlx::Error> {
         match self {
             Db::Sqlite { writer, .. } => {
-                sqlite::insert_test_fire(&mut *writer.acquire().await?, key, workspace, trigger_id, email, payload, now_ms).await
+                sqlite::insert_test_fire(
+                    &mut *writer.acquire().await?,
+                    key,
+                    workspace,
+                    trigger_id,
+                    email,
+                    payload,
+                    now_ms,
+                )
+                .await
             }
             Db::Postgres(pool) => {
-                postgres::insert_test_fire(&mut *pool.acquire().await?, key, workspace, trigger_id, email, payload, now_ms).await
+                postgres::insert_test_fire(
+                    &mut *pool.acquire().await?,
+                    key,
+                    workspace,
+                    trigger_id,
+                    email,
+                    payload,
+                    now_ms,
+                )
+                .await
             }
         }
     }
@@ -348,11 +386,18 @@ impl Db {
         dispatch!(read self, fires_for_ingest(ingest_id))
     }
 
-    pub async fn get_contact(&self, workspace: &str, email: &str) -> Result<Option<ContactRow>, sqlx::Error> {
+    pub async fn get_contact(
+        &self,
+        workspace: &str,
+        email: &str,
+    ) -> Result<Option<ContactRow>, sqlx::Error> {
         dispatch!(read self, get_contact(workspace, email))
     }
 
-    pub async fn list_triggers(&self, workspace: Option<&str>) -> Result<Vec<TriggerRow>, sqlx::Error> {
+    pub async fn list_triggers(
+        &self,
+        workspace: Option<&str>,
+    ) -> Result<Vec<TriggerRow>, sqlx::Error> {
         dispatch!(read self, list_triggers(workspace))
     }
 
@@ -361,7 +406,14 @@ impl Db {
         dispatch!(read self, status_counts())
     }
 
-    pub async fn insert_api_key(&self, id: &str, hash: &str, name: &str, scopes: &str, now_ms: i64) -> Result<(), sqlx::Error> {
+    pub async fn insert_api_key(
+        &self,
+        id: &str,
+        hash: &str,
+        name: &str,
+        scopes: &str,
+        now_ms: i64,
+    ) -> Result<(), sqlx::Error> {
         dispatch!(write self, insert_api_key(id, hash, name, scopes, now_ms))
     }
 

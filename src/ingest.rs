@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::db::{Db, NewIngest, WriteOutcome};
 use crate::metrics::Metrics;
+use crate::pipeline::Signals;
 
 /// The most rows one transaction carries.
 pub const MAX_BATCH: usize = 512;
@@ -60,10 +61,20 @@ pub struct IngestWriter {
 
 impl IngestWriter {
     /// Starts the writer task on `db`. It ends when every handle is dropped and the queue is empty.
-    pub fn spawn(db: Db, metrics: Arc<Metrics>) -> (Self, tokio::task::JoinHandle<()>) {
+    pub fn spawn(
+        db: Db,
+        metrics: Arc<Metrics>,
+        signals: Arc<Signals>,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let health = Arc::new(StoreHealth::default());
-        let task = tokio::spawn(run(db, rx, Arc::clone(&health), Arc::clone(&metrics)));
+        let task = tokio::spawn(run(
+            db,
+            rx,
+            Arc::clone(&health),
+            Arc::clone(&metrics),
+            signals,
+        ));
         (
             IngestWriter {
                 tx,
@@ -102,20 +113,31 @@ impl IngestWriter {
     }
 }
 
-async fn run(db: Db, mut rx: mpsc::Receiver<Job>, health: Arc<StoreHealth>, metrics: Arc<Metrics>) {
+async fn run(
+    db: Db,
+    mut rx: mpsc::Receiver<Job>,
+    health: Arc<StoreHealth>,
+    metrics: Arc<Metrics>,
+    signals: Arc<Signals>,
+) {
     let mut rows = Vec::with_capacity(MAX_BATCH);
     let mut replies = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
-        rows.push(first.row);
-        replies.push(first.reply);
-        while rows.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => {
-                    rows.push(job.row);
-                    replies.push(job.reply);
-                }
-                Err(_) => break,
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            // A handler that stopped waiting (it answered 503 on its timeout, or the client went
+            // away) has told the provider the delivery failed; storing it now would only turn the
+            // provider's retry into a duplicate, so it is not written.
+            if !job.reply.as_ref().is_some_and(oneshot::Sender::is_closed) {
+                rows.push(job.row);
+                replies.push(job.reply);
             }
+            if rows.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if rows.is_empty() {
+            continue;
         }
         let started = Instant::now();
         let result = db.write_batch(&rows).await;
@@ -123,6 +145,9 @@ async fn run(db: Db, mut rx: mpsc::Receiver<Job>, health: Arc<StoreHealth>, metr
         match result {
             Ok(outcomes) => {
                 health.failing.store(false, Ordering::Relaxed);
+                if outcomes.contains(&WriteOutcome::Stored) {
+                    signals.pending.notify_one();
+                }
                 for (reply, outcome) in replies.drain(..).zip(outcomes) {
                     if let Some(reply) = reply {
                         // The handler may have gone (client disconnected); the row is stored anyway.

@@ -13,6 +13,7 @@
 //! Provider-specific code (signatures, event ids and types) lives in the pure
 //! `hookgate-providers` crate.
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod connections;
@@ -22,6 +23,7 @@ pub mod error;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
+pub mod pipeline;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +55,7 @@ pub struct Inner {
     pub registry: Registry,
     pub writer: IngestWriter,
     pub metrics: Arc<Metrics>,
+    pub signals: Arc<pipeline::Signals>,
 }
 
 impl std::ops::Deref for AppState {
@@ -68,6 +71,7 @@ pub struct Gateway {
     pub state: AppState,
     writer_task: JoinHandle<()>,
     refresh_task: JoinHandle<()>,
+    workers: Vec<JoinHandle<()>>,
 }
 
 /// The router for `state` (what tests and `serve` use).
@@ -125,7 +129,10 @@ impl Gateway {
             .await
             .context("cannot load connections")?;
         let metrics = Arc::new(Metrics::new());
-        let (writer, writer_task) = IngestWriter::spawn(db.clone(), Arc::clone(&metrics));
+        let signals = Arc::new(pipeline::Signals::default());
+        let (writer, writer_task) =
+            IngestWriter::spawn(db.clone(), Arc::clone(&metrics), Arc::clone(&signals));
+        let run_workers = config.workers;
         let state = AppState {
             inner: Arc::new(Inner {
                 config,
@@ -133,8 +140,18 @@ impl Gateway {
                 registry,
                 writer,
                 metrics,
+                signals,
             }),
         };
+        let mut workers = Vec::new();
+        if run_workers {
+            let worker = format!("{}-{}", std::process::id(), ulid::Ulid::new());
+            workers.push(tokio::spawn(pipeline::run(
+                Arc::downgrade(&state.inner),
+                Arc::clone(&state.signals),
+                worker,
+            )));
+        }
         let weak = Arc::downgrade(&state.inner);
         let refresh_task = tokio::spawn(async move {
             loop {
@@ -149,6 +166,7 @@ impl Gateway {
             state,
             writer_task,
             refresh_task,
+            workers,
         })
     }
 
@@ -164,6 +182,15 @@ impl Gateway {
     ) -> std::io::Result<()> {
         let header_timeout = Duration::from_secs(self.state.config.header_timeout_secs);
         let router = app(self.state.clone());
+        let signals = Arc::clone(&self.state.signals);
+        // On shutdown, end event streams first: they would otherwise hold their connections open.
+        let shutdown = async move {
+            shutdown.await;
+            signals
+                .stopping
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            signals.fires.notify_waiters();
+        };
         let result = http::serve::serve(listener, router, header_timeout, shutdown).await;
         self.shutdown().await;
         result
@@ -175,8 +202,23 @@ impl Gateway {
             state,
             writer_task,
             refresh_task,
+            workers,
         } = self;
         refresh_task.abort();
+        // Workers finish the batch in hand, then stop; what is left stays pending for next time.
+        state
+            .signals
+            .stopping
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        state.signals.pending.notify_waiters();
+        for worker in workers {
+            if tokio::time::timeout(Duration::from_secs(30), worker)
+                .await
+                .is_err()
+            {
+                tracing::warn!("a pipeline worker did not stop within 30 s");
+            }
+        }
         let db = state.db.clone();
         drop(state);
         // The writer ends once the last handle (held by the state) is gone and its queue is empty.

@@ -54,6 +54,11 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
             hookgate::cli::logs(&db, args).await
         }
         Command::Send(args) => hookgate::cli::send(args).await,
+        Command::Keys(command) => {
+            let db = open(&cli).await?;
+            db.migrate().await.context("migration failed")?;
+            hookgate::cli::keys_command(&db, command).await
+        }
     }
 }
 

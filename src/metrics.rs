@@ -29,8 +29,14 @@ pub struct ProviderLabels {
     pub provider: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    pub status: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
+    pub processed: Family<StatusLabels, Counter>,
     pub requests: Family<RequestLabels, Counter>,
     pub verification_failures: Family<FailureLabels, Counter>,
     pub ingest_latency: Family<ProviderLabels, Histogram>,
@@ -95,8 +101,15 @@ impl Metrics {
             "Rejected-request log rows dropped because the writer queue was full",
             ingest_log_dropped.clone(),
         );
+        let processed = Family::<StatusLabels, Counter>::default();
+        registry.register(
+            "events_processed",
+            "Stored events the pipeline finished, by resulting status",
+            processed.clone(),
+        );
         Metrics {
             registry,
+            processed,
             requests,
             verification_failures,
             ingest_latency,

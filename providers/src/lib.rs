@@ -18,6 +18,7 @@
 pub mod ip_ranges;
 mod normalize;
 pub mod scheme;
+pub mod time;
 
 pub mod brevo;
 pub mod clerk;

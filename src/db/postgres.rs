@@ -8,7 +8,11 @@ use sqlx::PgPool;
 
 crate::db::store::store_queries!(sqlx::Postgres);
 // 7_349_001 is an arbitrary constant naming "hookgate fire order" among advisory locks.
-crate::db::processing::processing_queries!(sqlx::Postgres, " FOR UPDATE SKIP LOCKED", "SELECT pg_advisory_xact_lock(7349001)");
+crate::db::processing::processing_queries!(
+    sqlx::Postgres,
+    " FOR UPDATE SKIP LOCKED",
+    "SELECT pg_advisory_xact_lock(7349001)"
+);
 
 /// Connects a pool to `url`.
 ///

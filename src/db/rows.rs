@@ -41,6 +41,13 @@ pub struct IngestSummary {
     pub body_size: i64,
     pub read_us: Option<i64>,
     pub verify_us: Option<i64>,
+    /// Processing attempts (claims) so far.
+    pub attempts: i32,
+    /// Why the event is `unresolved`, `failed` or `ignored`.
+    pub status_reason: Option<String>,
+    /// The contact the event was applied to.
+    pub contact_email: Option<String>,
+    pub processed_at: Option<i64>,
 }
 
 /// A whole ingest log entry.

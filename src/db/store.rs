@@ -8,7 +8,8 @@ pub(crate) const INGEST_COLUMNS: &str = "id, received_at, connection_id, provide
     body_truncated, read_us, verify_us";
 
 pub(crate) const SUMMARY_COLUMNS: &str = "id, received_at, connection_id, provider, workspace, outcome, status, \
-    http_status, event_id, event_type, duplicate_of, reason, client_addr, body_size, read_us, verify_us";
+    http_status, event_id, event_type, duplicate_of, reason, client_addr, body_size, read_us, verify_us, attempts, \
+    status_reason, contact_email, processed_at";
 
 pub(crate) const CONNECTION_COLUMNS: &str =
     "id, provider, workspace, secrets, tolerance_secs, allow_ips, auth, \

@@ -8,7 +8,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
 use serde::Deserialize;
-use subtle::ConstantTimeEq;
 
 use crate::config::{ConnectionSpec, FileConnection};
 use crate::connections::{self, ConnectionView};
@@ -21,6 +20,8 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/admin/ingest", get(list_ingest))
         .route("/admin/ingest/{id}", get(get_ingest))
+        .route("/admin/ingest/{id}/replay", post(replay))
+        .route("/admin/contacts/{email}", get(get_contact))
         .route(
             "/admin/connections",
             get(list_connections).post(create_connection),
@@ -34,21 +35,11 @@ pub fn routes() -> Router<AppState> {
         .route("/admin/connections/{id}/rotate", post(rotate_connection))
 }
 
-/// Checks the admin bearer token in constant time.
-fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
-    let Some(expected) = &state.config.admin_token else {
-        return Err(AppError::MissingToken);
-    };
-    let presented = headers
-        .get(http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or(AppError::MissingToken)?;
-    if bool::from(presented.as_bytes().ct_eq(expected.expose().as_bytes())) {
-        Ok(())
-    } else {
-        Err(AppError::MissingToken)
-    }
+/// Every admin route needs the `admin` scope.
+async fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
+    crate::auth::authorize(state, headers, crate::auth::Scope::Admin)
+        .await
+        .map(|_| ())
 }
 
 #[derive(Debug, Deserialize)]
@@ -70,7 +61,7 @@ async fn list_ingest(
     headers: HeaderMap,
     query: Result<Query<IngestQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<serde_json::Value>, AppError> {
-    require_admin(&state, &headers)?;
+    require_admin(&state, &headers).await?;
     let Query(q) = query.map_err(|e| AppError::Invalid(e.body_text()))?;
     if let Some(o) = &q.outcome {
         if !OUTCOMES.contains(&o.as_str()) {
@@ -146,9 +137,6 @@ pub fn record_json(row: &IngestRow) -> serde_json::Value {
                 .into();
         }
     }
-    // Filled by the normalization pipeline once it has processed the event.
-    value["contact_email"] = serde_json::Value::Null;
-    value["fires"] = serde_json::json!([]);
     value
 }
 
@@ -161,16 +149,97 @@ async fn get_ingest(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, AppError> {
-    require_admin(&state, &headers)?;
+    require_admin(&state, &headers).await?;
     let row = state.db.get_ingest(&id).await?.ok_or(AppError::NotFound)?;
-    Ok(Json(record_json(&row)))
+    let mut value = record_json(&row);
+    let fires = state.db.fires_for_ingest(&id).await?;
+    value["fires"] = fires
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .into();
+    Ok(Json(value))
+}
+
+/// `POST /admin/ingest/<id>/replay`: runs normalization again for a stored event, now. Fires are
+/// unique by idempotency key, so a replay never fires twice; it re-applies contact fields (older
+/// values never overwrite newer ones) and maps events that were `ignored` if they are mapped now.
+async fn replay(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    require_admin(&state, &headers).await?;
+    let Some(event) = state.db.load_event(&id).await? else {
+        return match state.db.get_ingest(&id).await? {
+            Some(row) => Err(AppError::Conflict(format!(
+                "only stored (accepted or ignored) events can be replayed; this request was {}",
+                row.summary.outcome
+            ))),
+            None => Err(AppError::NotFound),
+        };
+    };
+    let now = crate::now_ms();
+    let plan = crate::pipeline::plan_with(&state, &event, None, now);
+    let applied = state
+        .db
+        .apply_plans(std::slice::from_ref(&plan), now)
+        .await?;
+    let applied = applied.into_iter().next().ok_or(AppError::NotFound)?;
+    if !applied.fires.is_empty() {
+        state.signals.fires.notify_waiters();
+    }
+    if applied.requeued > 0 {
+        state.signals.pending.notify_one();
+    }
+    tracing::info!(ingest_id = %id, status = applied.status, "event replayed");
+    Ok(Json(serde_json::json!({
+        "id": id,
+        "status": applied.status,
+        "fires": applied.fires.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+struct ContactQuery {
+    workspace: Option<String>,
+}
+
+/// `GET /admin/contacts/<email>?workspace=` (default workspace `default`).
+async fn get_contact(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(email): Path<String>,
+    Query(q): Query<ContactQuery>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    require_admin(&state, &headers).await?;
+    let email = crate::contacts::normalize_email(&email)
+        .ok_or_else(|| AppError::Invalid("not an email address".into()))?;
+    let workspace = q.workspace.unwrap_or_else(|| "default".into());
+    let row = state
+        .db
+        .get_contact(&workspace, &email)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let custom: serde_json::Value =
+        serde_json::from_str(&row.custom_fields).unwrap_or_else(|_| serde_json::json!({}));
+    Ok(Json(serde_json::json!({
+        "email": row.email,
+        "workspace": row.workspace,
+        "first_name": row.first_name,
+        "last_name": row.last_name,
+        "subscribed": row.subscribed,
+        "custom_fields": custom,
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
+    })))
 }
 
 async fn list_connections(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, AppError> {
-    require_admin(&state, &headers)?;
+    require_admin(&state, &headers).await?;
     let rows = state.db.list_connections().await?;
     let views: Vec<ConnectionView> = rows.iter().map(ConnectionView::from).collect();
     Ok(Json(serde_json::json!({ "connections": views })))
@@ -181,7 +250,7 @@ async fn get_connection(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<ConnectionView>, AppError> {
-    require_admin(&state, &headers)?;
+    require_admin(&state, &headers).await?;
     let row = state
         .db
         .get_connection(&id)
@@ -203,7 +272,7 @@ async fn create_connection(
     Query(q): Query<CreateQuery>,
     body: axum::body::Bytes,
 ) -> Result<Response, AppError> {
-    require_admin(&state, &headers)?;
+    require_admin(&state, &headers).await?;
     let input: FileConnection = serde_json::from_slice(&body)
         .map_err(|e| AppError::Invalid(format!("invalid connection JSON: {e}")))?;
     let provider = input
@@ -246,7 +315,7 @@ async fn delete_connection(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<StatusCode, AppError> {
-    require_admin(&state, &headers)?;
+    require_admin(&state, &headers).await?;
     if !state.db.delete_connection(&id).await? {
         return Err(AppError::NotFound);
     }
@@ -276,7 +345,7 @@ async fn disable_connection(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<ConnectionView>, AppError> {
-    require_admin(&state, &headers)?;
+    require_admin(&state, &headers).await?;
     set_enabled(&state, &id, false).await
 }
 
@@ -285,7 +354,7 @@ async fn enable_connection(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<ConnectionView>, AppError> {
-    require_admin(&state, &headers)?;
+    require_admin(&state, &headers).await?;
     set_enabled(&state, &id, true).await
 }
 
@@ -304,7 +373,7 @@ async fn rotate_connection(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<ConnectionView>, AppError> {
-    require_admin(&state, &headers)?;
+    require_admin(&state, &headers).await?;
     let input: RotateBody = serde_json::from_slice(&body)
         .map_err(|e| AppError::Invalid(format!("invalid rotate JSON: {e}")))?;
     match connections::rotate(

@@ -2,6 +2,7 @@
 //! loop that serves them with header-read timeouts.
 
 pub mod admin;
+pub mod api;
 pub mod health;
 pub mod serve;
 pub mod webhook;
@@ -22,6 +23,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .merge(admin::routes())
+        .merge(api::routes())
         .fallback(|| async { crate::error::AppError::NotFound })
         .with_state(state)
 }

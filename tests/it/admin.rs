@@ -13,7 +13,9 @@ use crate::webhooks::kit;
 async fn ingest_log(backend: Backend) {
     let stripe = kit(ProviderId::Stripe);
     let brevo = kit(ProviderId::Brevo);
+    // Without workers, so the processing status stays `pending` for the filter checks below.
     let app = TestApp::builder(backend)
+        .config(|c| c.workers = false)
         .connection("stripe", ProviderId::Stripe, &[stripe.secret])
         .connection("brevo", ProviderId::Brevo, &[brevo.secret])
         .start()

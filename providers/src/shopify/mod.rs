@@ -184,7 +184,10 @@ impl Provider for Shopify {
                     format!("{}-{}", &digest[..8], &digest[8..12]),
                 ),
                 h("x-shopify-event-id", event_id),
-                h("x-shopify-triggered-at", format!("{}", options.now_ms)),
+                h(
+                    "x-shopify-triggered-at",
+                    crate::time::format_rfc3339_ms(options.now_ms),
+                ),
             ],
             query: None,
         })

@@ -1,0 +1,283 @@
+//! The events API (`/v1`): trigger fires as a paged list and as Server-Sent Events, test events,
+//! and the trigger catalog. Bearer keys with scopes guard it (`webhooks:read` to list and
+//! stream, `webhooks:write` to create test events; `admin` implies both).
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::Stream;
+use hookgate_providers::time::{format_rfc3339_ms, parse_rfc3339_ms};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::auth::{authorize, Scope};
+use crate::db::rows::FireRow;
+use crate::db::FireFilter;
+use crate::error::AppError;
+use crate::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/events", get(list_events))
+        .route("/v1/events/stream", get(stream_events))
+        .route("/v1/webhooks/test", post(test_event))
+        .route("/v1/triggers", get(list_triggers))
+}
+
+/// A fire as the API shows it.
+pub fn fire_json(f: &FireRow) -> Value {
+    json!({
+        "id": f.seq.to_string(),
+        "eventType": f.trigger_id,
+        "payload": serde_json::from_str::<Value>(&f.payload).unwrap_or(Value::Null),
+        "timestamp": format_rfc3339_ms(f.created_at),
+        "occurredAt": f.occurred_at.map(format_rfc3339_ms),
+        "workspace": f.workspace,
+        "idempotencyKey": f.idempotency_key,
+    })
+}
+
+/// A time filter: Unix milliseconds or RFC 3339.
+fn parse_time(name: &str, text: &str) -> Result<i64, AppError> {
+    text.parse::<i64>()
+        .ok()
+        .or_else(|| parse_rfc3339_ms(text))
+        .ok_or_else(|| {
+            AppError::Invalid(format!(
+                "{name} must be Unix milliseconds or an RFC 3339 time"
+            ))
+        })
+}
+
+fn parse_cursor(text: &str) -> Result<i64, AppError> {
+    text.parse::<i64>()
+        .ok()
+        .filter(|c| *c >= 0)
+        .ok_or_else(|| AppError::Invalid("cursor is not a value this API returned".into()))
+}
+
+#[derive(Debug, Deserialize)]
+struct EventsQuery {
+    event_type: Option<String>,
+    workspace: Option<String>,
+    after: Option<String>,
+    before: Option<String>,
+    cursor: Option<String>,
+    limit: Option<i64>,
+}
+
+/// `GET /v1/events`: fires oldest first after `cursor`; `nextCursor` resumes after the last one
+/// returned (it is always present, so a client can poll with it), `done` says no more are stored.
+async fn list_events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, AppError> {
+    authorize(&state, &headers, Scope::Read).await?;
+    let Query(q) = query.map_err(|e| AppError::Invalid(e.body_text()))?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(AppError::Invalid("limit must be between 1 and 1000".into()));
+    }
+    let after_seq = q
+        .cursor
+        .as_deref()
+        .map(parse_cursor)
+        .transpose()?
+        .unwrap_or(0);
+    let filter = FireFilter {
+        after_seq,
+        trigger_id: q.event_type,
+        workspace: q.workspace,
+        created_after: q
+            .after
+            .as_deref()
+            .map(|t| parse_time("after", t))
+            .transpose()?,
+        created_before: q
+            .before
+            .as_deref()
+            .map(|t| parse_time("before", t))
+            .transpose()?,
+        limit: limit + 1,
+    };
+    let mut fires = state.db.list_fires(&filter).await?;
+    let done = fires.len() as i64 <= limit;
+    fires.truncate(usize::try_from(limit).unwrap_or(0));
+    let next = fires.last().map_or(after_seq, |f| f.seq);
+    Ok(Json(json!({
+        "events": fires.iter().map(fire_json).collect::<Vec<_>>(),
+        "nextCursor": next.to_string(),
+        "done": done,
+    })))
+}
+
+#[derive(Debug, Deserialize)]
+struct StreamQuery {
+    event_type: Option<String>,
+    workspace: Option<String>,
+    cursor: Option<String>,
+}
+
+/// `GET /v1/events/stream`: fires as Server-Sent Events (`id:` = the cursor, `data:` = the fire),
+/// a `: heartbeat` comment every 2 s, resuming after `Last-Event-ID` (or `?cursor=`); without
+/// either it starts with the next fire. Fires committed by other processes sharing the database
+/// arrive too: the stream polls the store, and is woken at once by this process's pipeline.
+async fn stream_events(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
+    authorize(&state, &headers, Scope::Read).await?;
+    let Query(q) = query.map_err(|e| AppError::Invalid(e.body_text()))?;
+    let resume = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or(q.cursor);
+    let start = match resume {
+        Some(text) => parse_cursor(&text)?,
+        None => state.db.latest_fire_seq().await?,
+    };
+    let filter = FireFilter {
+        after_seq: start,
+        trigger_id: q.event_type,
+        workspace: q.workspace,
+        created_after: None,
+        created_before: None,
+        limit: 200,
+    };
+    let stream = futures_util::stream::unfold(
+        (state, filter, VecDeque::<FireRow>::new()),
+        |(state, mut filter, mut buffer)| async move {
+            loop {
+                if let Some(fire) = buffer.pop_front() {
+                    let event = Event::default()
+                        .id(fire.seq.to_string())
+                        .data(fire_json(&fire).to_string());
+                    return Some((Ok(event), (state, filter, buffer)));
+                }
+                if state
+                    .signals
+                    .stopping
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                {
+                    return None;
+                }
+                match state.db.list_fires(&filter).await {
+                    Ok(fires) if !fires.is_empty() => {
+                        filter.after_seq = fires.last().map_or(filter.after_seq, |f| f.seq);
+                        buffer.extend(fires);
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::warn!(error = %error, "event stream could not read fires; retrying")
+                    }
+                }
+                tokio::select! {
+                    () = state.signals.fires.notified() => {}
+                    () = tokio::time::sleep(Duration::from_millis(250)) => {}
+                }
+            }
+        },
+    );
+    Ok(Sse::new(stream).keep_alive(
+        KeepAlive::new()
+            .interval(Duration::from_secs(2))
+            .text("heartbeat"),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct TestBody {
+    event_type: String,
+    #[serde(default)]
+    data: serde_json::Map<String, Value>,
+    workspace: Option<String>,
+}
+
+/// `POST /v1/webhooks/test {"eventType":"test.ping","data":{...}}`: a test fire, delivered to
+/// lists and streams like any other (it is not added to the trigger catalog).
+async fn test_event(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<impl IntoResponse, AppError> {
+    authorize(&state, &headers, Scope::Write).await?;
+    let input: TestBody = serde_json::from_slice(&body)
+        .map_err(|e| AppError::Invalid(format!("invalid test event JSON: {e}")))?;
+    if input.event_type.is_empty() || input.event_type.len() > 200 {
+        return Err(AppError::Invalid(
+            "eventType must be 1 to 200 characters".into(),
+        ));
+    }
+    let workspace = input.workspace.unwrap_or_else(|| "default".into());
+    let email = input
+        .data
+        .get("email")
+        .and_then(Value::as_str)
+        .and_then(crate::contacts::normalize_email);
+    let key = format!("test:{}", ulid::Ulid::new());
+    let now = crate::now_ms();
+    let seq = state
+        .db
+        .insert_test_fire(
+            &key,
+            &workspace,
+            &input.event_type,
+            email.as_deref(),
+            &input.data,
+            now,
+        )
+        .await?;
+    state.signals.fires.notify_waiters();
+    let fire = FireRow {
+        seq,
+        idempotency_key: key,
+        workspace,
+        trigger_id: input.event_type,
+        provider: "test".into(),
+        ingest_id: None,
+        email,
+        payload: Value::Object(input.data).to_string(),
+        occurred_at: Some(now),
+        created_at: now,
+    };
+    Ok((StatusCode::CREATED, Json(fire_json(&fire))))
+}
+
+#[derive(Debug, Deserialize)]
+struct TriggersQuery {
+    workspace: Option<String>,
+}
+
+/// `GET /v1/triggers`: every trigger seen, per workspace, with its payload schema.
+async fn list_triggers(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<TriggersQuery>,
+) -> Result<Json<Value>, AppError> {
+    authorize(&state, &headers, Scope::Read).await?;
+    let rows = state.db.list_triggers(q.workspace.as_deref()).await?;
+    let list: Vec<Value> = rows
+        .iter()
+        .map(|t| {
+            json!({
+                "id": t.id,
+                "provider": t.provider,
+                "workspace": t.workspace,
+                "payloadSchema": serde_json::from_str::<Value>(&t.payload_schema).unwrap_or(json!({"fields": []})),
+            })
+        })
+        .collect();
+    Ok(Json(Value::Array(list)))
+}

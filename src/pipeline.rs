@@ -1,0 +1,214 @@
+//! The normalization pipeline: turns stored events into contact upserts and trigger fires after
+//! the provider has been answered.
+//!
+//! Each worker loops: claim due events (pending, or failed with a retry due) under a lease →
+//! normalize each with its provider's pure adapter → apply the whole batch in one transaction
+//! (contacts, identity links, fires, catalog, statuses). The pipeline is at-least-once inside
+//! and exactly-once in effect:
+//! - a crash before the commit leaves the events claimed; the lease expires and another worker
+//!   (or the restarted process) takes them again;
+//! - fires are unique by idempotency key `<connection_id>:<event_id>`, and contact merges are
+//!   idempotent, so processing an event twice changes nothing the second time;
+//! - a worker that lost its lease skips its batch instead of applying it.
+//!
+//! Events without an email are resolved through known `<provider>_*_id` links; those that cannot
+//! be resolved yet are parked `unresolved` and put back to `pending` by the event that reveals
+//! the identity.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use hookgate_providers::{NormalizeContext, NormalizeError, ProviderId, Verified};
+use http::{HeaderMap, HeaderName, HeaderValue};
+use tokio::sync::Notify;
+
+use crate::db::rows::ClaimedEvent;
+use crate::db::{EventPlan, Plan};
+use crate::Inner;
+
+/// How long a claim holds before another worker may take the event over.
+pub const LEASE_MS: i64 = 15_000;
+/// Events claimed (and applied in one transaction) at a time.
+pub const BATCH: i64 = 256;
+/// Attempts after which a failing event stays `failed` until an operator replays it.
+pub const MAX_ATTEMPTS: i32 = 8;
+/// Without a wake-up, workers look for due events this often (retries, other processes' work).
+const POLL: Duration = Duration::from_millis(500);
+
+/// Wake-ups between the writer, the pipeline and event streams.
+#[derive(Debug, Default)]
+pub struct Signals {
+    /// New pending events were committed.
+    pub pending: Notify,
+    /// New fires were committed.
+    pub fires: Notify,
+    /// The gateway is shutting down.
+    pub stopping: AtomicBool,
+}
+
+/// Rebuilds the stored header pairs into a header map.
+pub fn stored_headers(json: &str) -> HeaderMap {
+    let pairs: Vec<(String, String)> = serde_json::from_str(json).unwrap_or_default();
+    let mut headers = HeaderMap::new();
+    for (name, value) in pairs {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    headers
+}
+
+/// Backoff before retry `attempt` (1-based): 2, 4, 8 … seconds, at most an hour.
+pub fn backoff_ms(attempt: i32) -> i64 {
+    let exp = u32::try_from(attempt.clamp(1, 12)).unwrap_or(12);
+    (1_000_i64 << exp).min(3_600_000)
+}
+
+/// Decides what to do with one stored event (pure apart from reading its bytes).
+pub fn plan_event(
+    event: &ClaimedEvent,
+    email_path: Option<&str>,
+    claimed_by: Option<String>,
+    now_ms: i64,
+) -> EventPlan {
+    let plan = match event.provider.parse::<ProviderId>() {
+        Err(e) => Plan::Failed {
+            reason: e.to_string(),
+            retry_at: None,
+        },
+        Ok(provider) => {
+            let headers = stored_headers(&event.headers);
+            // These bytes were verified when they arrived and have been stored since.
+            let verified = Verified::from_store(provider, &headers, &event.body);
+            match provider
+                .adapter()
+                .normalize(&verified, &NormalizeContext { email_path })
+            {
+                Ok(events)
+                    if events
+                        .iter()
+                        .all(|e| e.identity.email.is_none() && e.identity.ids.is_empty()) =>
+                {
+                    Plan::Ignored(
+                        "the event carries no contact identity (no email and no provider id)"
+                            .into(),
+                    )
+                }
+                Ok(events) => Plan::Normalized(events),
+                Err(NormalizeError::Unsupported(t)) => {
+                    Plan::Ignored(format!("event type {t:?} is not mapped"))
+                }
+                Err(error) => Plan::Failed {
+                    reason: error.to_string(),
+                    retry_at: (event.attempts < MAX_ATTEMPTS)
+                        .then(|| now_ms + backoff_ms(event.attempts)),
+                },
+            }
+        }
+    };
+    EventPlan {
+        ingest_id: event.id.clone(),
+        workspace: event.workspace.clone().unwrap_or_else(|| "default".into()),
+        connection_id: event.connection_id.clone(),
+        provider: event.provider.clone(),
+        received_at: event.received_at,
+        claimed_by,
+        plan,
+    }
+}
+
+/// Plans events with their connection's settings (Supabase `email_path`).
+pub fn plan_with(
+    inner: &Inner,
+    event: &ClaimedEvent,
+    claimed_by: Option<String>,
+    now_ms: i64,
+) -> EventPlan {
+    let live = inner.registry.get(&event.connection_id);
+    let email_path = live.as_ref().and_then(|l| l.spec.email_path.clone());
+    plan_event(event, email_path.as_deref(), claimed_by, now_ms)
+}
+
+/// Runs one worker until the gateway stops. It holds the state weakly so it never keeps a
+/// stopped gateway alive.
+pub async fn run(state: Weak<Inner>, signals: Arc<Signals>, worker: String) {
+    loop {
+        if signals.stopping.load(Ordering::Relaxed) {
+            break;
+        }
+        let Some(inner) = state.upgrade() else { break };
+        let now = crate::now_ms();
+        let claimed = match inner.db.claim_events(&worker, now, LEASE_MS, BATCH).await {
+            Ok(claimed) => claimed,
+            Err(error) => {
+                tracing::warn!(error = %error, "could not claim events; retrying");
+                drop(inner);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if claimed.is_empty() {
+            drop(inner);
+            tokio::select! {
+                () = signals.pending.notified() => {}
+                () = tokio::time::sleep(POLL) => {}
+            }
+            continue;
+        }
+        let plans: Vec<EventPlan> = claimed
+            .iter()
+            .map(|e| plan_with(&inner, e, Some(worker.clone()), now))
+            .collect();
+        match inner.db.apply_plans(&plans, crate::now_ms()).await {
+            Ok(applied) => {
+                let mut fired = false;
+                for a in &applied {
+                    inner
+                        .metrics
+                        .processed
+                        .get_or_create(&crate::metrics::StatusLabels { status: a.status })
+                        .inc();
+                    fired |= !a.fires.is_empty();
+                    if a.requeued > 0 {
+                        signals.pending.notify_one();
+                    }
+                    if a.status == "failed" {
+                        tracing::warn!(ingest_id = %a.ingest_id, "event failed to normalize; see its status_reason");
+                    }
+                }
+                if fired {
+                    signals.fires.notify_waiters();
+                }
+            }
+            Err(error) => {
+                tracing::error!(error = %error, events = plans.len(), "could not apply processed events; they will be retried");
+                drop(inner);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert_eq!(backoff_ms(1), 2_000);
+        assert_eq!(backoff_ms(2), 4_000);
+        assert_eq!(backoff_ms(100), 3_600_000);
+    }
+
+    #[test]
+    fn stored_headers_round_trip() {
+        let h = stored_headers(r#"[["svix-id","msg_1"],["x-a","1"],["x-a","2"],["bad name","x"]]"#);
+        assert_eq!(h.get("svix-id").map(|v| v.as_bytes()), Some(&b"msg_1"[..]));
+        assert_eq!(h.get_all("x-a").iter().count(), 2);
+        assert_eq!(h.len(), 3);
+    }
+}
