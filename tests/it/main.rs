@@ -5,5 +5,6 @@
 mod admin;
 mod cli;
 mod outage;
+mod pipeline;
 mod support;
 mod webhooks;

@@ -1,0 +1,700 @@
+//! Normalization end to end: contacts, ordering, identity resolution, exactly-once fires,
+//! replay, the events API and stream, API key scopes, crash recovery and scale-out.
+
+use std::time::{Duration, Instant};
+
+use hookgate::providers::{ProviderId, SignOptions};
+use serde_json::{json, Value};
+
+use crate::backend_tests;
+use crate::support::{fixture, now_options, Backend, TestApp, ADMIN_TOKEN};
+use crate::webhooks::kit;
+
+/// Waits until no stored event is pending (or due for a retry) and returns the status counts.
+pub async fn settle(db: &hookgate::db::Db) -> std::collections::BTreeMap<String, i64> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let counts: std::collections::BTreeMap<String, i64> = db
+            .status_counts()
+            .await
+            .expect("counts")
+            .into_iter()
+            .collect();
+        if counts.get("pending").copied().unwrap_or(0) == 0 {
+            return counts;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pipeline did not settle: {counts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn all_fires(app: &TestApp) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut cursor = "0".to_owned();
+    loop {
+        let page = app
+            .admin_get(&format!("/v1/events?limit=50&cursor={cursor}"))
+            .await;
+        page.assert_status(200);
+        let page = page.json();
+        out.extend(page["events"].as_array().expect("events").iter().cloned());
+        cursor = page["nextCursor"].as_str().expect("cursor").to_owned();
+        if page["done"] == true {
+            return out;
+        }
+    }
+}
+
+fn stripe_customer_updated(id: &str, name: &str, created: i64) -> Vec<u8> {
+    json!({"id": id, "object": "event", "type": "customer.updated", "created": created,
+           "data": {"object": {"id": "cus_order", "object": "customer", "email": "Order.Test@Example.com ", "name": name}}})
+    .to_string()
+    .into_bytes()
+}
+
+/// Every fixture of every provider, through the pipeline: one fire per event (Brevo's batch of 3
+/// gives 3), contacts keyed by trimmed lower-case email, parked events resolved, the catalog.
+async fn every_fixture_normalizes(backend: Backend) {
+    let mut builder = TestApp::builder(backend);
+    for p in ProviderId::ALL {
+        builder = builder.connection(p.as_str(), p, &[kit(p).secret]);
+    }
+    let app = builder.start().await;
+    let mut sent = 0;
+    for p in ProviderId::ALL {
+        let dir = format!("{}/fixtures/{p}", env!("CARGO_MANIFEST_DIR"));
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .expect("dir")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        files.retain(|f| f.extension().is_some_and(|e| e == "json"));
+        files.sort();
+        for file in files {
+            let body = std::fs::read(&file).expect("read");
+            let mut options = now_options();
+            if p == ProviderId::Shopify {
+                let topic = file
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .expect("name")
+                    .replace("__", "/");
+                options = SignOptions {
+                    event_type: Some(topic),
+                    ..options
+                };
+            }
+            app.deliver(p, p.as_str(), &body, kit(p).secret, options)
+                .await
+                .assert_outcome("accepted");
+            sent += 1;
+        }
+    }
+    let counts = settle(&app.store.db).await;
+    assert_eq!(counts.get("failed"), None, "{counts:?}");
+    let fires = all_fires(&app).await;
+    let processed = counts.get("processed").copied().unwrap_or(0);
+    let unresolved = counts.get("unresolved").copied().unwrap_or(0);
+    assert_eq!(
+        processed + unresolved + counts.get("ignored").copied().unwrap_or(0),
+        sent,
+        "{counts:?}"
+    );
+    // Brevo's batch is one stored event and three fires.
+    assert_eq!(fires.len() as i64, processed + 2, "{counts:?}");
+    // Exactly one fire per idempotency key.
+    let mut keys: Vec<&str> = fires
+        .iter()
+        .map(|f| f["idempotencyKey"].as_str().expect("key"))
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    assert_eq!(keys.len(), fires.len());
+    // Every fire carries a normalized email and a `<provider>.<type>` trigger id.
+    for f in &fires {
+        let email = f["payload"]["email"].as_str().expect("email");
+        assert_eq!(email, email.trim().to_lowercase());
+        let provider = f["eventType"]
+            .as_str()
+            .expect("type")
+            .split('.')
+            .next()
+            .expect("provider");
+        assert!(provider.parse::<ProviderId>().is_ok(), "{f}");
+    }
+    for trigger in [
+        "stripe.customer.subscription.created",
+        "clerk.user.created",
+        "shopify.customers/create",
+        "supabase.public.profiles.INSERT",
+        "workos.dsync.user.created",
+        "revenuecat.INITIAL_PURCHASE",
+        "brevo.hard_bounce",
+    ] {
+        assert!(
+            fires.iter().any(|f| f["eventType"] == trigger),
+            "no fire {trigger}"
+        );
+    }
+    // The Stripe subscription events carry only the customer id; they resolved to the customer.
+    let sub = fires
+        .iter()
+        .find(|f| f["eventType"] == "stripe.customer.subscription.created")
+        .expect("fire");
+    assert_eq!(sub["payload"]["email"], "jenny.rosen@example.com");
+    // The contact has its provider fields; Shopify ids are exact digits.
+    let jenny = app
+        .admin_get("/admin/contacts/Jenny.Rosen@example.com")
+        .await;
+    jenny.assert_status(200);
+    assert!(jenny.json()["custom_fields"]["stripe_customer_id"]
+        .as_str()
+        .is_some_and(|id| id.starts_with("cus_")));
+    let catalog = app.admin_get("/v1/triggers").await.json();
+    let list = catalog.as_array().expect("catalog");
+    assert!(list.len() >= 40, "{}", list.len());
+    for t in list {
+        assert_eq!(
+            t["payloadSchema"]["fields"][0],
+            json!({"key": "email", "type": "string", "required": true}),
+            "{t}"
+        );
+    }
+    let shopify_fire = fires
+        .iter()
+        .find(|f| f["eventType"] == "shopify.customers/create")
+        .expect("fire");
+    assert_eq!(
+        shopify_fire["payload"]["shopify_customer_id"],
+        "706405506930370084"
+    );
+    // Brevo hard bounce: unsubscribed.
+    let bounce = fires
+        .iter()
+        .find(|f| f["eventType"] == "brevo.hard_bounce")
+        .expect("fire");
+    let email = bounce["payload"]["email"].as_str().expect("email");
+    let contact = app
+        .admin_get(&format!("/admin/contacts/{email}"))
+        .await
+        .json();
+    assert_eq!(contact["subscribed"], false, "{contact}");
+    // The ingest record names its contact and fires.
+    let ingest_id = app
+        .admin_get("/admin/ingest?provider=brevo&event_type=batch")
+        .await
+        .json()["items"][0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let record = app
+        .admin_get(&format!("/admin/ingest/{ingest_id}"))
+        .await
+        .json();
+    assert_eq!(record["status"], "processed");
+    assert_eq!(record["fires"].as_array().expect("fires").len(), 3);
+    assert!(record["contact_email"].is_string());
+}
+
+/// An older event never overwrites a newer value; replays never fire twice.
+async fn ordering_and_replay(backend: Backend) {
+    let k = kit(ProviderId::Stripe);
+    let app = TestApp::builder(backend)
+        .connection("stripe", ProviderId::Stripe, &[k.secret])
+        .start()
+        .await;
+    let newer = app
+        .deliver(
+            ProviderId::Stripe,
+            "stripe",
+            &stripe_customer_updated("evt_new", "Newest Name", 1_700_000_200),
+            k.secret,
+            now_options(),
+        )
+        .await
+        .assert_outcome("accepted");
+    settle(&app.store.db).await;
+    app.deliver(
+        ProviderId::Stripe,
+        "stripe",
+        &stripe_customer_updated("evt_old", "Stale Name", 1_700_000_100),
+        k.secret,
+        now_options(),
+    )
+    .await
+    .assert_outcome("accepted");
+    settle(&app.store.db).await;
+    let contact = app
+        .admin_get("/admin/contacts/order.test@example.com")
+        .await
+        .json();
+    assert_eq!(contact["first_name"], "Newest", "{contact}");
+    assert_eq!(contact["last_name"], "Name");
+    // Both events fired (each event is its own fire), in arrival order.
+    let fires = all_fires(&app).await;
+    assert_eq!(fires.len(), 2);
+    // Replay: same fire, no new one.
+    let before = app
+        .admin_get(&format!("/admin/ingest/{newer}"))
+        .await
+        .json()["fires"]
+        .clone();
+    for _ in 0..3 {
+        let replay = app
+            .admin_post(&format!("/admin/ingest/{newer}/replay"), Value::Null)
+            .await;
+        replay.assert_status(200);
+        assert_eq!(replay.json()["status"], "processed");
+        assert_eq!(replay.json()["fires"], before);
+    }
+    assert_eq!(all_fires(&app).await.len(), 2);
+    let contact = app
+        .admin_get("/admin/contacts/order.test@example.com")
+        .await
+        .json();
+    assert_eq!(contact["first_name"], "Newest");
+    // Rejected requests cannot be replayed; unknown ids are 404.
+    app.deliver(
+        ProviderId::Stripe,
+        "stripe",
+        b"{}",
+        "whsec_wrong",
+        now_options(),
+    )
+    .await
+    .assert_status(401);
+    let rejected = app
+        .ingest_until("/admin/ingest?outcome=rejected", |i| !i.is_empty())
+        .await;
+    let rid = rejected[0]["id"].as_str().expect("id");
+    app.admin_post(&format!("/admin/ingest/{rid}/replay"), Value::Null)
+        .await
+        .assert_error(409, "conflict");
+    app.admin_post(
+        "/admin/ingest/01J00000000000000000000000/replay",
+        Value::Null,
+    )
+    .await
+    .assert_error(404, "not_found");
+}
+
+/// A subscription event before its customer is known is parked `unresolved`, visible in the
+/// ingest log, and fires with the email as soon as checkout reveals the customer.
+async fn identity_resolution(backend: Backend) {
+    let k = kit(ProviderId::Stripe);
+    let app = TestApp::builder(backend)
+        .connection("stripe", ProviderId::Stripe, &[k.secret])
+        .start()
+        .await;
+    let parked = app
+        .deliver(
+            ProviderId::Stripe,
+            "stripe",
+            &fixture(ProviderId::Stripe, "customer.subscription.created.json"),
+            k.secret,
+            now_options(),
+        )
+        .await
+        .assert_outcome("accepted");
+    settle(&app.store.db).await;
+    let record = app
+        .admin_get(&format!("/admin/ingest/{parked}"))
+        .await
+        .json();
+    assert_eq!(record["status"], "unresolved", "{record}");
+    assert!(
+        record["status_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("stripe_customer_id=cus_")),
+        "{record}"
+    );
+    let listed = app
+        .admin_get("/admin/ingest?status=unresolved")
+        .await
+        .json();
+    assert_eq!(listed["items"][0]["id"], parked.as_str());
+    assert!(all_fires(&app).await.is_empty());
+
+    app.deliver(
+        ProviderId::Stripe,
+        "stripe",
+        &fixture(ProviderId::Stripe, "checkout.session.completed.json"),
+        k.secret,
+        now_options(),
+    )
+    .await
+    .assert_outcome("accepted");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let record = app
+            .admin_get(&format!("/admin/ingest/{parked}"))
+            .await
+            .json();
+        if record["status"] == "processed" {
+            assert_eq!(record["contact_email"], "jenny.rosen@example.com");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "parked event never resolved: {record}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let fires = all_fires(&app).await;
+    let sub = fires
+        .iter()
+        .find(|f| f["eventType"] == "stripe.customer.subscription.created")
+        .expect("the parked fire went out");
+    assert_eq!(sub["payload"]["email"], "jenny.rosen@example.com");
+    assert!(sub["payload"]["stripe_subscription_id"]
+        .as_str()
+        .is_some_and(|s| s.starts_with("sub_")));
+    assert_eq!(fires.len(), 2);
+}
+
+/// `GET /v1/events` paging and filters, `POST /v1/webhooks/test`, and key scopes.
+async fn events_api_and_keys(backend: Backend) {
+    let app = TestApp::builder(backend).start().await;
+    let db = &app.store.db;
+    let mut keys = std::collections::HashMap::new();
+    for (name, scopes) in [
+        ("reader", "webhooks:read"),
+        ("writer", "webhooks:write"),
+        ("admin", "admin"),
+    ] {
+        let (id, key, hash) = hookgate::auth::mint();
+        db.insert_api_key(&id, &hash, name, scopes, hookgate::now_ms())
+            .await
+            .expect("key");
+        keys.insert(name, key);
+    }
+    let call = |method: reqwest::Method, path: &str, key: Option<&str>, body: Option<Value>| {
+        let mut r = app.client.request(method, app.url(path));
+        if let Some(k) = key {
+            r = r.bearer_auth(k);
+        }
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        async move { crate::support::Delivered::read(r.send().await.expect("send")).await }
+    };
+    let ping = json!({"eventType": "test.ping", "data": {"email": "Ping@Example.com", "n": 1}});
+    // 401 without a key or with a bad one, 403 without the scope.
+    call(reqwest::Method::GET, "/v1/events", None, None)
+        .await
+        .assert_error(401, "unauthorized");
+    call(
+        reqwest::Method::GET,
+        "/v1/events",
+        Some("hgk_nope_nope"),
+        None,
+    )
+    .await
+    .assert_error(401, "unauthorized");
+    call(
+        reqwest::Method::POST,
+        "/v1/webhooks/test",
+        Some(&keys["reader"]),
+        Some(ping.clone()),
+    )
+    .await
+    .assert_error(403, "forbidden");
+    call(
+        reqwest::Method::GET,
+        "/v1/events",
+        Some(&keys["writer"]),
+        None,
+    )
+    .await
+    .assert_error(403, "forbidden");
+    call(
+        reqwest::Method::GET,
+        "/admin/ingest",
+        Some(&keys["reader"]),
+        None,
+    )
+    .await
+    .assert_error(403, "forbidden");
+    call(
+        reqwest::Method::GET,
+        "/admin/ingest",
+        Some(&keys["admin"]),
+        None,
+    )
+    .await
+    .assert_status(200);
+    call(
+        reqwest::Method::GET,
+        "/v1/triggers",
+        Some(&keys["reader"]),
+        None,
+    )
+    .await
+    .assert_status(200);
+
+    for n in 0..5 {
+        let event_type = if n % 2 == 0 { "test.even" } else { "test.odd" };
+        let created = call(
+            reqwest::Method::POST,
+            "/v1/webhooks/test",
+            Some(&keys["writer"]),
+            Some(json!({"eventType": event_type, "data": {"n": n}})),
+        )
+        .await;
+        created.assert_status(201);
+        assert_eq!(created.json()["eventType"], event_type);
+    }
+    let reader = keys["reader"].clone();
+    let page = |q: String| {
+        let reader = reader.clone();
+        async move {
+            call(
+                reqwest::Method::GET,
+                &format!("/v1/events?{q}"),
+                Some(&reader),
+                None,
+            )
+            .await
+            .json()
+        }
+    };
+    let first = page("limit=2".into()).await;
+    assert_eq!(first["events"].as_array().expect("events").len(), 2);
+    assert_eq!(first["done"], false);
+    assert_eq!(first["events"][0]["payload"]["n"], 0);
+    let second = page(format!(
+        "limit=2&cursor={}",
+        first["nextCursor"].as_str().expect("cursor")
+    ))
+    .await;
+    assert_eq!(second["events"][0]["payload"]["n"], 2);
+    let third = page(format!(
+        "limit=2&cursor={}",
+        second["nextCursor"].as_str().expect("cursor")
+    ))
+    .await;
+    assert_eq!(third["events"].as_array().expect("events").len(), 1);
+    assert_eq!(third["done"], true);
+    let empty = page(format!(
+        "limit=2&cursor={}",
+        third["nextCursor"].as_str().expect("cursor")
+    ))
+    .await;
+    assert_eq!(empty["events"].as_array().expect("events").len(), 0);
+    assert_eq!(
+        empty["nextCursor"], third["nextCursor"],
+        "an empty page keeps the cursor"
+    );
+    let odd = page("event_type=test.odd".into()).await;
+    assert_eq!(odd["events"].as_array().expect("events").len(), 2);
+    let ts = first["events"][1]["timestamp"]
+        .as_str()
+        .expect("timestamp")
+        .to_owned();
+    let before = page(format!("before={}", urlencode(&ts))).await;
+    assert!(before["events"].as_array().expect("events").len() <= 2);
+    let after = page("after=4102444800000".into()).await;
+    assert_eq!(after["events"].as_array().expect("events").len(), 0);
+    for bad in ["limit=0", "cursor=abc", "after=yesterday"] {
+        call(
+            reqwest::Method::GET,
+            &format!("/v1/events?{bad}"),
+            Some(&keys["reader"]),
+            None,
+        )
+        .await
+        .assert_status(400);
+    }
+    // Revoked keys stop working.
+    let reader_id = keys["reader"].split('_').nth(1).expect("id").to_owned();
+    assert!(db
+        .revoke_api_key(&reader_id, hookgate::now_ms())
+        .await
+        .expect("revoke"));
+    call(
+        reqwest::Method::GET,
+        "/v1/events",
+        Some(&keys["reader"]),
+        None,
+    )
+    .await
+    .assert_error(401, "unauthorized");
+    let _ = ADMIN_TOKEN;
+}
+
+fn urlencode(text: &str) -> String {
+    text.replace(':', "%3A").replace('+', "%2B")
+}
+
+/// The SSE stream: `id:` and `data:` lines, a heartbeat every 2 s, and `Last-Event-ID` resume.
+async fn event_stream(backend: Backend) {
+    use futures::StreamExt as _;
+    let app = TestApp::builder(backend).start().await;
+    let post = |n: i64| {
+        app.admin_post(
+            "/v1/webhooks/test",
+            json!({"eventType": "test.stream", "data": {"n": n}}),
+        )
+    };
+    post(0).await.assert_status(201);
+    let response = app
+        .client
+        .get(app.url("/v1/events/stream"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .expect("ct")
+        .starts_with("text/event-stream"));
+    let mut body = response.bytes_stream();
+    let mut text = String::new();
+    let started = Instant::now();
+    post(1).await.assert_status(201);
+    post(2).await.assert_status(201);
+    // Read until two events and one heartbeat have arrived.
+    while !(text.matches("data: ").count() >= 2 && text.contains(": heartbeat")) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "stream gave: {text}"
+        );
+        let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
+            .await
+            .expect("chunk in time")
+            .expect("open")
+            .expect("bytes");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(
+        !text.contains("\"n\":0"),
+        "a new stream starts after the existing fires: {text}"
+    );
+    let ids: Vec<String> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("id: "))
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(ids.len(), 2, "{text}");
+    let data: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).expect("json"))
+        .collect();
+    assert_eq!(data[0]["payload"]["n"], 1);
+    assert_eq!(data[1]["id"], ids[1].as_str());
+    drop(body);
+    // Resume after the first id: the second event comes again, then new ones.
+    post(3).await.assert_status(201);
+    let resumed = app
+        .client
+        .get(app.url("/v1/events/stream"))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("Last-Event-ID", &ids[0])
+        .send()
+        .await
+        .expect("stream");
+    let mut body = resumed.bytes_stream();
+    let mut text = String::new();
+    while text.matches("data: ").count() < 2 {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
+            .await
+            .expect("chunk in time")
+            .expect("open")
+            .expect("bytes");
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let data: Vec<Value> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .map(|d| serde_json::from_str(d).expect("json"))
+        .collect();
+    assert_eq!(data[0]["payload"]["n"], 2, "{text}");
+    assert_eq!(data[1]["payload"]["n"], 3, "{text}");
+    // Without a key: 401.
+    let denied = app
+        .client
+        .get(app.url("/v1/events/stream"))
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(denied.status().as_u16(), 401);
+}
+
+/// Supabase `email_path`, and a Brevo batch becoming one fire per element.
+async fn supabase_path_and_brevo_batch(backend: Backend) {
+    let supa = kit(ProviderId::Supabase);
+    let brevo = kit(ProviderId::Brevo);
+    let app = TestApp::builder(backend)
+        .connection_with("supa", ProviderId::Supabase, &[supa.secret], |s| {
+            s.email_path = Some("record.contact.work_email".into())
+        })
+        .connection("brevo", ProviderId::Brevo, &[brevo.secret])
+        .start()
+        .await;
+    let row = br#"{"type": "INSERT", "table": "leads", "record": {"id": 7, "contact": {"work_email": "Lead@Example.com"}, "plan": "pro"}, "schema": "public", "old_record": null}"#;
+    app.deliver(
+        ProviderId::Supabase,
+        "supa",
+        row,
+        supa.secret,
+        now_options(),
+    )
+    .await
+    .assert_outcome("accepted");
+    app.deliver(
+        ProviderId::Brevo,
+        "brevo",
+        &fixture(ProviderId::Brevo, "batched.json"),
+        brevo.secret,
+        now_options(),
+    )
+    .await
+    .assert_outcome("accepted");
+    settle(&app.store.db).await;
+    let fires = all_fires(&app).await;
+    let lead = fires
+        .iter()
+        .find(|f| f["eventType"] == "supabase.public.leads.INSERT")
+        .expect("supabase fire");
+    assert_eq!(lead["payload"]["email"], "lead@example.com");
+    assert_eq!(lead["payload"]["supabase_plan"], "pro");
+    let batch: Vec<&Value> = fires
+        .iter()
+        .filter(|f| {
+            f["eventType"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("brevo."))
+        })
+        .collect();
+    assert_eq!(batch.len(), 3);
+    let mut keys: Vec<&str> = batch
+        .iter()
+        .map(|f| f["idempotencyKey"].as_str().expect("key"))
+        .collect();
+    keys.dedup();
+    assert_eq!(keys.len(), 3, "each element has its own key");
+    // The same batch again is a duplicate delivery: no new fires.
+    app.deliver(
+        ProviderId::Brevo,
+        "brevo",
+        &fixture(ProviderId::Brevo, "batched.json"),
+        brevo.secret,
+        now_options(),
+    )
+    .await
+    .assert_outcome("duplicate");
+    assert_eq!(all_fires(&app).await.len(), 4);
+}
+
+backend_tests!(
+    every_fixture_normalizes,
+    ordering_and_replay,
+    identity_resolution,
+    events_api_and_keys,
+    event_stream,
+    supabase_path_and_brevo_batch
+);
