@@ -211,14 +211,12 @@ macro_rules! processing_queries {
             .bind(now_ms)
             .fetch_optional(&mut *conn)
             .await?;
-            let seq = match inserted {
-                Some(seq) => seq,
-                None => {
-                    return sqlx::query_scalar("SELECT seq FROM fires WHERE idempotency_key = $1")
-                        .bind(key)
-                        .fetch_one(&mut *conn)
-                        .await;
-                }
+            let Some(seq) = inserted else {
+                // A replay or a second worker: the fire exists; report it, add nothing.
+                return sqlx::query_scalar("SELECT seq FROM fires WHERE idempotency_key = $1")
+                    .bind(key)
+                    .fetch_one(&mut *conn)
+                    .await;
             };
             if catalog {
                 let existing: Option<String> =

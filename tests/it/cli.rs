@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::backend_tests;
 use crate::support::{Backend, TestStore};
 
-fn hookgate(dir: &Path, database_url: &str) -> Command {
+pub fn hookgate(dir: &Path, database_url: &str) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookgate"));
     cmd.current_dir(dir)
         .env_remove("HOOKGATE_CONFIG")
@@ -30,14 +30,14 @@ fn run(cmd: &mut Command) -> (bool, String, String) {
 }
 
 /// A `hookgate serve` child process; killed on drop.
-struct Server {
+pub struct Server {
     child: Child,
     port: u16,
     log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Server {
-    fn start(mut cmd: Command) -> Server {
+    pub fn start(mut cmd: Command) -> Server {
         let mut child = cmd
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
@@ -68,7 +68,7 @@ impl Server {
         Server { child, port, log }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
@@ -77,7 +77,7 @@ impl Server {
     }
 
     /// SIGTERM, then the exit status.
-    fn stop(mut self) -> std::process::ExitStatus {
+    pub fn stop(mut self) -> std::process::ExitStatus {
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(self.child.id().to_string())
@@ -90,6 +90,14 @@ impl Server {
             assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+impl Server {
+    /// SIGKILL: no shutdown, no draining, as a crash or an OOM kill would end it.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
