@@ -62,6 +62,54 @@ pub enum Command {
     /// Manage API keys for the events API.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Load benchmark: a gateway and a baseline server under the same closed-loop load.
+    Bench(BenchArgs),
+    /// The benchmark's baseline: a minimal axum server that reads the body and answers 200.
+    #[command(hide = true)]
+    BenchBaseline {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+    },
+}
+
+/// Options of `hookgate bench`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Concurrent keep-alive connections (each a closed loop: send, wait, send).
+    #[arg(long, default_value_t = 64)]
+    pub connections: usize,
+    /// Measured seconds.
+    #[arg(long, default_value_t = 10.0)]
+    pub duration: f64,
+    /// Unmeasured seconds before measuring.
+    #[arg(long, default_value_t = 2.0)]
+    pub warmup: f64,
+    /// Body size in bytes (padding is added to reach it).
+    #[arg(long, default_value_t = 2048)]
+    pub body_bytes: usize,
+    /// Event shape: stripe (invoice.paid, Stripe-Signature) or clerk (user.created, Svix headers).
+    #[arg(long, default_value = "stripe")]
+    pub provider: String,
+    /// Store: `sqlite` (a fresh temporary file) or a `postgres://` server URL (a fresh schema in
+    /// it, dropped afterwards).
+    #[arg(long, default_value = "sqlite")]
+    pub store: String,
+    /// SQLite durability for the gateway under test.
+    #[arg(long, default_value = "full")]
+    pub durability: String,
+    /// CPU for the gateway and the baseline server (`taskset -c`); `none` to not pin. Run the
+    /// benchmark itself under `taskset -c 0` to pin the load generator.
+    #[arg(long, default_value = "1")]
+    pub server_cpu: String,
+    /// Skip the baseline server.
+    #[arg(long)]
+    pub no_baseline: bool,
+    /// Run the gateway without normalization workers.
+    #[arg(long)]
+    pub no_workers: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

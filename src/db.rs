@@ -129,6 +129,8 @@ pub struct EventPlan {
     pub connection_id: String,
     pub provider: String,
     pub received_at: i64,
+    /// Whether the event may have been parked before (so its parked ids need clearing).
+    pub retried: bool,
     /// The worker that claimed the event; `None` for replays (which need no claim).
     pub claimed_by: Option<String>,
     pub plan: Plan,
@@ -293,6 +295,20 @@ impl Db {
         dispatch!(read self, get_ingest(id))
     }
 
+    /// Every stored event id of a connection.
+    pub async fn stored_event_ids(&self, connection_id: &str) -> Result<Vec<String>, sqlx::Error> {
+        dispatch!(read self, stored_event_ids(connection_id))
+    }
+
+    /// Stored events still waiting for the pipeline.
+    pub async fn pending_count(&self) -> Result<i64, sqlx::Error> {
+        dispatch!(read self, pending_count())
+    }
+
+    pub async fn fire_count(&self) -> Result<i64, sqlx::Error> {
+        dispatch!(read self, fire_count())
+    }
+
     /// How many stored (accepted or ignored) events carry this id on this connection: 0 or 1.
     pub async fn count_stored(
         &self,
@@ -325,16 +341,23 @@ impl Db {
     pub async fn apply_plans(
         &self,
         plans: &[EventPlan],
+        known: &crate::pipeline::Known,
         now_ms: i64,
     ) -> Result<Vec<Applied>, sqlx::Error> {
-        match self {
+        let mut learned = crate::pipeline::Learned::default();
+        let applied = match self {
             Db::Sqlite { writer, .. } => {
-                sqlite::apply_plans(&mut *writer.acquire().await?, plans, now_ms).await
+                let mut conn = writer.acquire().await?;
+                sqlite::apply_plans(&mut conn, plans, known, &mut learned, now_ms).await
             }
             Db::Postgres(pool) => {
-                postgres::apply_plans(&mut *pool.acquire().await?, plans, now_ms).await
+                let mut conn = pool.acquire().await?;
+                postgres::apply_plans(&mut conn, plans, known, &mut learned, now_ms).await
             }
-        }
+        }?;
+        // Only what committed is learned.
+        known.learn(learned);
+        Ok(applied)
     }
 
     pub async fn insert_test_fire(
@@ -429,11 +452,24 @@ impl Db {
         dispatch!(write self, revoke_api_key(id, now_ms))
     }
 
+    /// SQLite: one passive WAL checkpoint (see `db::sqlite::checkpoint`); a no-op on PostgreSQL.
+    /// Returns (frames in the WAL, frames checkpointed).
+    pub async fn checkpoint(&self) -> Result<(i64, i64), sqlx::Error> {
+        match self {
+            Db::Sqlite { readers, .. } => sqlite::checkpoint(readers).await,
+            Db::Postgres(_) => Ok((0, 0)),
+        }
+    }
+
     /// Closes every pooled connection.
     pub async fn close(&self) {
         match self {
             Db::Sqlite { readers, writer } => {
                 writer.close().await;
+                // Leave a tidy database: everything checkpointed, the WAL truncated.
+                let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                    .execute(readers)
+                    .await;
                 readers.close().await;
             }
             Db::Postgres(pool) => pool.close().await,

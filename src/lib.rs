@@ -14,6 +14,7 @@
 //! `hookgate-providers` crate.
 
 pub mod auth;
+pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod connections;
@@ -43,6 +44,9 @@ pub use hookgate_providers as providers;
 /// process show up within this time; admin API changes apply at once).
 pub const CONNECTION_REFRESH: Duration = Duration::from_secs(2);
 
+/// How often SQLite's WAL is checkpointed (by a reader connection, never the writer).
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(250);
+
 /// Shared state of one gateway instance; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
@@ -56,6 +60,8 @@ pub struct Inner {
     pub writer: IngestWriter,
     pub metrics: Arc<Metrics>,
     pub signals: Arc<pipeline::Signals>,
+    /// Field definitions and trigger schemas known to be stored (skips no-op writes).
+    pub known: pipeline::Known,
 }
 
 impl std::ops::Deref for AppState {
@@ -141,6 +147,7 @@ impl Gateway {
                 writer,
                 metrics,
                 signals,
+                known: pipeline::Known::default(),
             }),
         };
         let mut workers = Vec::new();
@@ -154,9 +161,18 @@ impl Gateway {
         }
         let weak = Arc::downgrade(&state.inner);
         let refresh_task = tokio::spawn(async move {
+            let mut last_refresh = std::time::Instant::now();
             loop {
-                tokio::time::sleep(CONNECTION_REFRESH).await;
+                // SQLite checkpoints run here, off the writer's commit path, every 250 ms.
+                tokio::time::sleep(CHECKPOINT_INTERVAL).await;
                 let Some(inner) = weak.upgrade() else { break };
+                if let Err(error) = inner.db.checkpoint().await {
+                    tracing::warn!(error = %error, "WAL checkpoint failed; will retry");
+                }
+                if last_refresh.elapsed() < CONNECTION_REFRESH {
+                    continue;
+                }
+                last_refresh = std::time::Instant::now();
                 if let Err(error) = inner.registry.reload(&inner.db).await {
                     tracing::warn!(error = %error, "could not reload connections; keeping the previous ones");
                 }

@@ -54,6 +54,23 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
             hookgate::cli::logs(&db, args).await
         }
         Command::Send(args) => hookgate::cli::send(args).await,
+        Command::Bench(args) => {
+            let json = args.json;
+            let report = hookgate::bench::run(args).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                hookgate::bench::print(&report);
+            }
+            if report.missing > 0 {
+                anyhow::bail!(
+                    "{} acknowledged events are missing from the store",
+                    report.missing
+                );
+            }
+            Ok(())
+        }
+        Command::BenchBaseline { listen } => hookgate::bench::baseline(listen).await,
         Command::Keys(command) => {
             let db = open(&cli).await?;
             db.migrate().await.context("migration failed")?;

@@ -35,6 +35,10 @@ pub const BATCH: i64 = 256;
 pub const MAX_ATTEMPTS: i32 = 8;
 /// Without a wake-up, workers look for due events this often (retries, other processes' work).
 const POLL: Duration = Duration::from_millis(500);
+/// After a batch smaller than [`BATCH`], a worker waits this long before claiming again, so that
+/// under load it applies few large transactions rather than many small ones: every transaction
+/// is a commit (an fsync on SQLite) taken from the ingest writer's single connection.
+const GATHER: Duration = Duration::from_millis(200);
 
 /// Wake-ups between the writer, the pipeline and event streams.
 #[derive(Debug, Default)]
@@ -45,6 +49,62 @@ pub struct Signals {
     pub fires: Notify,
     /// The gateway is shutting down.
     pub stopping: AtomicBool,
+}
+
+/// What this process knows is already in the database, so the pipeline can skip writes that
+/// would change nothing: field definitions already made, and trigger schemas that already list
+/// every key of a payload. Entries are added only after the transaction that wrote them
+/// committed; another process's additions are simply written again (`ON CONFLICT DO NOTHING`).
+#[derive(Debug, Default)]
+pub struct Known {
+    fields: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
+    triggers: std::sync::Mutex<
+        std::collections::HashMap<(String, String), std::collections::BTreeSet<String>>,
+    >,
+}
+
+/// What a transaction wrote that [`Known`] should learn once it commits.
+#[derive(Debug, Default)]
+pub struct Learned {
+    pub fields: Vec<(String, String)>,
+    pub triggers: Vec<((String, String), std::collections::BTreeSet<String>)>,
+}
+
+impl Known {
+    pub fn has_field(&self, workspace: &str, key: &str) -> bool {
+        self.fields
+            .lock()
+            .map(|f| f.contains(&(workspace.to_owned(), key.to_owned())))
+            .unwrap_or(false)
+    }
+
+    /// Whether the trigger's known schema already lists every key of `payload`.
+    pub fn trigger_covers(
+        &self,
+        workspace: &str,
+        trigger: &str,
+        payload: &serde_json::Map<String, serde_json::Value>,
+    ) -> bool {
+        self.triggers
+            .lock()
+            .ok()
+            .and_then(|t| {
+                t.get(&(workspace.to_owned(), trigger.to_owned()))
+                    .map(|keys| payload.keys().all(|k| keys.contains(k)))
+            })
+            .unwrap_or(false)
+    }
+
+    pub fn learn(&self, learned: Learned) {
+        if let Ok(mut fields) = self.fields.lock() {
+            fields.extend(learned.fields);
+        }
+        if let Ok(mut triggers) = self.triggers.lock() {
+            for (key, keys) in learned.triggers {
+                triggers.entry(key).or_default().extend(keys);
+            }
+        }
+    }
 }
 
 /// Rebuilds the stored header pairs into a header map.
@@ -116,6 +176,8 @@ pub fn plan_event(
         connection_id: event.connection_id.clone(),
         provider: event.provider.clone(),
         received_at: event.received_at,
+        // Only an event that went back to pending after being parked can have parked ids left.
+        retried: event.attempts > 1 || claimed_by.is_none(),
         claimed_by,
         plan,
     }
@@ -159,11 +221,16 @@ pub async fn run(state: Weak<Inner>, signals: Arc<Signals>, worker: String) {
             }
             continue;
         }
+        let full = claimed.len() as i64 >= BATCH;
         let plans: Vec<EventPlan> = claimed
             .iter()
             .map(|e| plan_with(&inner, e, Some(worker.clone()), now))
             .collect();
-        match inner.db.apply_plans(&plans, crate::now_ms()).await {
+        match inner
+            .db
+            .apply_plans(&plans, &inner.known, crate::now_ms())
+            .await
+        {
             Ok(applied) => {
                 let mut fired = false;
                 for a in &applied {
@@ -182,6 +249,10 @@ pub async fn run(state: Weak<Inner>, signals: Arc<Signals>, worker: String) {
                 }
                 if fired {
                     signals.fires.notify_waiters();
+                }
+                if !full {
+                    drop(inner);
+                    tokio::time::sleep(GATHER).await;
                 }
             }
             Err(error) => {

@@ -94,6 +94,7 @@ macro_rules! processing_queries {
 
         /// Merges the event into its contact, links its ids, and re-queues events that were
         /// waiting for one of those ids. Returns how many events were re-queued.
+        #[allow(clippy::too_many_arguments)]
         async fn upsert_contact(
             conn: &mut Conn,
             workspace: &str,
@@ -102,6 +103,8 @@ macro_rules! processing_queries {
             event: &hookgate_providers::NormalizedEvent,
             at_ms: i64,
             now_ms: i64,
+            known: &crate::pipeline::Known,
+            learned: &mut crate::pipeline::Learned,
         ) -> Result<u64, sqlx::Error> {
             let existing: Option<ContactRow> = sqlx::query_as(
                 "SELECT workspace, email, first_name, last_name, subscribed, custom_fields, field_times, created_at, updated_at \
@@ -133,6 +136,10 @@ macro_rules! processing_queries {
                 .await?;
             }
             for (key, value) in event.contact.fields.iter() {
+                if known.has_field(workspace, key) {
+                    continue;
+                }
+                learned.fields.push((workspace.to_owned(), key.clone()));
                 sqlx::query(
                     "INSERT INTO field_definitions (workspace, key, type, provider, first_seen_at) VALUES ($1, $2, $3, $4, $5) \
                      ON CONFLICT (workspace, key) DO NOTHING",
@@ -147,10 +154,12 @@ macro_rules! processing_queries {
             }
             let mut requeued = 0;
             for (key, value) in &event.identity.ids {
-                sqlx::query(
+                // Link the id to this contact; only a new or changed link can reveal the identity
+                // a parked event waits for, so only then look for parked events.
+                let linked = sqlx::query(
                     "INSERT INTO contact_ids (workspace, key, value, email, seen_at) VALUES ($1, $2, $3, $4, $5) \
                      ON CONFLICT (workspace, key, value) DO UPDATE SET email = excluded.email, seen_at = excluded.seen_at \
-                     WHERE contact_ids.seen_at <= excluded.seen_at",
+                     WHERE contact_ids.seen_at <= excluded.seen_at AND contact_ids.email <> excluded.email",
                 )
                 .bind(workspace)
                 .bind(key)
@@ -159,6 +168,9 @@ macro_rules! processing_queries {
                 .bind(at_ms)
                 .execute(&mut *conn)
                 .await?;
+                if linked.rows_affected() == 0 {
+                    continue;
+                }
                 let done = sqlx::query(
                     "UPDATE ingest SET status = 'pending', next_attempt_at = NULL, status_reason = NULL \
                      WHERE status = 'unresolved' AND id IN \
@@ -170,12 +182,14 @@ macro_rules! processing_queries {
                 .execute(&mut *conn)
                 .await?;
                 requeued += done.rows_affected();
-                sqlx::query("DELETE FROM unresolved_ids WHERE workspace = $1 AND key = $2 AND value = $3")
-                    .bind(workspace)
-                    .bind(key)
-                    .bind(value)
-                    .execute(&mut *conn)
-                    .await?;
+                if done.rows_affected() > 0 {
+                    sqlx::query("DELETE FROM unresolved_ids WHERE workspace = $1 AND key = $2 AND value = $3")
+                        .bind(workspace)
+                        .bind(key)
+                        .bind(value)
+                        .execute(&mut *conn)
+                        .await?;
+                }
             }
             Ok(requeued)
         }
@@ -194,7 +208,7 @@ macro_rules! processing_queries {
             payload: &serde_json::Map<String, serde_json::Value>,
             occurred_at: Option<i64>,
             now_ms: i64,
-            catalog: bool,
+            catalog: Option<(&crate::pipeline::Known, &mut crate::pipeline::Learned)>,
         ) -> Result<i64, sqlx::Error> {
             let inserted: Option<i64> = sqlx::query_scalar(
                 "INSERT INTO fires (idempotency_key, workspace, trigger_id, provider, ingest_id, email, payload, occurred_at, created_at) \
@@ -218,7 +232,10 @@ macro_rules! processing_queries {
                     .fetch_one(&mut *conn)
                     .await;
             };
-            if catalog {
+            if let Some((known, learned)) = catalog {
+                if known.trigger_covers(workspace, trigger_id, payload) {
+                    return Ok(seq);
+                }
                 let existing: Option<String> =
                     sqlx::query_scalar("SELECT payload_schema FROM triggers WHERE workspace = $1 AND id = $2")
                         .bind(workspace)
@@ -228,6 +245,10 @@ macro_rules! processing_queries {
                 let mut schema: PayloadSchema =
                     existing.as_deref().and_then(|s| serde_json::from_str(s).ok()).unwrap_or_default();
                 schema.absorb(payload);
+                learned.triggers.push((
+                    (workspace.to_owned(), trigger_id.to_owned()),
+                    schema.fields.iter().map(|f| f.key.clone()).collect(),
+                ));
                 sqlx::query(
                     "INSERT INTO triggers (workspace, id, provider, payload_schema, first_seen_at, last_seen_at) \
                      VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (workspace, id) DO UPDATE SET \
@@ -247,7 +268,13 @@ macro_rules! processing_queries {
         /// Applies processing results in one transaction: contacts, ids, fires, catalog and each
         /// event's new status commit together or not at all, so a crash anywhere leaves the
         /// events to be processed again, and the unique idempotency key keeps fires exactly-once.
-        pub(crate) async fn apply_plans(conn: &mut Conn, plans: &[EventPlan], now_ms: i64) -> Result<Vec<Applied>, sqlx::Error> {
+        pub(crate) async fn apply_plans(
+            conn: &mut Conn,
+            plans: &[EventPlan],
+            known: &crate::pipeline::Known,
+            learned: &mut crate::pipeline::Learned,
+            now_ms: i64,
+        ) -> Result<Vec<Applied>, sqlx::Error> {
             let mut tx = conn.begin().await?;
             if !$serialize.is_empty() {
                 sqlx::query($serialize).execute(&mut *tx).await?;
@@ -291,20 +318,25 @@ macro_rules! processing_queries {
                                 continue;
                             };
                             let at_ms = event.occurred_at_ms.unwrap_or(plan.received_at);
-                            requeued += upsert_contact(&mut tx, &plan.workspace, &email, &plan.provider, event, at_ms, now_ms).await?;
+                            requeued += upsert_contact(
+                                &mut tx, &plan.workspace, &email, &plan.provider, event, at_ms, now_ms, known, learned,
+                            )
+                            .await?;
                             let key = format!("{}:{}", plan.connection_id, event.event_id);
                             let trigger = format!("{}.{}", plan.provider, event.event_type);
                             let payload = fire_payload(&email, event);
                             let seq = fire(
                                 &mut tx, &key, &plan.workspace, &trigger, &plan.provider, Some(&plan.ingest_id),
-                                Some(&email), &payload, event.occurred_at_ms, now_ms, true,
+                                Some(&email), &payload, event.occurred_at_ms, now_ms, Some((known, &mut *learned)),
                             )
                             .await?;
                             fires.push(seq);
                             contact_email = Some(email);
                         }
                         let status = if waiting.is_empty() {
-                            sqlx::query("DELETE FROM unresolved_ids WHERE ingest_id = $1").bind(&plan.ingest_id).execute(&mut *tx).await?;
+                            if plan.retried {
+                                sqlx::query("DELETE FROM unresolved_ids WHERE ingest_id = $1").bind(&plan.ingest_id).execute(&mut *tx).await?;
+                            }
                             finish(&mut tx, &plan.ingest_id, "processed", None, contact_email.as_deref(), None, now_ms).await?;
                             "processed"
                         } else {
@@ -347,7 +379,7 @@ macro_rules! processing_queries {
             if !$serialize.is_empty() {
                 sqlx::query($serialize).execute(&mut *tx).await?;
             }
-            let seq = fire(&mut tx, key, workspace, trigger_id, "test", None, email, payload, Some(now_ms), now_ms, false).await?;
+            let seq = fire(&mut tx, key, workspace, trigger_id, "test", None, email, payload, Some(now_ms), now_ms, None).await?;
             tx.commit().await?;
             Ok(seq)
         }

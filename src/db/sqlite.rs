@@ -31,10 +31,17 @@ pub async fn open(
         .foreign_keys(true);
     // One writer connection: every write goes through it, so SQLite never sees two writers of
     // ours contend for the lock (other processes, like the CLI, wait on the busy timeout).
+    // Checkpoints never run on the writer's commit path (they set the tail latency and cost a
+    // third of the throughput when they do); `checkpoint` runs them from a reader connection.
     let writer = SqlitePoolOptions::new()
         .max_connections(1)
         .acquire_timeout(Duration::from_secs(10))
-        .connect_with(options.clone())
+        .connect_with(
+            options
+                .clone()
+                .pragma("wal_autocheckpoint", "0")
+                .pragma("journal_size_limit", "67108864"),
+        )
         .await?;
     let readers = SqlitePoolOptions::new()
         .max_connections(4)
@@ -56,4 +63,17 @@ pub async fn probe_write(writer: &SqlitePool) -> Result<(), sqlx::Error> {
         .execute(&mut *tx)
         .await?;
     tx.rollback().await
+}
+
+/// Copies the WAL into the database without blocking the writer (`PASSIVE`). When it gets
+/// everything, the next write starts the WAL from its beginning again, so the file is reused
+/// instead of growing (reused blocks also sync faster than appended ones).
+///
+/// # Errors
+/// The database cannot be read.
+pub async fn checkpoint(readers: &SqlitePool) -> Result<(i64, i64), sqlx::Error> {
+    let (_busy, log, done): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
+        .fetch_one(readers)
+        .await?;
+    Ok((log, done))
 }

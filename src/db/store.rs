@@ -27,91 +27,103 @@ macro_rules! store_queries {
         type Pool = sqlx::Pool<$db>;
         type Conn = <$db as sqlx::Database>::Connection;
 
-        fn insert_sql(dedupe: bool) -> String {
-            let placeholders: Vec<String> = (1..=20).map(|i| format!("${i}")).collect();
-            let mut sql = format!("INSERT INTO ingest ({INGEST_COLUMNS}) VALUES ({})", placeholders.join(", "));
-            if dedupe {
-                sql.push_str(
-                    " ON CONFLICT (connection_id, event_id) WHERE outcome IN ('accepted', 'ignored') DO NOTHING RETURNING id",
-                );
-            }
-            sql
+        /// Appends `rows` as one multi-row `VALUES` list, each with the given outcome and status.
+        fn push_rows<'r>(
+            q: &mut QueryBuilder<'r, $db>,
+            rows: &[(&'r NewIngest, &'static str, Option<&'static str>, Option<&'r str>)],
+        ) {
+            q.push_values(rows.iter(), |mut b, (row, outcome, status, duplicate_of)| {
+                b.push_bind(row.id.as_str())
+                    .push_bind(row.received_at)
+                    .push_bind(row.connection_id.as_str())
+                    .push_bind(row.provider)
+                    .push_bind(row.workspace.as_deref())
+                    .push_bind(*outcome)
+                    .push_bind(*status)
+                    .push_bind(row.http_status)
+                    .push_bind(row.event_id.as_deref())
+                    .push_bind(row.event_type.as_deref())
+                    .push_bind(*duplicate_of)
+                    .push_bind(row.reason.as_deref())
+                    .push_bind(row.client_addr.as_deref())
+                    .push_bind(row.path.as_str())
+                    .push_bind(row.headers.as_str())
+                    .push_bind(row.body.as_ref())
+                    .push_bind(row.body_size)
+                    .push_bind(row.body_truncated)
+                    .push_bind(row.read_us)
+                    .push_bind(row.verify_us);
+            });
         }
 
-        async fn insert_row(
-            conn: &mut Conn,
-            sql: &str,
-            row: &NewIngest,
-            outcome: &str,
-            status: Option<&str>,
-            duplicate_of: Option<&str>,
-        ) -> Result<Option<String>, sqlx::Error> {
-            sqlx::query_scalar::<_, String>(sql)
-                .bind(&row.id)
-                .bind(row.received_at)
-                .bind(&row.connection_id)
-                .bind(row.provider)
-                .bind(row.workspace.as_deref())
-                .bind(outcome)
-                .bind(status)
-                .bind(row.http_status)
-                .bind(row.event_id.as_deref())
-                .bind(row.event_type.as_deref())
-                .bind(duplicate_of)
-                .bind(row.reason.as_deref())
-                .bind(row.client_addr.as_deref())
-                .bind(&row.path)
-                .bind(&row.headers)
-                .bind(row.body.as_ref())
-                .bind(row.body_size)
-                .bind(row.body_truncated)
-                .bind(row.read_us)
-                .bind(row.verify_us)
-                .fetch_optional(&mut *conn)
-                .await
-        }
-
-        /// Writes a batch in one transaction (one commit, one fsync) and reports each row's
-        /// outcome. Deduplication is the unique index, so it holds inside a batch (later rows see
-        /// earlier ones) and across batches and processes.
+        /// Writes a batch in one transaction (one commit, one fsync) with as few statements as
+        /// possible: one multi-row insert of the events (deduplicated by the unique index, which
+        /// also covers two copies inside one batch), one lookup of the first ids of any
+        /// duplicates, and one multi-row insert of the duplicate and rejected log rows.
         pub(crate) async fn write_batch(
             conn: &mut Conn,
             rows: &[NewIngest],
         ) -> Result<Vec<WriteOutcome>, sqlx::Error> {
-            let dedupe_sql = insert_sql(true);
-            let plain_sql = insert_sql(false);
+            use std::collections::{HashMap, HashSet};
+            use crate::db::IngestKind;
             let mut tx = conn.begin().await?;
+            let events: Vec<_> = rows
+                .iter()
+                .filter_map(|row| match row.kind {
+                    IngestKind::Accepted => Some((row, "accepted", Some("pending"), None)),
+                    IngestKind::Ignored => Some((row, "ignored", Some("ignored"), None)),
+                    IngestKind::Rejected => None,
+                })
+                .collect();
+            let mut stored: HashSet<String> = HashSet::new();
+            if !events.is_empty() {
+                let mut q = QueryBuilder::<$db>::new(format!("INSERT INTO ingest ({INGEST_COLUMNS}) "));
+                push_rows(&mut q, &events);
+                q.push(" ON CONFLICT (connection_id, event_id) WHERE outcome IN ('accepted', 'ignored') DO NOTHING RETURNING id");
+                let ids: Vec<String> = q.build_query_scalar().persistent(false).fetch_all(&mut *tx).await?;
+                stored.extend(ids);
+            }
+            // Deliveries whose event was stored before (or earlier in this batch).
+            let duplicates: Vec<&NewIngest> = events.iter().map(|e| e.0).filter(|r| !stored.contains(&r.id)).collect();
+            let mut first_ids: HashMap<(String, String), String> = HashMap::new();
+            if !duplicates.is_empty() {
+                let mut q = QueryBuilder::<$db>::new(
+                    "SELECT connection_id, event_id, id FROM ingest WHERE outcome IN ('accepted', 'ignored') AND (",
+                );
+                for (i, d) in duplicates.iter().enumerate() {
+                    if i > 0 {
+                        q.push(" OR ");
+                    }
+                    q.push("(connection_id = ").push_bind(d.connection_id.as_str());
+                    q.push(" AND event_id = ").push_bind(d.event_id.as_deref()).push(")");
+                }
+                q.push(")");
+                let found: Vec<(String, String, String)> = q.build_query_as().persistent(false).fetch_all(&mut *tx).await?;
+                first_ids.extend(found.into_iter().map(|(c, e, id)| ((c, e), id)));
+            }
             let mut outcomes = Vec::with_capacity(rows.len());
+            let mut logged = Vec::new();
             for row in rows {
-                let outcome = match row.kind {
-                    crate::db::IngestKind::Rejected => {
-                        insert_row(&mut tx, &plain_sql, row, "rejected", None, None).await?;
-                        WriteOutcome::Logged
+                match row.kind {
+                    IngestKind::Rejected => {
+                        logged.push((row, "rejected", None, None));
+                        outcomes.push(WriteOutcome::Logged);
                     }
-                    crate::db::IngestKind::Accepted | crate::db::IngestKind::Ignored => {
-                        let (outcome, status) = if matches!(row.kind, crate::db::IngestKind::Accepted) {
-                            ("accepted", "pending")
-                        } else {
-                            ("ignored", "ignored")
+                    _ if stored.contains(&row.id) => outcomes.push(WriteOutcome::Stored),
+                    _ => {
+                        let key = (row.connection_id.clone(), row.event_id.clone().unwrap_or_default());
+                        let Some(first) = first_ids.get(&key) else {
+                            return Err(sqlx::Error::RowNotFound);
                         };
-                        match insert_row(&mut tx, &dedupe_sql, row, outcome, Some(status), None).await? {
-                            Some(_) => WriteOutcome::Stored,
-                            None => {
-                                let first: String = sqlx::query_scalar(
-                                    "SELECT id FROM ingest WHERE connection_id = $1 AND event_id = $2 \
-                                     AND outcome IN ('accepted', 'ignored')",
-                                )
-                                .bind(&row.connection_id)
-                                .bind(row.event_id.as_deref())
-                                .fetch_one(&mut *tx)
-                                .await?;
-                                insert_row(&mut tx, &plain_sql, row, "duplicate", None, Some(&first)).await?;
-                                WriteOutcome::Duplicate { first_id: first }
-                            }
-                        }
+                        logged.push((row, "duplicate", None, Some(first.as_str())));
+                        outcomes.push(WriteOutcome::Duplicate { first_id: first.clone() });
                     }
-                };
-                outcomes.push(outcome);
+                }
+            }
+            if !logged.is_empty() {
+                let mut q = QueryBuilder::<$db>::new(format!("INSERT INTO ingest ({INGEST_COLUMNS}) "));
+                push_rows(&mut q, &logged);
+                q.build().persistent(false).execute(&mut *tx).await?;
             }
             tx.commit().await?;
             Ok(outcomes)
@@ -231,6 +243,24 @@ macro_rules! store_queries {
             .bind(id)
             .fetch_optional(pool)
             .await
+        }
+
+        /// Every stored event id of a connection (the benchmark's zero-loss check).
+        pub(crate) async fn stored_event_ids(pool: &Pool, connection_id: &str) -> Result<Vec<String>, sqlx::Error> {
+            sqlx::query_scalar(
+                "SELECT event_id FROM ingest WHERE connection_id = $1 AND outcome IN ('accepted', 'ignored')",
+            )
+            .bind(connection_id)
+            .fetch_all(pool)
+            .await
+        }
+
+        pub(crate) async fn pending_count(pool: &Pool) -> Result<i64, sqlx::Error> {
+            sqlx::query_scalar("SELECT COUNT(*) FROM ingest WHERE status = 'pending'").fetch_one(pool).await
+        }
+
+        pub(crate) async fn fire_count(pool: &Pool) -> Result<i64, sqlx::Error> {
+            sqlx::query_scalar("SELECT COUNT(*) FROM fires").fetch_one(pool).await
         }
 
         pub(crate) async fn count_stored(pool: &Pool, connection_id: &str, event_id: &str) -> Result<i64, sqlx::Error> {

@@ -183,7 +183,7 @@ async fn replay(
     let plan = crate::pipeline::plan_with(&state, &event, None, now);
     let applied = state
         .db
-        .apply_plans(std::slice::from_ref(&plan), now)
+        .apply_plans(std::slice::from_ref(&plan), &state.known, now)
         .await?;
     let applied = applied.into_iter().next().ok_or(AppError::NotFound)?;
     if !applied.fires.is_empty() {

@@ -3,6 +3,7 @@
 //! PostgreSQL (see `support::backend_tests!`).
 
 mod admin;
+mod bench_smoke;
 mod cli;
 mod cluster;
 mod outage;
