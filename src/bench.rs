@@ -587,6 +587,157 @@ async fn batch_stats(addr: SocketAddr) -> (Option<f64>, Option<f64>) {
     }
 }
 
+/// Latency of one admin query shape.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueryTiming {
+    pub query: String,
+    pub items: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
+}
+
+/// Seeds `rows` ingest rows (8 connections, every outcome and status, small bodies) and times
+/// filtered admin queries through a gateway on that store.
+///
+/// # Errors
+/// The store or the gateway cannot be started.
+pub async fn query_test(args: &BenchArgs, rows: u64) -> anyhow::Result<Vec<QueryTiming>> {
+    use crate::db::{IngestKind, NewIngest};
+    let exe = std::env::current_exe().context("cannot find the hookgate binary")?;
+    let dir = tempfile::tempdir()?;
+    let (url, db, cleanup) = fresh_store(args, dir.path()).await?;
+    let started = Instant::now();
+    let base_ms = crate::now_ms() - i64::try_from(rows).unwrap_or(0);
+    let body = Bytes::from_static(br#"{"id":"evt_seed","type":"invoice.paid","object":"event"}"#);
+    let mut written = 0u64;
+    while written < rows {
+        let n = (rows - written).min(400);
+        let batch: Vec<NewIngest> = (0..n)
+            .map(|i| {
+                let k = written + i;
+                let kind = match k % 20 {
+                    0 => IngestKind::Rejected,
+                    1 => IngestKind::Ignored,
+                    _ => IngestKind::Accepted,
+                };
+                let ms = base_ms + i64::try_from(k).unwrap_or(0);
+                NewIngest {
+                    id: ulid::Ulid::from_parts(u64::try_from(ms).unwrap_or(0), u128::from(k))
+                        .to_string(),
+                    kind,
+                    received_at: ms,
+                    connection_id: format!("conn-{}", k % 8),
+                    provider: if k % 2 == 0 { "stripe" } else { "clerk" },
+                    workspace: Some("default".into()),
+                    http_status: if kind == IngestKind::Rejected {
+                        401
+                    } else {
+                        200
+                    },
+                    event_id: (kind != IngestKind::Rejected).then(|| format!("evt_seed_{k}")),
+                    event_type: Some(
+                        [
+                            "invoice.paid",
+                            "customer.created",
+                            "user.created",
+                            "checkout.session.completed",
+                        ][(k % 4) as usize]
+                            .into(),
+                    ),
+                    reason: (kind == IngestKind::Rejected).then(|| "signature_mismatch".into()),
+                    client_addr: Some("192.0.2.10".into()),
+                    path: "/integrations/stripe/webhook/conn".into(),
+                    headers: "[]".into(),
+                    body: body.clone(),
+                    body_size: i64::try_from(body.len()).unwrap_or(0),
+                    body_truncated: false,
+                    read_us: Some(10),
+                    verify_us: Some(5),
+                }
+            })
+            .collect();
+        db.write_batch(&batch).await?;
+        written += n;
+        if written % 100_000 < 400 {
+            eprintln!(
+                "bench: seeded {written} of {rows} rows ({:.0} s)",
+                started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    let config = dir.path().join("bench.toml");
+    std::fs::write(
+        &config,
+        "listen = \"127.0.0.1:0\"\nadmin_token = \"bench-admin-token-0123456789\"\n",
+    )?;
+    let mut cmd = pinned(&args.server_cpu, &exe);
+    cmd.arg("--config")
+        .arg(&config)
+        .arg("--database-url")
+        .arg(&url)
+        .arg("serve")
+        .arg("--no-workers");
+    cmd.env("RUST_LOG", "warn,hookgate=info");
+    let gateway = ServerProcess::spawn(cmd)?;
+    let client = reqwest::Client::new();
+    let queries = [
+        "/admin/ingest?limit=50",
+        "/admin/ingest?connection=conn-3&limit=50",
+        "/admin/ingest?outcome=rejected&limit=50",
+        "/admin/ingest?status=ignored&limit=50",
+        "/admin/ingest?event_type=customer.created&limit=50",
+        "/admin/ingest?provider=clerk&connection=conn-1&limit=50",
+        // The worst case: a filter that matches nothing has to look at every row it cannot skip.
+        "/admin/ingest?event_type=no.such.type&limit=50",
+    ];
+    let mut timings = Vec::new();
+    for q in queries {
+        let mut histogram = new_histogram();
+        let mut items = 0;
+        let mut cursor: Option<String> = None;
+        for i in 0..200 {
+            // Half the requests page on with the cursor, as an operator scrolling back would.
+            let path = match (&cursor, i % 2) {
+                (Some(c), 1) => format!("{q}&cursor={c}"),
+                _ => q.to_owned(),
+            };
+            let t = Instant::now();
+            let response = client
+                .get(format!("http://{}{path}", gateway.addr))
+                .bearer_auth("bench-admin-token-0123456789")
+                .send()
+                .await?
+                .error_for_status()?;
+            let page: serde_json::Value = response.json().await?;
+            let _ = histogram.record(
+                u64::try_from(t.elapsed().as_micros())
+                    .unwrap_or(u64::MAX)
+                    .max(1),
+            );
+            items = page["items"].as_array().map_or(0, Vec::len);
+            cursor = page["next_cursor"].as_str().map(str::to_owned);
+        }
+        timings.push(QueryTiming {
+            query: q.to_owned(),
+            items,
+            p50_ms: histogram.value_at_quantile(0.5) as f64 / 1000.0,
+            p99_ms: histogram.value_at_quantile(0.99) as f64 / 1000.0,
+            max_ms: histogram.max() as f64 / 1000.0,
+        });
+    }
+    drop(gateway);
+    db.close().await;
+    if let Some((server, schema)) = cleanup {
+        if let Ok(admin) = sqlx::PgPool::connect(&server).await {
+            let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+                .execute(&admin)
+                .await;
+        }
+    }
+    Ok(timings)
+}
+
 /// The human-readable report.
 pub fn print(report: &Report) {
     let line = |name: &str, r: &LoadResult| {

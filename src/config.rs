@@ -107,6 +107,10 @@ pub struct BenchArgs {
     /// Run the gateway without normalization workers.
     #[arg(long)]
     pub no_workers: bool,
+    /// Instead of the load test: seed this many ingest rows into a fresh store (directly, in
+    /// large batches), then time filtered `GET /admin/ingest` queries against a gateway on it.
+    #[arg(long)]
+    pub query_rows: Option<u64>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,

@@ -54,6 +54,22 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
             hookgate::cli::logs(&db, args).await
         }
         Command::Send(args) => hookgate::cli::send(args).await,
+        Command::Bench(args) if args.query_rows.is_some() => {
+            let rows = args.query_rows.unwrap_or(0);
+            let timings = hookgate::bench::query_test(&args, rows).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&timings)?);
+            } else {
+                println!("GET /admin/ingest with {rows} stored rows (200 requests each, half paging with the cursor):");
+                for t in &timings {
+                    println!(
+                        "  {:<58} p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  ({} items)",
+                        t.query, t.p50_ms, t.p99_ms, t.max_ms, t.items
+                    );
+                }
+            }
+            Ok(())
+        }
         Command::Bench(args) => {
             let json = args.json;
             let report = hookgate::bench::run(args).await?;
