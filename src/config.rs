@@ -19,6 +19,8 @@ use hookgate_providers::{AuthKind, AuthMode, ProviderId, Secret};
 use ipnet::IpNet;
 use serde::Deserialize;
 
+use crate::crypto::SecretKey;
+
 /// The default SQLite database, relative to the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://hookgate.db";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -39,6 +41,16 @@ pub struct Cli {
     /// Database URL: `sqlite://path.db` (default `sqlite://hookgate.db`) or `postgres://...`.
     #[arg(long, env = "HOOKGATE_DATABASE_URL", global = true)]
     pub database_url: Option<String>,
+
+    /// Key that encrypts connection secrets at rest: 32 bytes as 64 hex characters or base64
+    /// (file key `secret_key`). Without it secrets are stored unencrypted.
+    #[arg(
+        long,
+        env = "HOOKGATE_SECRET_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    pub secret_key: Option<KeyText>,
 
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -157,6 +169,9 @@ pub enum ConnectionsCommand {
     },
     /// Delete a connection (its ingest log stays).
     Remove { id: String },
+    /// Rewrite every connection's secrets encrypted with HOOKGATE_SECRET_KEY (plaintext rows
+    /// written before the key was set become encrypted; encrypted rows get a fresh nonce).
+    Reencrypt,
 }
 
 #[derive(Debug, Args)]
@@ -242,6 +257,25 @@ pub struct SendArgs {
     pub skew_secs: i64,
 }
 
+/// The secret key's text as given on the command line or in the environment; parsed and
+/// validated by [`Config::load`] so that no error message (clap's included) can echo it.
+#[derive(Clone)]
+pub struct KeyText(String);
+
+impl fmt::Debug for KeyText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyText(<redacted>)")
+    }
+}
+
+impl FromStr for KeyText {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(KeyText(s.to_owned()))
+    }
+}
+
 /// SQLite `synchronous` setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -279,6 +313,7 @@ pub struct FileConfig {
     pub header_timeout_secs: Option<u64>,
     pub body_timeout_secs: Option<u64>,
     pub durability: Option<Durability>,
+    pub secret_key: Option<String>,
     #[serde(default)]
     pub connections: Vec<FileConnection>,
 }
@@ -354,6 +389,8 @@ pub struct Config {
     pub migrate: bool,
     /// Whether this process runs normalization workers.
     pub workers: bool,
+    /// Encrypts connection secrets at rest when set (`HOOKGATE_SECRET_KEY`).
+    pub secret_key: Option<SecretKey>,
     pub connections: Vec<ConnectionSpec>,
 }
 
@@ -375,6 +412,10 @@ impl fmt::Debug for Config {
             .field("durability", &self.durability)
             .field("migrate", &self.migrate)
             .field("workers", &self.workers)
+            .field(
+                "secret_key",
+                &self.secret_key.as_ref().map(|_| "<redacted>"),
+            )
             .field("connections", &self.connections)
             .finish()
     }
@@ -398,6 +439,7 @@ impl Config {
             durability: Durability::Full,
             migrate: true,
             workers: true,
+            secret_key: None,
             connections: Vec::new(),
         }
     }
@@ -417,6 +459,14 @@ impl Config {
             .or(file.database_url.clone())
             .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
         check_database_url(&database_url)?;
+        let from_cli = cli.secret_key.as_ref().map(|k| k.0.as_str());
+        let secret_key = match from_cli.or(file.secret_key.as_deref()) {
+            Some(text) => Some(
+                SecretKey::parse(text)
+                    .map_err(|e| anyhow::anyhow!("secret_key (HOOKGATE_SECRET_KEY): {e}"))?,
+            ),
+            None => None,
+        };
         let listen = match (args.listen, &file.listen) {
             (Some(addr), _) => addr,
             (None, Some(text)) => text.parse().with_context(|| {
@@ -497,6 +547,7 @@ impl Config {
             durability: args.durability.or(file.durability).unwrap_or_default(),
             migrate: !args.no_migrate,
             workers: !args.no_workers,
+            secret_key,
             connections,
         })
     }
@@ -804,6 +855,8 @@ email_path = "record.email"
             ("admin_token = \"short\"", "admin_token"),
             ("database_url = \"mysql://x\"", "database_url"),
             ("secrets = [\"${HOOKGATE_SURELY_UNSET_VAR}\"]", "HOOKGATE_SURELY_UNSET_VAR"),
+            ("secret_key = \"too-short\"", "HOOKGATE_SECRET_KEY"),
+            ("secret_key = \"00112233\"", "secret_key"),
         ];
         for (text, needle) in cases {
             let err = load(text).expect_err(text);
