@@ -3,9 +3,11 @@
 //! PostgreSQL (see `support::backend_tests!`).
 
 mod admin;
+mod bad_input;
 mod cli;
 mod cluster;
 mod outage;
 mod pipeline;
+mod secrets;
 mod support;
 mod webhooks;
