@@ -664,3 +664,48 @@ async fn hostile_requests(backend: Backend) {
 }
 
 backend_tests!(hostile_requests);
+
+/// A verified event whose contact fields hold NUL (an end user can type one into their name at
+/// the provider): it is processed like any other, and it does not hold up the events after it.
+async fn nul_in_verified_payload(backend: Backend) {
+    let app = TestApp::builder(backend)
+        .connection("clerk", ProviderId::Clerk, &[CLERK])
+        .start()
+        .await;
+    let mut user: serde_json::Value =
+        serde_json::from_slice(&fixture(ProviderId::Clerk, "user.created.json")).expect("json");
+    user["data"]["first_name"] = "Ma\u{0}ya".into();
+    user["data"]["last_name"] = "\u{0}".into();
+    user["data"]["id"] = "user_nul\u{0}id".into();
+    let poisoned = serde_json::to_vec(&user).expect("json");
+    let first = app
+        .deliver(ProviderId::Clerk, "clerk", &poisoned, CLERK, now_options())
+        .await
+        .assert_outcome("accepted");
+    // Another user, so that the first contact's names stay the ones the first event wrote.
+    let mut other: serde_json::Value =
+        serde_json::from_slice(&fixture(ProviderId::Clerk, "user.updated.json")).expect("json");
+    other["data"]["id"] = "user_someone_else".into();
+    other["data"]["email_addresses"][0]["email_address"] = "someone.else@example.com".into();
+    let next = serde_json::to_vec(&other).expect("json");
+    let second = app
+        .deliver(ProviderId::Clerk, "clerk", &next, CLERK, now_options())
+        .await
+        .assert_outcome("accepted");
+    crate::pipeline::settle(&app.store.db).await;
+    for id in [&first, &second] {
+        let record = app.admin_get(&format!("/admin/ingest/{id}")).await.json();
+        assert_eq!(record["status"], "processed", "{record}");
+    }
+    let email = user["data"]["email_addresses"][0]["email_address"]
+        .as_str()
+        .expect("email");
+    let contact = app.admin_get(&format!("/admin/contacts/{email}")).await;
+    contact.assert_status(200);
+    // The NUL became U+FFFD in the name columns (JSON columns keep it, escaped).
+    let json = contact.json();
+    let names = format!("{} {}", json["first_name"], json["last_name"]);
+    assert!(names.contains('\u{FFFD}'), "{names}");
+}
+
+backend_tests!(nul_in_verified_payload);
