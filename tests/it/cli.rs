@@ -176,6 +176,10 @@ secrets = ["${IT_STRIPE_SECRET}"]
         !log.contains("whsec_cli_stripe_secret"),
         "secret in the log:\n{log}"
     );
+    assert!(
+        log.contains("WARN") && log.contains("secrets are stored unencrypted"),
+        "serve without a key warns:\n{log}"
+    );
 
     let receive = server.url("/integrations/stripe/webhook/stripe-live");
     let invoice = fixture_path("stripe", "invoice.paid.json");
