@@ -568,16 +568,37 @@ fn positive(key: &str, value: Option<u64>, default: u64) -> anyhow::Result<u64> 
 pub fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
-    let expanded = expand_env(&text).with_context(|| format!("config file {}", path.display()))?;
-    toml::from_str(&expanded).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))
+    let mut substituted = Vec::new();
+    let expanded = expand_env_tracked(&text, &mut substituted)
+        .with_context(|| format!("config file {}", path.display()))?;
+    toml::from_str(&expanded).map_err(|e| {
+        // toml's message quotes the offending line and value, which after expansion can be a
+        // secret taken from the environment: show the `${NAME}` that was written instead.
+        let mut message = e.to_string();
+        for (name, value) in &substituted {
+            if !value.is_empty() {
+                message = message.replace(value.as_str(), &format!("${{{name}}}"));
+            }
+        }
+        anyhow::anyhow!("config file {}: {message}", path.display())
+    })
 }
 
 /// Replaces `${NAME}` with the environment variable `NAME`; `$${` is a literal `${`.
+#[cfg(test)]
+fn expand_env(text: &str) -> anyhow::Result<String> {
+    expand_env_tracked(text, &mut Vec::new())
+}
+
+/// As [`expand_env`], recording each `(name, value)` substituted (the value as inserted).
 #[expect(
     clippy::disallowed_methods,
     reason = "config.rs is where the environment is read"
 )]
-fn expand_env(text: &str) -> anyhow::Result<String> {
+fn expand_env_tracked(
+    text: &str,
+    substituted: &mut Vec<(String, String)>,
+) -> anyhow::Result<String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(pos) = rest.find("${") {
@@ -597,12 +618,18 @@ fn expand_env(text: &str) -> anyhow::Result<String> {
             anyhow::anyhow!("environment variable {name} (used as ${{{name}}}) is not set")
         })?;
         // The value is inserted into TOML text, so it must be escaped as a TOML string body.
+        let mut inserted = String::with_capacity(value.len());
         for ch in value.chars() {
             match ch {
-                '"' => out.push_str("\\\""),
-                '\\' => out.push_str("\\\\"),
-                c => out.push(c),
+                '"' => inserted.push_str("\\\""),
+                '\\' => inserted.push_str("\\\\"),
+                c => inserted.push(c),
             }
+        }
+        out.push_str(&inserted);
+        substituted.push((name.to_owned(), value));
+        if inserted != substituted[substituted.len() - 1].1 {
+            substituted.push((name.to_owned(), inserted));
         }
         rest = &after[end + 1..];
     }
@@ -881,6 +908,22 @@ email_path = "record.email"
         let config = Config::load(&cli, &args).expect("loads");
         assert_eq!(config.listen.port(), 7070);
         assert_eq!(config.max_body_bytes, 10);
+    }
+
+    #[test]
+    fn parse_errors_do_not_show_expanded_values() {
+        // A name no other test uses, so setting it cannot race with them.
+        std::env::set_var("HOOKGATE_TEST_LEAKY_SECRET", "leaky-secret-value-123");
+        let err = load(
+            "[[connections]]\nid = \"a\"\nprovider = \"stripe\"\nsecrets = \"${HOOKGATE_TEST_LEAKY_SECRET}\"",
+        )
+        .expect_err("a string where a list belongs");
+        let message = format!("{err:#}");
+        assert!(!message.contains("leaky-secret-value-123"), "{message}");
+        assert!(
+            message.contains("${HOOKGATE_TEST_LEAKY_SECRET}"),
+            "{message}"
+        );
     }
 
     #[test]
