@@ -10,30 +10,45 @@ use hookgate_providers::{AuthMode, ProviderId, Secret, SignOptions};
 
 use crate::config::{ConnectionAddArgs, ConnectionSpec, ConnectionsCommand, LogsArgs, SendArgs};
 use crate::connections::{self, ConnectionView};
+use crate::crypto::SecretKey;
 use crate::db::{Db, IngestFilter};
 
 /// Runs `hookgate connections ...`.
 ///
 /// # Errors
 /// A message saying what went wrong and what to do.
-pub async fn connections_command(db: &Db, command: ConnectionsCommand) -> anyhow::Result<()> {
+pub async fn connections_command(
+    db: &Db,
+    key: Option<&SecretKey>,
+    command: ConnectionsCommand,
+) -> anyhow::Result<()> {
     let now = crate::now_ms();
     match command {
-        ConnectionsCommand::Add(args) => add(db, args, now).await,
+        ConnectionsCommand::Add(args) => add(db, key, args, now).await,
         ConnectionsCommand::List => {
             let rows = db.list_connections().await?;
             if rows.is_empty() {
                 println!("no connections (add one with `hookgate connections add <id> --provider <p> --secret <s>`)");
             }
             println!(
-                "{:<24} {:<11} {:<12} {:<8} {:<7} RECEIVE PATH",
-                "ID", "PROVIDER", "WORKSPACE", "ENABLED", "SECRETS"
+                "{:<24} {:<11} {:<12} {:<8} {:<7} {:<9} RECEIVE PATH",
+                "ID", "PROVIDER", "WORKSPACE", "ENABLED", "SECRETS", "ENCRYPTED"
             );
             for row in &rows {
-                let v = ConnectionView::from(row);
+                let v = ConnectionView::new(row, key);
+                // `?`: the secrets are encrypted and this command has no key to count them.
+                let count = v
+                    .secrets_count
+                    .map_or_else(|| "?".to_owned(), |n| n.to_string());
                 println!(
-                    "{:<24} {:<11} {:<12} {:<8} {:<7} {}",
-                    v.id, v.provider, v.workspace, v.enabled, v.secrets_count, v.receive_path
+                    "{:<24} {:<11} {:<12} {:<8} {:<7} {:<9} {}",
+                    v.id,
+                    v.provider,
+                    v.workspace,
+                    v.enabled,
+                    count,
+                    v.secrets_encrypted,
+                    v.receive_path
                 );
             }
             Ok(())
@@ -45,7 +60,7 @@ pub async fn connections_command(db: &Db, command: ConnectionsCommand) -> anyhow
                 .with_context(|| format!("no connection {id:?}"))?;
             println!(
                 "{}",
-                serde_json::to_string_pretty(&ConnectionView::from(&row))?
+                serde_json::to_string_pretty(&ConnectionView::new(&row, key))?
             );
             Ok(())
         }
@@ -55,7 +70,7 @@ pub async fn connections_command(db: &Db, command: ConnectionsCommand) -> anyhow
             id,
             secret,
             drop_old,
-        } => match connections::rotate(db, &id, &secret, drop_old, now).await? {
+        } => match connections::rotate(db, key, &id, &secret, drop_old, now).await? {
             Some(count) => {
                 println!(
                     "rotated {id}: {count} secret(s) now valid{}",
@@ -69,6 +84,14 @@ pub async fn connections_command(db: &Db, command: ConnectionsCommand) -> anyhow
             }
             None => bail!("no connection {id:?}"),
         },
+        ConnectionsCommand::Reencrypt => {
+            let Some(key) = key else {
+                bail!("reencrypt needs the key to encrypt with: set HOOKGATE_SECRET_KEY (or `secret_key` in the config file)");
+            };
+            let count = connections::reencrypt(db, key, now).await?;
+            println!("re-encrypted the secrets of {count} connection(s) with the configured key (running gateways pick the rows up within {} s)", crate::CONNECTION_REFRESH.as_secs());
+            Ok(())
+        }
         ConnectionsCommand::Remove { id } => {
             if db.delete_connection(&id).await? {
                 println!("removed {id} (its ingest log is kept)");
@@ -80,7 +103,12 @@ pub async fn connections_command(db: &Db, command: ConnectionsCommand) -> anyhow
     }
 }
 
-async fn add(db: &Db, args: ConnectionAddArgs, now: i64) -> anyhow::Result<()> {
+async fn add(
+    db: &Db,
+    key: Option<&SecretKey>,
+    args: ConnectionAddArgs,
+    now: i64,
+) -> anyhow::Result<()> {
     let spec = ConnectionSpec::build(
         &args.id,
         args.provider,
@@ -94,7 +122,7 @@ async fn add(db: &Db, args: ConnectionAddArgs, now: i64) -> anyhow::Result<()> {
         args.rate_limit_burst,
         true,
     )?;
-    if !connections::save(db, &spec, "cli", args.replace, now).await? {
+    if !connections::save(db, &spec, key, "cli", args.replace, now).await? {
         bail!(
             "connection {:?} exists; use --replace to overwrite it",
             spec.id
@@ -348,10 +376,14 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
     for (name, value) in headers {
         request = request.header(name, value);
     }
+    // With `query:<param>` auth the URL carries the secret, and reqwest's errors quote the URL:
+    // report the address without its query instead.
+    let shown = url.split('?').next().unwrap_or_default().to_owned();
     let response = request
         .send()
         .await
-        .with_context(|| format!("cannot reach {url}"))?;
+        .map_err(reqwest::Error::without_url)
+        .with_context(|| format!("cannot reach {shown}"))?;
     let status = response.status();
     let text = response.text().await.unwrap_or_default();
     println!("{} {}", status.as_u16(), text);

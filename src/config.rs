@@ -19,6 +19,8 @@ use hookgate_providers::{AuthKind, AuthMode, ProviderId, Secret};
 use ipnet::IpNet;
 use serde::Deserialize;
 
+use crate::crypto::SecretKey;
+
 /// The default SQLite database, relative to the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://hookgate.db";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -39,6 +41,16 @@ pub struct Cli {
     /// Database URL: `sqlite://path.db` (default `sqlite://hookgate.db`) or `postgres://...`.
     #[arg(long, env = "HOOKGATE_DATABASE_URL", global = true)]
     pub database_url: Option<String>,
+
+    /// Key that encrypts connection secrets at rest: 32 bytes as 64 hex characters or base64
+    /// (file key `secret_key`). Without it secrets are stored unencrypted.
+    #[arg(
+        long,
+        env = "HOOKGATE_SECRET_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    pub secret_key: Option<KeyText>,
 
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -209,6 +221,9 @@ pub enum ConnectionsCommand {
     },
     /// Delete a connection (its ingest log stays).
     Remove { id: String },
+    /// Rewrite every connection's secrets encrypted with HOOKGATE_SECRET_KEY (plaintext rows
+    /// written before the key was set become encrypted; encrypted rows get a fresh nonce).
+    Reencrypt,
 }
 
 #[derive(Debug, Args)]
@@ -294,6 +309,25 @@ pub struct SendArgs {
     pub skew_secs: i64,
 }
 
+/// The secret key's text as given on the command line or in the environment; parsed and
+/// validated by [`Config::load`] so that no error message (clap's included) can echo it.
+#[derive(Clone)]
+pub struct KeyText(String);
+
+impl fmt::Debug for KeyText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyText(<redacted>)")
+    }
+}
+
+impl FromStr for KeyText {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(KeyText(s.to_owned()))
+    }
+}
+
 /// SQLite `synchronous` setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -331,6 +365,7 @@ pub struct FileConfig {
     pub header_timeout_secs: Option<u64>,
     pub body_timeout_secs: Option<u64>,
     pub durability: Option<Durability>,
+    pub secret_key: Option<String>,
     #[serde(default)]
     pub connections: Vec<FileConnection>,
 }
@@ -406,6 +441,8 @@ pub struct Config {
     pub migrate: bool,
     /// Whether this process runs normalization workers.
     pub workers: bool,
+    /// Encrypts connection secrets at rest when set (`HOOKGATE_SECRET_KEY`).
+    pub secret_key: Option<SecretKey>,
     pub connections: Vec<ConnectionSpec>,
 }
 
@@ -427,6 +464,10 @@ impl fmt::Debug for Config {
             .field("durability", &self.durability)
             .field("migrate", &self.migrate)
             .field("workers", &self.workers)
+            .field(
+                "secret_key",
+                &self.secret_key.as_ref().map(|_| "<redacted>"),
+            )
             .field("connections", &self.connections)
             .finish()
     }
@@ -450,6 +491,7 @@ impl Config {
             durability: Durability::Full,
             migrate: true,
             workers: true,
+            secret_key: None,
             connections: Vec::new(),
         }
     }
@@ -469,6 +511,14 @@ impl Config {
             .or(file.database_url.clone())
             .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
         check_database_url(&database_url)?;
+        let from_cli = cli.secret_key.as_ref().map(|k| k.0.as_str());
+        let secret_key = match from_cli.or(file.secret_key.as_deref()) {
+            Some(text) => Some(
+                SecretKey::parse(text)
+                    .map_err(|e| anyhow::anyhow!("secret_key (HOOKGATE_SECRET_KEY): {e}"))?,
+            ),
+            None => None,
+        };
         let listen = match (args.listen, &file.listen) {
             (Some(addr), _) => addr,
             (None, Some(text)) => text.parse().with_context(|| {
@@ -549,6 +599,7 @@ impl Config {
             durability: args.durability.or(file.durability).unwrap_or_default(),
             migrate: !args.no_migrate,
             workers: !args.no_workers,
+            secret_key,
             connections,
         })
     }
@@ -569,16 +620,37 @@ fn positive(key: &str, value: Option<u64>, default: u64) -> anyhow::Result<u64> 
 pub fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
-    let expanded = expand_env(&text).with_context(|| format!("config file {}", path.display()))?;
-    toml::from_str(&expanded).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))
+    let mut substituted = Vec::new();
+    let expanded = expand_env_tracked(&text, &mut substituted)
+        .with_context(|| format!("config file {}", path.display()))?;
+    toml::from_str(&expanded).map_err(|e| {
+        // toml's message quotes the offending line and value, which after expansion can be a
+        // secret taken from the environment: show the `${NAME}` that was written instead.
+        let mut message = e.to_string();
+        for (name, value) in &substituted {
+            if !value.is_empty() {
+                message = message.replace(value.as_str(), &format!("${{{name}}}"));
+            }
+        }
+        anyhow::anyhow!("config file {}: {message}", path.display())
+    })
 }
 
 /// Replaces `${NAME}` with the environment variable `NAME`; `$${` is a literal `${`.
+#[cfg(test)]
+fn expand_env(text: &str) -> anyhow::Result<String> {
+    expand_env_tracked(text, &mut Vec::new())
+}
+
+/// As [`expand_env`], recording each `(name, value)` substituted (the value as inserted).
 #[expect(
     clippy::disallowed_methods,
     reason = "config.rs is where the environment is read"
 )]
-fn expand_env(text: &str) -> anyhow::Result<String> {
+fn expand_env_tracked(
+    text: &str,
+    substituted: &mut Vec<(String, String)>,
+) -> anyhow::Result<String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(pos) = rest.find("${") {
@@ -598,12 +670,18 @@ fn expand_env(text: &str) -> anyhow::Result<String> {
             anyhow::anyhow!("environment variable {name} (used as ${{{name}}}) is not set")
         })?;
         // The value is inserted into TOML text, so it must be escaped as a TOML string body.
+        let mut inserted = String::with_capacity(value.len());
         for ch in value.chars() {
             match ch {
-                '"' => out.push_str("\\\""),
-                '\\' => out.push_str("\\\\"),
-                c => out.push(c),
+                '"' => inserted.push_str("\\\""),
+                '\\' => inserted.push_str("\\\\"),
+                c => inserted.push(c),
             }
+        }
+        out.push_str(&inserted);
+        substituted.push((name.to_owned(), value));
+        if inserted != substituted[substituted.len() - 1].1 {
+            substituted.push((name.to_owned(), inserted));
         }
         rest = &after[end + 1..];
     }
@@ -856,6 +934,8 @@ email_path = "record.email"
             ("admin_token = \"short\"", "admin_token"),
             ("database_url = \"mysql://x\"", "database_url"),
             ("secrets = [\"${HOOKGATE_SURELY_UNSET_VAR}\"]", "HOOKGATE_SURELY_UNSET_VAR"),
+            ("secret_key = \"too-short\"", "HOOKGATE_SECRET_KEY"),
+            ("secret_key = \"00112233\"", "secret_key"),
         ];
         for (text, needle) in cases {
             let err = load(text).expect_err(text);
@@ -880,6 +960,22 @@ email_path = "record.email"
         let config = Config::load(&cli, &args).expect("loads");
         assert_eq!(config.listen.port(), 7070);
         assert_eq!(config.max_body_bytes, 10);
+    }
+
+    #[test]
+    fn parse_errors_do_not_show_expanded_values() {
+        // A name no other test uses, so setting it cannot race with them.
+        std::env::set_var("HOOKGATE_TEST_LEAKY_SECRET", "leaky-secret-value-123");
+        let err = load(
+            "[[connections]]\nid = \"a\"\nprovider = \"stripe\"\nsecrets = \"${HOOKGATE_TEST_LEAKY_SECRET}\"",
+        )
+        .expect_err("a string where a list belongs");
+        let message = format!("{err:#}");
+        assert!(!message.contains("leaky-secret-value-123"), "{message}");
+        assert!(
+            message.contains("${HOOKGATE_TEST_LEAKY_SECRET}"),
+            "{message}"
+        );
     }
 
     #[test]

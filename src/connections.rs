@@ -16,6 +16,7 @@ use ipnet::IpNet;
 use serde::Serialize;
 
 use crate::config::{parse_cidr, ConnectionSpec};
+use crate::crypto::{self, SecretKey};
 use crate::db::rows::ConnectionRow;
 use crate::db::{ConnectionWrite, Db};
 
@@ -104,7 +105,10 @@ pub struct ConnectionView {
     pub provider: String,
     pub workspace: String,
     pub receive_path: String,
-    pub secrets_count: usize,
+    /// How many secrets are valid; `None` when they are encrypted and cannot be decrypted here.
+    pub secrets_count: Option<usize>,
+    /// Whether the secrets are stored encrypted (`HOOKGATE_SECRET_KEY`).
+    pub secrets_encrypted: bool,
     pub tolerance_secs: Option<i64>,
     pub allow_ips: Vec<String>,
     pub auth: Option<String>,
@@ -117,14 +121,18 @@ pub struct ConnectionView {
     pub updated_at: i64,
 }
 
-impl From<&ConnectionRow> for ConnectionView {
-    fn from(row: &ConnectionRow) -> Self {
+impl ConnectionView {
+    /// The view of `row`; `key` decrypts encrypted secrets just to count them.
+    pub fn new(row: &ConnectionRow, key: Option<&SecretKey>) -> Self {
         ConnectionView {
             id: row.id.clone(),
             provider: row.provider.clone(),
             workspace: row.workspace.clone(),
             receive_path: format!("/integrations/{}/webhook/{}", row.provider, row.id),
-            secrets_count: serde_json::from_str::<Vec<String>>(&row.secrets).map_or(0, |s| s.len()),
+            secrets_count: crypto::decode_secrets(&row.id, &row.secrets, key)
+                .ok()
+                .map(|s| s.len()),
+            secrets_encrypted: crypto::is_encrypted(&row.secrets),
             tolerance_secs: row.tolerance_secs,
             allow_ips: serde_json::from_str(&row.allow_ips).unwrap_or_default(),
             auth: row.auth.clone(),
@@ -139,13 +147,18 @@ impl From<&ConnectionRow> for ConnectionView {
     }
 }
 
-/// Rebuilds a validated spec from a stored row.
+/// Rebuilds a validated spec from a stored row, decrypting its secrets with `key`.
 ///
 /// # Errors
-/// The row no longer passes validation (for example edited by hand).
-pub fn spec_from_row(row: &ConnectionRow) -> anyhow::Result<ConnectionSpec> {
+/// The secrets cannot be decrypted (no key or the wrong one), or the row no longer passes
+/// validation (for example edited by hand). Messages name the connection, never a secret.
+pub fn spec_from_row(
+    row: &ConnectionRow,
+    key: Option<&SecretKey>,
+) -> anyhow::Result<ConnectionSpec> {
     let provider: ProviderId = row.provider.parse()?;
-    let secrets: Vec<String> = serde_json::from_str(&row.secrets)?;
+    let secrets = crypto::decode_secrets(&row.id, &row.secrets, key)
+        .map_err(|e| anyhow::anyhow!("connection {:?}: {e}", row.id))?;
     let allow_ips: Vec<String> = serde_json::from_str(&row.allow_ips)?;
     ConnectionSpec::build(
         &row.id,
@@ -162,13 +175,14 @@ pub fn spec_from_row(row: &ConnectionRow) -> anyhow::Result<ConnectionSpec> {
     )
 }
 
-/// Writes a connection to the database.
+/// Writes a connection to the database, its secrets encrypted when `key` is set.
 ///
 /// # Errors
 /// A database error.
 pub async fn save(
     db: &Db,
     spec: &ConnectionSpec,
+    key: Option<&SecretKey>,
     source: &str,
     replace: bool,
     now_ms: i64,
@@ -178,7 +192,7 @@ pub async fn save(
         id: &spec.id,
         provider: spec.provider.as_str(),
         workspace: &spec.workspace,
-        secrets: serde_json::to_string(&secrets).unwrap_or_else(|_| "[]".into()),
+        secrets: crypto::encode_secrets(&spec.id, &secrets, key),
         tolerance_secs: spec.tolerance_secs.and_then(|t| i64::try_from(t).ok()),
         allow_ips: serde_json::to_string(&spec.allow_ips).unwrap_or_else(|_| "[]".into()),
         auth: spec.auth.as_ref().map(ToString::to_string),
@@ -198,6 +212,7 @@ pub async fn save(
 /// `Ok(None)` when the connection does not exist; errors from the database.
 pub async fn rotate(
     db: &Db,
+    key: Option<&SecretKey>,
     id: &str,
     new: &str,
     drop_old: bool,
@@ -206,7 +221,7 @@ pub async fn rotate(
     let Some(row) = db.get_connection(id).await? else {
         return Ok(None);
     };
-    let mut spec = spec_from_row(&row)?;
+    let mut spec = spec_from_row(&row, key)?;
     let secret = Secret::new(new);
     spec.provider
         .adapter()
@@ -222,21 +237,58 @@ pub async fn rotate(
                 .take(1),
         );
     }
-    let json = serde_json::to_string(&secrets)?;
-    db.set_secrets(id, &json, now_ms).await?;
+    let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    db.set_secrets(id, &crypto::encode_secrets(id, &refs, key), now_ms)
+        .await?;
     Ok(Some(secrets.len()))
+}
+
+/// Rewrites every connection's secrets with `key` (plaintext rows become encrypted, encrypted
+/// rows get a fresh nonce) and returns how many rows were rewritten.
+///
+/// # Errors
+/// A row that cannot be decrypted with `key` (nothing after it is rewritten), or a database error.
+pub async fn reencrypt(db: &Db, key: &SecretKey, now_ms: i64) -> anyhow::Result<usize> {
+    let rows = db.list_connections().await?;
+    for row in &rows {
+        let secrets = crypto::decode_secrets(&row.id, &row.secrets, Some(key))
+            .map_err(|e| anyhow::anyhow!("connection {:?}: {e}", row.id))?;
+        let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        db.set_secrets(
+            &row.id,
+            &crypto::encode_secrets(&row.id, &refs, Some(key)),
+            now_ms,
+        )
+        .await?;
+    }
+    Ok(rows.len())
+}
+
+/// Checks that every stored connection's secrets can be read with `key`, so a gateway never
+/// starts with connections it would silently skip.
+///
+/// # Errors
+/// The first connection whose secrets cannot be read, named, with what to do.
+pub async fn check_readable(db: &Db, key: Option<&SecretKey>) -> anyhow::Result<()> {
+    for row in db.list_connections().await? {
+        crypto::decode_secrets(&row.id, &row.secrets, key)
+            .map_err(|e| anyhow::anyhow!("connection {:?}: {e}", row.id))?;
+    }
+    Ok(())
 }
 
 /// The registry the receive path reads.
 pub struct Registry {
     default_rate: (u32, u32),
+    key: Option<SecretKey>,
     live: RwLock<HashMap<String, Arc<Live>>>,
 }
 
 impl Registry {
-    pub fn new(default_rate: (u32, u32)) -> Self {
+    pub fn new(default_rate: (u32, u32), key: Option<SecretKey>) -> Self {
         Registry {
             default_rate,
+            key,
             live: RwLock::new(HashMap::new()),
         }
     }
@@ -264,7 +316,7 @@ impl Registry {
             self.live.read().map(|m| m.clone()).unwrap_or_default();
         let mut next = HashMap::with_capacity(rows.len());
         for row in &rows {
-            let spec = match spec_from_row(row) {
+            let spec = match spec_from_row(row, self.key.as_ref()) {
                 Ok(spec) => spec,
                 Err(error) => {
                     tracing::error!(connection = %row.id, error = %format!("{error:#}"), "stored connection is invalid; skipping it");

@@ -6,6 +6,7 @@
 //! - [`http`]: router, receive handler, admin API, health and metrics, the accept loop.
 //! - [`ingest`]: the group-commit writer between handlers and the store.
 //! - [`connections`]: the in-memory connection registry (allowlists, rate limiters).
+//! - [`crypto`]: encryption at rest of connection secrets (`HOOKGATE_SECRET_KEY`).
 //! - [`db`]: the `Db` facade over SQLite and PostgreSQL, and the migrations.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`cli`]: the operator subcommands (`connections`, `logs`, `send`).
@@ -19,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod connections;
 pub mod contacts;
+pub mod crypto;
 pub mod db;
 pub mod error;
 pub mod http;
@@ -98,7 +100,8 @@ impl Gateway {
     /// connections, loads the registry and starts the writer.
     ///
     /// # Errors
-    /// The store cannot be opened, migrated or written.
+    /// The store cannot be opened, migrated or written, or a stored connection's secrets cannot
+    /// be decrypted with the configured key.
     pub async fn start(config: Config) -> anyhow::Result<Gateway> {
         let db = Db::connect(&config.database_url, config.durability)
             .await
@@ -123,13 +126,19 @@ impl Gateway {
         }
         let now = now_ms();
         for spec in &config.connections {
-            connections::save(&db, spec, "config", true, now)
+            connections::save(&db, spec, config.secret_key.as_ref(), "config", true, now)
                 .await
                 .with_context(|| {
                     format!("cannot store connection {:?} from the config file", spec.id)
                 })?;
         }
-        let registry = Registry::new((config.rate_limit_per_sec, config.rate_limit_burst));
+        // A connection whose secrets this process cannot read would silently answer 404: refuse
+        // to start instead, naming it and saying which key to set.
+        connections::check_readable(&db, config.secret_key.as_ref()).await?;
+        let registry = Registry::new(
+            (config.rate_limit_per_sec, config.rate_limit_burst),
+            config.secret_key.clone(),
+        );
         registry
             .reload(&db)
             .await

@@ -39,18 +39,18 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Migrate => {
-            let db = open(&cli).await?;
+            let (db, _) = open(&cli).await?;
             db.migrate().await.context("migration failed")?;
             println!("migrations applied to the {} database", db.backend_name());
             Ok(())
         }
         Command::Connections(command) => {
-            let db = open(&cli).await?;
+            let (db, config) = open(&cli).await?;
             db.migrate().await.context("migration failed")?;
-            hookgate::cli::connections_command(&db, command).await
+            hookgate::cli::connections_command(&db, config.secret_key.as_ref(), command).await
         }
         Command::Logs(args) => {
-            let db = open(&cli).await?;
+            let (db, _) = open(&cli).await?;
             hookgate::cli::logs(&db, args).await
         }
         Command::Send(args) => hookgate::cli::send(args).await,
@@ -88,30 +88,33 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
         }
         Command::BenchBaseline { listen } => hookgate::bench::baseline(listen).await,
         Command::Keys(command) => {
-            let db = open(&cli).await?;
+            let (db, _) = open(&cli).await?;
             db.migrate().await.context("migration failed")?;
             hookgate::cli::keys_command(&db, command).await
         }
     }
 }
 
-/// Opens the database for a CLI subcommand (the file's `database_url` applies too).
-async fn open(cli: &Cli) -> anyhow::Result<Db> {
+/// Opens the database for a CLI subcommand (the file's `database_url` and `secret_key` apply
+/// too).
+async fn open(cli: &Cli) -> anyhow::Result<(Db, Config)> {
     let config = Config::load(cli, &ServeArgs::default())?;
-    Db::connect(&config.database_url, config.durability)
+    let db = Db::connect(&config.database_url, config.durability)
         .await
         .with_context(|| {
             format!(
                 "cannot open the database {}",
                 hookgate::config::redact_url(&config.database_url)
             )
-        })
+        })?;
+    Ok((db, config))
 }
 
 async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
     let config = Config::load(cli, args)?;
     let listen = config.listen;
     let has_admin = config.admin_token.is_some();
+    let has_secret_key = config.secret_key.is_some();
     let gateway = Gateway::start(config).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -126,6 +129,11 @@ async fn serve(cli: &Cli, args: &ServeArgs) -> anyhow::Result<()> {
             "receive URL http://{local}/integrations/{}/webhook/{}",
             row.provider,
             row.id
+        );
+    }
+    if !has_secret_key {
+        tracing::warn!(
+            "no secret_key configured: connection secrets are stored unencrypted in the database (set HOOKGATE_SECRET_KEY to encrypt them at rest)"
         );
     }
     if !has_admin {

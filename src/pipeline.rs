@@ -128,6 +128,45 @@ pub fn backoff_ms(attempt: i32) -> i64 {
     (1_000_i64 << exp).min(3_600_000)
 }
 
+/// Replaces NUL in the text a normalized event puts into plain text columns (names, ids, types,
+/// field keys) with U+FFFD. PostgreSQL text cannot hold NUL, and one such value fails the whole
+/// apply transaction, and with it every event claimed alongside, again at every retry: the
+/// pipeline would stall. Payload text is often typed by the provider's end users (a name at
+/// sign-up), so this is hostile input, not a provider bug. JSON columns escape NUL themselves.
+fn storable(mut event: hookgate_providers::NormalizedEvent) -> hookgate_providers::NormalizedEvent {
+    fn clean(text: &mut String) {
+        if text.contains('\0') {
+            *text = text.replace('\0', "\u{FFFD}");
+        }
+    }
+    fn clean_keys(map: &mut std::collections::BTreeMap<String, serde_json::Value>) {
+        if map.keys().any(|k| k.contains('\0')) {
+            *map = std::mem::take(map)
+                .into_iter()
+                .map(|(k, v)| (k.replace('\0', "\u{FFFD}"), v))
+                .collect();
+        }
+    }
+    clean(&mut event.event_type);
+    for text in [
+        &mut event.identity.email,
+        &mut event.contact.first_name,
+        &mut event.contact.last_name,
+    ]
+    .into_iter()
+    .flatten()
+    {
+        clean(text);
+    }
+    for (key, value) in &mut event.identity.ids {
+        clean(key);
+        clean(value);
+    }
+    clean_keys(&mut event.contact.fields);
+    clean_keys(&mut event.event_fields);
+    event
+}
+
 /// Decides what to do with one stored event (pure apart from reading its bytes).
 pub fn plan_event(
     event: &ClaimedEvent,
@@ -158,12 +197,12 @@ pub fn plan_event(
                             .into(),
                     )
                 }
-                Ok(events) => Plan::Normalized(events),
+                Ok(events) => Plan::Normalized(events.into_iter().map(storable).collect()),
                 Err(NormalizeError::Unsupported(t)) => {
                     Plan::Ignored(format!("event type {t:?} is not mapped"))
                 }
                 Err(error) => Plan::Failed {
-                    reason: error.to_string(),
+                    reason: error.to_string().replace('\0', "\u{FFFD}"),
                     retry_at: (event.attempts < MAX_ATTEMPTS)
                         .then(|| now_ms + backoff_ms(event.attempts)),
                 },

@@ -169,6 +169,20 @@ pub(crate) fn signed_provider_conformance(
             ),
             "removing {name} must be a missing header"
         );
+        // The same header twice, even with both copies valid, is ambiguous and refused.
+        let mut doubled = h.clone();
+        let value = h.get(name).expect("signed header").clone();
+        doubled.append(name, value);
+        assert_eq!(
+            verify(provider, &doubled, body, None, &both, None),
+            Err(VerifyError::InvalidHeader(match name.as_str() {
+                n if n.starts_with("x-shopify") => "X-Shopify-Hmac-Sha256",
+                "stripe-signature" => "Stripe-Signature",
+                "workos-signature" => "WorkOS-Signature",
+                n => provider_header_name(n),
+            })),
+            "{name} twice"
+        );
         for garbage in ["garbage", "", "t=,v1=", "v1,", "\u{7f}"] {
             let Ok(value) = HeaderValue::from_str(garbage) else {
                 continue;
@@ -239,7 +253,41 @@ pub(crate) fn shared_secret_conformance(provider: &dyn Provider, body: &[u8]) {
             verify(provider, &h, body, q, &[], Some(&mode)),
             Err(VerifyError::NoSecret)
         );
+        // The credential presented twice (two headers, or the parameter twice) is refused.
+        let mut doubled = h.clone();
+        for (name, value) in &h {
+            doubled.append(name, value.clone());
+        }
+        let doubled_query = q.map(|q| format!("{q}&{q}"));
+        assert_eq!(
+            verify(
+                provider,
+                &doubled,
+                body,
+                doubled_query.as_deref(),
+                &both,
+                Some(&mode)
+            ),
+            Err(VerifyError::CredentialsMismatch),
+            "{mode}: the credential twice"
+        );
     }
+}
+
+/// The `&'static str` a scheme names a Svix header by (the names are already lowercase).
+fn provider_header_name(name: &str) -> &'static str {
+    [
+        "svix-id",
+        "svix-timestamp",
+        "svix-signature",
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+        "shopify-hmac-sha256",
+    ]
+    .into_iter()
+    .find(|n| *n == name)
+    .unwrap_or("unknown")
 }
 
 /// Runs every vector in `fixtures/<provider>/vectors.toml` (published by the provider or its

@@ -241,7 +241,8 @@ async fn list_connections(
 ) -> Result<Json<serde_json::Value>, AppError> {
     require_admin(&state, &headers).await?;
     let rows = state.db.list_connections().await?;
-    let views: Vec<ConnectionView> = rows.iter().map(ConnectionView::from).collect();
+    let key = state.config.secret_key.as_ref();
+    let views: Vec<ConnectionView> = rows.iter().map(|r| ConnectionView::new(r, key)).collect();
     Ok(Json(serde_json::json!({ "connections": views })))
 }
 
@@ -256,7 +257,33 @@ async fn get_connection(
         .get_connection(&id)
         .await?
         .ok_or(AppError::NotFound)?;
-    Ok(Json(ConnectionView::from(&row)))
+    Ok(Json(ConnectionView::new(
+        &row,
+        state.config.secret_key.as_ref(),
+    )))
+}
+
+/// A 400 for a request body that does not deserialize. serde's messages can quote the offending
+/// value, which in these bodies may be a secret, so only the messages that name a key are passed
+/// on; the others say where the problem is, not what the value was.
+fn json_error(what: &str, error: &serde_json::Error) -> AppError {
+    let text = error.to_string();
+    if ["unknown field", "missing field", "duplicate field"]
+        .iter()
+        .any(|p| text.starts_with(p))
+    {
+        return AppError::Invalid(format!("invalid {what} JSON: {text}"));
+    }
+    let kind = match error.classify() {
+        serde_json::error::Category::Data => "a value has the wrong type",
+        serde_json::error::Category::Eof => "the JSON ends early",
+        serde_json::error::Category::Syntax | serde_json::error::Category::Io => "not valid JSON",
+    };
+    AppError::Invalid(format!(
+        "invalid {what} JSON at line {} column {}: {kind}",
+        error.line(),
+        error.column()
+    ))
 }
 
 #[derive(Debug, Deserialize)]
@@ -273,8 +300,8 @@ async fn create_connection(
     body: axum::body::Bytes,
 ) -> Result<Response, AppError> {
     require_admin(&state, &headers).await?;
-    let input: FileConnection = serde_json::from_slice(&body)
-        .map_err(|e| AppError::Invalid(format!("invalid connection JSON: {e}")))?;
+    let input: FileConnection =
+        serde_json::from_slice(&body).map_err(|e| json_error("connection", &e))?;
     let provider = input
         .provider
         .parse()
@@ -293,7 +320,15 @@ async fn create_connection(
         input.enabled.unwrap_or(true),
     )
     .map_err(|e| AppError::Invalid(format!("{e:#}")))?;
-    let written = connections::save(&state.db, &spec, "api", q.replace, crate::now_ms()).await?;
+    let written = connections::save(
+        &state.db,
+        &spec,
+        state.config.secret_key.as_ref(),
+        "api",
+        q.replace,
+        crate::now_ms(),
+    )
+    .await?;
     if !written {
         return Err(AppError::Conflict(format!(
             "connection {:?} exists; POST with ?replace=true to overwrite it",
@@ -307,7 +342,11 @@ async fn create_connection(
         .await?
         .ok_or(AppError::NotFound)?;
     tracing::info!(connection = %spec.id, provider = spec.provider.as_str(), "connection saved through the admin API");
-    Ok((StatusCode::CREATED, Json(ConnectionView::from(&row))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(ConnectionView::new(&row, state.config.secret_key.as_ref())),
+    )
+        .into_response())
 }
 
 async fn delete_connection(
@@ -337,7 +376,10 @@ async fn set_enabled(
         .get_connection(id)
         .await?
         .ok_or(AppError::NotFound)?;
-    Ok(Json(ConnectionView::from(&row)))
+    Ok(Json(ConnectionView::new(
+        &row,
+        state.config.secret_key.as_ref(),
+    )))
 }
 
 async fn disable_connection(
@@ -374,10 +416,10 @@ async fn rotate_connection(
     body: axum::body::Bytes,
 ) -> Result<Json<ConnectionView>, AppError> {
     require_admin(&state, &headers).await?;
-    let input: RotateBody = serde_json::from_slice(&body)
-        .map_err(|e| AppError::Invalid(format!("invalid rotate JSON: {e}")))?;
+    let input: RotateBody = serde_json::from_slice(&body).map_err(|e| json_error("rotate", &e))?;
     match connections::rotate(
         &state.db,
+        state.config.secret_key.as_ref(),
         &id,
         &input.secret,
         input.drop_old,
@@ -395,5 +437,8 @@ async fn rotate_connection(
         .get_connection(&id)
         .await?
         .ok_or(AppError::NotFound)?;
-    Ok(Json(ConnectionView::from(&row)))
+    Ok(Json(ConnectionView::new(
+        &row,
+        state.config.secret_key.as_ref(),
+    )))
 }

@@ -15,10 +15,12 @@ use axum::http::{HeaderMap, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
-use hookgate_providers::{AuthMode, ProviderId, Request, VerifyOptions};
+use hookgate_providers::scheme::shared_secret::percent_decode;
+use hookgate_providers::{AuthMode, IdentifyError, ProviderId, Request, VerifyOptions};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use ipnet::IpNet;
 
+use crate::config::ConnectionSpec;
 use crate::connections::Live;
 use crate::db::{IngestKind, NewIngest, WriteOutcome};
 use crate::error::AppError;
@@ -53,11 +55,8 @@ struct Delivery<'a> {
 }
 
 impl Delivery<'_> {
-    fn auth_mode(&self) -> Option<&AuthMode> {
-        self.live.as_ref().and_then(|l| l.spec.auth.as_ref())
-    }
-
     fn row(&self, kind: IngestKind, http_status: u16, body: Bytes, body_size: usize) -> NewIngest {
+        let spec = self.live.as_ref().map(|l| &l.spec);
         NewIngest {
             id: ulid::Ulid::new().to_string(),
             kind,
@@ -70,8 +69,8 @@ impl Delivery<'_> {
             event_type: None,
             reason: None,
             client_addr: Some(self.client.to_string()),
-            path: redacted_path(self.uri, self.auth_mode()),
-            headers: redacted_headers(self.headers, self.auth_mode()),
+            path: redacted_path(self.uri, spec),
+            headers: redacted_headers(self.headers, spec),
             body,
             body_size: i64::try_from(body_size).unwrap_or(i64::MAX),
             body_truncated: false,
@@ -227,6 +226,12 @@ pub async fn receive(
         Err(e) => return d.reject(AppError::Unauthorized(e), Some(&body)),
     };
     let meta = match adapter.identify(&verified) {
+        // PostgreSQL text cannot hold NUL, so such an id or type would fail the whole group
+        // commit (and every other delivery in it); no provider sends one, so it is a bad payload.
+        Ok(meta) if meta.event_id.contains('\0') || meta.event_type.contains('\0') => {
+            let error = IdentifyError::UnexpectedShape("the event id or type contains NUL");
+            return d.reject(AppError::BadPayload(error), Some(&body));
+        }
         Ok(meta) => meta,
         Err(e) => return d.reject(AppError::BadPayload(e), Some(&body)),
     };
@@ -340,16 +345,71 @@ pub fn client_addr(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> 
         .unwrap_or(peer_ip)
 }
 
-/// The request headers as `[[name, value], ...]` JSON with secret-bearing values redacted.
-pub fn redacted_headers(headers: &HeaderMap, auth: Option<&AuthMode>) -> String {
-    let custom = match auth {
-        Some(AuthMode::Header(name)) => Some(name),
-        _ => None,
-    };
+/// Headers whose values the log keeps for a request to a connection it does not know (an
+/// unknown or disabled id, the wrong provider segment, or a connection created a moment ago that
+/// this process has not loaded yet): there is no `auth` mode to say where a secret might be, so
+/// every other value is redacted. These are the ordinary HTTP headers and the providers' own
+/// signature, id and topic headers, which are what an operator needs to fix a dashboard.
+const KNOWN_SAFE_HEADERS: &[&str] = &[
+    "accept",
+    "accept-encoding",
+    "connection",
+    "content-encoding",
+    "content-length",
+    "content-type",
+    "host",
+    "traceparent",
+    "transfer-encoding",
+    "user-agent",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-real-ip",
+    "x-request-id",
+    "stripe-signature",
+    "workos-signature",
+    "svix-id",
+    "svix-timestamp",
+    "svix-signature",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+];
+
+/// Query parameters whose values are always redacted.
+const SECRET_PARAMS: &[&str] = &["token", "secret", "key", "api_key", "access_token"];
+
+/// Whether `value` contains one of the connection's secrets, wherever the sender put it (a
+/// dashboard that sends the shared secret in another header than `auth` says is the usual
+/// misconfiguration the ingest log is there to show, and must not show the secret).
+fn holds_secret(value: &[u8], spec: &ConnectionSpec) -> bool {
+    spec.secrets
+        .iter()
+        .map(|s| s.expose().as_bytes())
+        .filter(|s| !s.is_empty())
+        .any(|s| value.windows(s.len()).any(|w| w == s))
+}
+
+/// The request headers as `[[name, value], ...]` JSON with secret-bearing values redacted: the
+/// usual credential headers, the connection's `header:<Name>` and any value holding one of its
+/// secrets; for a request to a connection this process does not know (`spec` is `None`), every
+/// value outside [`KNOWN_SAFE_HEADERS`].
+pub fn redacted_headers(headers: &HeaderMap, spec: Option<&ConnectionSpec>) -> String {
     let pairs: Vec<[String; 2]> = headers
         .iter()
         .map(|(name, value)| {
-            let secret = SECRET_HEADERS.contains(&name.as_str()) || custom == Some(name);
+            let secret = SECRET_HEADERS.contains(&name.as_str())
+                || match spec {
+                    Some(spec) => {
+                        matches!(&spec.auth, Some(AuthMode::Header(n)) if n == name)
+                            || holds_secret(value.as_bytes(), spec)
+                    }
+                    None => {
+                        let n = name.as_str();
+                        !(KNOWN_SAFE_HEADERS.contains(&n)
+                            || n.starts_with("x-shopify-")
+                            || n.starts_with("shopify-"))
+                    }
+                };
             let value = if secret {
                 "[redacted]".to_owned()
             } else {
@@ -361,23 +421,28 @@ pub fn redacted_headers(headers: &HeaderMap, auth: Option<&AuthMode>) -> String 
     serde_json::to_string(&pairs).unwrap_or_else(|_| "[]".to_owned())
 }
 
-/// The path and query with a `query:<param>` secret's value redacted.
-pub fn redacted_path(uri: &Uri, auth: Option<&AuthMode>) -> String {
+/// The path and query with secret values redacted: the usual credential parameters, the
+/// connection's `query:<param>` and any value holding one of its secrets; for a request to a
+/// connection this process does not know, every value.
+pub fn redacted_path(uri: &Uri, spec: Option<&ConnectionSpec>) -> String {
     let path = uri.path();
     let Some(query) = uri.query() else {
         return path.to_owned();
     };
-    let param = match auth {
-        Some(AuthMode::Query(p)) => Some(p.as_str()),
-        _ => None,
-    };
     let parts: Vec<String> = query
         .split('&')
         .map(|pair| {
-            let key = pair.split_once('=').map_or(pair, |(k, _)| k);
-            if Some(key) == param
-                || ["token", "secret", "key", "api_key", "access_token"].contains(&key)
-            {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let secret = SECRET_PARAMS.contains(&key)
+                || match spec {
+                    Some(spec) => {
+                        matches!(&spec.auth, Some(AuthMode::Query(p)) if p == key)
+                            || holds_secret(&percent_decode(value), spec)
+                            || holds_secret(pair.as_bytes(), spec)
+                    }
+                    None => !value.is_empty(),
+                };
+            if secret {
                 format!("{key}=[redacted]")
             } else {
                 pair.to_owned()
@@ -412,24 +477,56 @@ mod tests {
 
     #[test]
     fn secrets_are_redacted() {
+        let spec = ConnectionSpec::build(
+            "x",
+            ProviderId::Supabase,
+            None,
+            vec!["alsosecret".into()],
+            None,
+            Vec::new(),
+            Some("header:x-webhook-secret"),
+            None,
+            None,
+            None,
+            true,
+        )
+        .expect("spec");
         let mut headers = HeaderMap::new();
         headers.insert("authorization", "Bearer topsecret".parse().expect("v"));
-        headers.insert("x-webhook-secret", "alsosecret".parse().expect("v"));
+        headers.insert("x-webhook-secret", "whatever".parse().expect("v"));
+        headers.insert("x-other", "prefix-alsosecret".parse().expect("v"));
+        headers.insert("x-harmless", "visible".parse().expect("v"));
         headers.insert("content-type", "application/json".parse().expect("v"));
-        let mode = AuthMode::Header("x-webhook-secret".parse().expect("name"));
-        let text = redacted_headers(&headers, Some(&mode));
+        let text = redacted_headers(&headers, Some(&spec));
         assert!(
-            !text.contains("topsecret") && !text.contains("alsosecret"),
+            !text.contains("topsecret")
+                && !text.contains("alsosecret")
+                && !text.contains("whatever"),
             "{text}"
         );
-        assert!(text.contains("application/json"));
-        let uri: Uri = "/integrations/supabase/webhook/x?sig=abc&t=1"
+        assert!(
+            text.contains("application/json") && text.contains("visible"),
+            "{text}"
+        );
+        // Unknown connection: only the known-safe headers keep their values.
+        let text = redacted_headers(&headers, None);
+        assert!(
+            text.contains("application/json") && !text.contains("visible"),
+            "{text}"
+        );
+
+        let mut query_spec = spec;
+        query_spec.auth = Some(AuthMode::Query("sig".into()));
+        let uri: Uri = "/integrations/supabase/webhook/x?sig=abc&t=1&other=also%73ecret&token=z"
             .parse()
             .expect("uri");
-        let mode = AuthMode::Query("sig".into());
         assert_eq!(
-            redacted_path(&uri, Some(&mode)),
-            "/integrations/supabase/webhook/x?sig=[redacted]&t=1"
+            redacted_path(&uri, Some(&query_spec)),
+            "/integrations/supabase/webhook/x?sig=[redacted]&t=1&other=[redacted]&token=[redacted]"
+        );
+        assert_eq!(
+            redacted_path(&uri, None),
+            "/integrations/supabase/webhook/x?sig=[redacted]&t=[redacted]&other=[redacted]&token=[redacted]"
         );
     }
 }

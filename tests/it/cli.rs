@@ -15,12 +15,13 @@ pub fn hookgate(dir: &Path, database_url: &str) -> Command {
     cmd.current_dir(dir)
         .env_remove("HOOKGATE_CONFIG")
         .env_remove("HOOKGATE_ADMIN_TOKEN")
+        .env_remove("HOOKGATE_SECRET_KEY")
         .env("HOOKGATE_DATABASE_URL", database_url)
         .env("RUST_LOG", "info");
     cmd
 }
 
-fn run(cmd: &mut Command) -> (bool, String, String) {
+pub fn run(cmd: &mut Command) -> (bool, String, String) {
     let out = cmd.output().expect("run hookgate");
     (
         out.status.success(),
@@ -29,7 +30,7 @@ fn run(cmd: &mut Command) -> (bool, String, String) {
     )
 }
 
-/// A `hookgate serve` child process; killed on drop.
+/// A `hookgate serve` child process; killed on drop. Its stderr and stdout are collected.
 pub struct Server {
     child: Child,
     port: u16,
@@ -40,11 +41,20 @@ impl Server {
     pub fn start(mut cmd: Command) -> Server {
         let mut child = cmd
             .stderr(Stdio::piped())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .spawn()
             .expect("spawn serve");
         let stderr = child.stderr.take().expect("stderr");
+        let stdout = child.stdout.take().expect("stdout");
         let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let out_sink = std::sync::Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let mut log = out_sink.lock().expect("lock");
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
         let (tx, rx) = std::sync::mpsc::channel();
         let sink = std::sync::Arc::clone(&log);
         std::thread::spawn(move || {
@@ -72,7 +82,8 @@ impl Server {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
-    fn log(&self) -> String {
+    /// Everything the process wrote to stderr and stdout so far.
+    pub fn log(&self) -> String {
         self.log.lock().expect("lock").clone()
     }
 
@@ -164,6 +175,10 @@ secrets = ["${IT_STRIPE_SECRET}"]
     assert!(
         !log.contains("whsec_cli_stripe_secret"),
         "secret in the log:\n{log}"
+    );
+    assert!(
+        log.contains("WARN") && log.contains("secrets are stored unencrypted"),
+        "serve without a key warns:\n{log}"
     );
 
     let receive = server.url("/integrations/stripe/webhook/stripe-live");

@@ -3,10 +3,12 @@
 //! PostgreSQL (see `support::backend_tests!`).
 
 mod admin;
+mod bad_input;
 mod bench_smoke;
 mod cli;
 mod cluster;
 mod outage;
 mod pipeline;
+mod secrets;
 mod support;
 mod webhooks;

@@ -97,6 +97,19 @@ impl TestStore {
         }
     }
 
+    /// A second, independent handle on the same store (its own pools), for checks that outlive
+    /// a gateway that closes the first one on shutdown.
+    pub async fn reopen(&self) -> Db {
+        match &self.schema {
+            None => Db::connect(&self.url, hookgate::config::Durability::Full)
+                .await
+                .expect("reopen sqlite"),
+            Some(schema) => Db::connect_postgres_schema(&self.url, schema)
+                .await
+                .expect("reopen postgres"),
+        }
+    }
+
     /// A URL the `hookgate` binary can use for this store.
     pub fn binary_url(&self) -> String {
         match &self.schema {

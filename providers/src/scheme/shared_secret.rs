@@ -86,6 +86,16 @@ fn authorization<'a>(request: &Request<'a>) -> Result<&'a str, VerifyError> {
     if !request.headers.contains_key(http::header::AUTHORIZATION) {
         return Err(VerifyError::MissingCredentials("Authorization"));
     }
+    // Two `Authorization` headers are ambiguous; refuse them as `header:<Name>` does.
+    if request
+        .headers
+        .get_all(http::header::AUTHORIZATION)
+        .iter()
+        .count()
+        > 1
+    {
+        return Err(VerifyError::CredentialsMismatch);
+    }
     header_str(request.headers, "authorization").ok_or(VerifyError::CredentialsMismatch)
 }
 
@@ -96,7 +106,7 @@ fn split_scheme<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
 }
 
 /// Decodes `%XX` escapes and `+` in a query value; malformed escapes stay as they are.
-fn percent_decode(value: &str) -> Vec<u8> {
+pub fn percent_decode(value: &str) -> Vec<u8> {
     let bytes = value.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

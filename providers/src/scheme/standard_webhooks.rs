@@ -42,6 +42,11 @@ pub fn headers<'a>(request: &Request<'a>) -> Result<Headers<'a>, VerifyError> {
         if !request.headers.contains_key(name) {
             return Err(VerifyError::MissingHeader(name));
         }
+        // Svix sends each header once. Two copies are ambiguous (which one did the sender sign,
+        // and which one would a proxy keep?), so they are refused rather than resolved by order.
+        if request.headers.get_all(name).iter().count() > 1 {
+            return Err(VerifyError::InvalidHeader(name));
+        }
         header_str(request.headers, name).ok_or(VerifyError::InvalidHeader(name))
     };
     Ok(Headers {
