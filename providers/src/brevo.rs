@@ -36,11 +36,10 @@ use serde_json::Value;
 use crate::normalize::{
     canonical_id, id_text, joined, mapped_meta, parse, secs_to_ms, shape, text,
 };
-use crate::scheme::shared_secret;
+use crate::Signing;
 use crate::{
-    json_object, str_field, AuthKind, AuthMode, EventMeta, IdentifyError, NormalizeContext,
-    NormalizeError, NormalizedEvent, Provider, ProviderId, Request, Secret, SecretError, SignError,
-    SignOptions, Signed, Verified, VerifyError, VerifyOptions,
+    json_object, str_field, EventMeta, IdentifyError, NormalizeContext, NormalizeError,
+    NormalizedEvent, Provider, ProviderId, Verified,
 };
 
 /// Event names hookgate maps.
@@ -72,26 +71,8 @@ impl Provider for Brevo {
         ProviderId::Brevo
     }
 
-    fn auth_kind(&self) -> AuthKind {
-        AuthKind::SharedSecret
-    }
-
-    fn default_tolerance_secs(&self) -> Option<u64> {
-        None
-    }
-
-    fn check_secret(&self, secret: &Secret, auth: Option<&AuthMode>) -> Result<(), SecretError> {
-        shared_secret::check_secret(secret, auth.unwrap_or(&AuthMode::Bearer))
-    }
-
-    fn verify<'a>(
-        &self,
-        request: &Request<'a>,
-        secrets: &[Secret],
-        options: &VerifyOptions<'_>,
-    ) -> Result<Verified<'a>, VerifyError> {
-        shared_secret::verify(request, secrets, options.auth.unwrap_or(&AuthMode::Bearer))?;
-        Ok(Verified::new(ProviderId::Brevo, request))
+    fn signing(&self) -> Signing {
+        Signing::SharedSecret
     }
 
     fn identify(&self, event: &Verified<'_>) -> Result<EventMeta, IdentifyError> {
@@ -147,17 +128,6 @@ impl Provider for Brevo {
             }
             body => Ok(vec![element(meta.event_id, &body)?]),
         }
-    }
-
-    fn sign(
-        &self,
-        _body: &[u8],
-        secret: &Secret,
-        options: &SignOptions,
-    ) -> Result<Signed, SignError> {
-        let mode = options.auth.clone().unwrap_or(AuthMode::Bearer);
-        shared_secret::check_secret(secret, &mode)?;
-        Ok(shared_secret::sign(secret, &mode))
     }
 }
 
@@ -232,6 +202,7 @@ fn element(event_id: String, e: &Value) -> Result<NormalizedEvent, NormalizeErro
 mod tests {
     use super::*;
     use crate::testkit;
+    use crate::*;
 
     #[test]
     fn conformance() {

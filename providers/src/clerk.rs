@@ -29,11 +29,10 @@
 use serde_json::Value;
 
 use crate::normalize::{id_at, lookup, mapped_meta, parse, shape, text};
-use crate::scheme::standard_webhooks;
+use crate::Signing;
 use crate::{
-    json_object, str_field, AuthKind, AuthMode, EventMeta, IdentifyError, NormalizeContext,
-    NormalizeError, NormalizedEvent, Provider, ProviderId, Request, Secret, SecretError, SignError,
-    SignOptions, Signed, Verified, VerifyError, VerifyOptions,
+    json_object, str_field, EventMeta, IdentifyError, NormalizeContext, NormalizeError,
+    NormalizedEvent, Provider, ProviderId, Verified,
 };
 
 /// Event types hookgate maps.
@@ -53,29 +52,8 @@ impl Provider for Clerk {
         ProviderId::Clerk
     }
 
-    fn auth_kind(&self) -> AuthKind {
-        AuthKind::Signature
-    }
-
-    fn default_tolerance_secs(&self) -> Option<u64> {
-        Some(standard_webhooks::DEFAULT_TOLERANCE_SECS)
-    }
-
-    fn check_secret(&self, secret: &Secret, _auth: Option<&AuthMode>) -> Result<(), SecretError> {
-        standard_webhooks::decode_secret(secret).map(|_| ())
-    }
-
-    fn verify<'a>(
-        &self,
-        request: &Request<'a>,
-        secrets: &[Secret],
-        options: &VerifyOptions<'_>,
-    ) -> Result<Verified<'a>, VerifyError> {
-        let tolerance = options
-            .tolerance_secs
-            .unwrap_or(standard_webhooks::DEFAULT_TOLERANCE_SECS);
-        standard_webhooks::verify(request, secrets, options.now_ms, tolerance)?;
-        Ok(Verified::new(ProviderId::Clerk, request))
+    fn signing(&self) -> Signing {
+        Signing::StandardWebhooks
     }
 
     fn identify(&self, event: &Verified<'_>) -> Result<EventMeta, IdentifyError> {
@@ -137,19 +115,6 @@ impl Provider for Clerk {
         }
         Ok(vec![out])
     }
-
-    fn sign(
-        &self,
-        body: &[u8],
-        secret: &Secret,
-        options: &SignOptions,
-    ) -> Result<Signed, SignError> {
-        let id = options
-            .delivery_id
-            .clone()
-            .unwrap_or_else(|| default_msg_id(body));
-        Ok(standard_webhooks::sign(body, secret, &id, options.now_ms)?)
-    }
 }
 
 /// `user.created` / `user.updated`: `data` is the whole User object.
@@ -210,15 +175,11 @@ pub(crate) fn svix_id(event: &Verified<'_>) -> Result<String, IdentifyError> {
         .ok_or(IdentifyError::MissingHeader("svix-id"))
 }
 
-/// A Svix-style message id derived from the body, so re-sending a payload is a retry.
-pub(crate) fn default_msg_id(body: &[u8]) -> String {
-    format!("msg_{}", &crate::body_digest(body)[..27])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::testkit;
+    use crate::*;
 
     #[test]
     fn conformance() {

@@ -147,6 +147,26 @@ pub enum AuthKind {
     SharedSecret,
 }
 
+/// Reads a body-HMAC provider's signature header: (its documented name, its value).
+pub type HmacHeader = for<'h> fn(&'h HeaderMap) -> Result<(&'static str, &'h str), VerifyError>;
+
+/// How a provider proves authenticity. An adapter picks its scheme in [`Provider::signing`] and
+/// the trait's default methods (secret checks, tolerance, `verify`, `sign`) follow it; adapters
+/// override only what is particular to them (Shopify signs with its own set of headers).
+#[derive(Clone, Copy)]
+pub enum Signing {
+    /// Svix / Standard Webhooks, ±300 s (Clerk, Stytch).
+    StandardWebhooks,
+    /// `t=<timestamp>,v1=<hex>` with this variant and the SDK's default tolerance in seconds
+    /// (Stripe, WorkOS).
+    Timestamped(&'static scheme::timestamped_hmac::Scheme, u64),
+    /// A base64 HMAC of the body in the header the function finds (Shopify).
+    BodyHmac(HmacHeader),
+    /// A static secret presented as the connection's `auth` mode says, `bearer` by default
+    /// (Supabase, RevenueCat, Brevo).
+    SharedSecret,
+}
+
 /// Where an unsigned provider presents its shared secret (`auth` in the connection config).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AuthMode {
@@ -470,16 +490,43 @@ pub struct Signed {
 pub trait Provider: Send + Sync {
     fn id(&self) -> ProviderId;
 
-    fn auth_kind(&self) -> AuthKind;
+    /// The scheme this provider signs (or authenticates) with.
+    fn signing(&self) -> Signing;
+
+    fn auth_kind(&self) -> AuthKind {
+        match self.signing() {
+            Signing::SharedSecret => AuthKind::SharedSecret,
+            _ => AuthKind::Signature,
+        }
+    }
 
     /// The timestamp window the provider's official SDK uses, if it signs a timestamp.
-    fn default_tolerance_secs(&self) -> Option<u64>;
+    fn default_tolerance_secs(&self) -> Option<u64> {
+        match self.signing() {
+            Signing::StandardWebhooks => Some(scheme::standard_webhooks::DEFAULT_TOLERANCE_SECS),
+            Signing::Timestamped(_, tolerance) => Some(tolerance),
+            Signing::BodyHmac(_) | Signing::SharedSecret => None,
+        }
+    }
 
     /// Checks that a secret can work for this provider (called when a connection is saved).
     ///
     /// # Errors
     /// Returns what is wrong with the secret, never the secret itself.
-    fn check_secret(&self, secret: &Secret, auth: Option<&AuthMode>) -> Result<(), SecretError>;
+    fn check_secret(&self, secret: &Secret, auth: Option<&AuthMode>) -> Result<(), SecretError> {
+        match self.signing() {
+            Signing::StandardWebhooks => {
+                scheme::standard_webhooks::decode_secret(secret).map(|_| ())
+            }
+            Signing::SharedSecret => {
+                scheme::shared_secret::check_secret(secret, auth.unwrap_or(&AuthMode::Bearer))
+            }
+            Signing::Timestamped(..) | Signing::BodyHmac(_) if secret.expose().is_empty() => {
+                Err(SecretError::Empty)
+            }
+            Signing::Timestamped(..) | Signing::BodyHmac(_) => Ok(()),
+        }
+    }
 
     /// Proves the request authentic against any of `secrets` (several = rotation).
     ///
@@ -490,7 +537,39 @@ pub trait Provider: Send + Sync {
         request: &Request<'a>,
         secrets: &[Secret],
         options: &VerifyOptions<'_>,
-    ) -> Result<Verified<'a>, VerifyError>;
+    ) -> Result<Verified<'a>, VerifyError> {
+        match self.signing() {
+            Signing::StandardWebhooks => {
+                let tolerance = options
+                    .tolerance_secs
+                    .unwrap_or(scheme::standard_webhooks::DEFAULT_TOLERANCE_SECS);
+                scheme::standard_webhooks::verify(request, secrets, options.now_ms, tolerance)?;
+            }
+            Signing::Timestamped(variant, default) => {
+                variant.verify(
+                    request,
+                    secrets,
+                    options.now_ms,
+                    options.tolerance_secs.unwrap_or(default),
+                )?;
+            }
+            Signing::BodyHmac(header) => {
+                if secrets.iter().all(|s| s.expose().is_empty()) {
+                    return Err(VerifyError::NoSecret);
+                }
+                let (name, value) = header(request.headers)?;
+                scheme::hmac_body::verify(request.body, value, name, secrets)?;
+            }
+            Signing::SharedSecret => {
+                scheme::shared_secret::verify(
+                    request,
+                    secrets,
+                    options.auth.unwrap_or(&AuthMode::Bearer),
+                )?;
+            }
+        }
+        Ok(Verified::new(self.id(), request))
+    }
 
     /// Extracts the dedupe key and event type of a verified request.
     ///
@@ -517,7 +596,31 @@ pub trait Provider: Send + Sync {
         body: &[u8],
         secret: &Secret,
         options: &SignOptions,
-    ) -> Result<Signed, SignError>;
+    ) -> Result<Signed, SignError> {
+        self.check_secret(secret, options.auth.as_ref())?;
+        match self.signing() {
+            Signing::StandardWebhooks => {
+                let id = options
+                    .delivery_id
+                    .clone()
+                    .unwrap_or_else(|| scheme::standard_webhooks::default_msg_id(body));
+                Ok(scheme::standard_webhooks::sign(
+                    body,
+                    secret,
+                    &id,
+                    options.now_ms,
+                )?)
+            }
+            Signing::Timestamped(variant, _) => Ok(variant.sign(body, secret, options.now_ms)),
+            Signing::BodyHmac(_) => Err(SignError::MissingOption(
+                "a body-HMAC provider signs with headers of its own; its adapter implements sign",
+            )),
+            Signing::SharedSecret => Ok(scheme::shared_secret::sign(
+                secret,
+                options.auth.as_ref().unwrap_or(&AuthMode::Bearer),
+            )),
+        }
+    }
 }
 
 /// Lower-case SHA-256 hex of `bytes`: the synthetic event id for providers that send none.

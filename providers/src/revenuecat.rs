@@ -30,11 +30,10 @@
 use serde_json::Value;
 
 use crate::normalize::{id_text, joined, mapped_meta, parse, shape, split_name, text};
-use crate::scheme::shared_secret;
+use crate::Signing;
 use crate::{
-    json_object, str_field, AuthKind, AuthMode, EventMeta, IdentifyError, NormalizeContext,
-    NormalizeError, NormalizedEvent, Provider, ProviderId, Request, Secret, SecretError, SignError,
-    SignOptions, Signed, Verified, VerifyError, VerifyOptions,
+    json_object, str_field, EventMeta, IdentifyError, NormalizeContext, NormalizeError,
+    NormalizedEvent, Provider, ProviderId, Verified,
 };
 
 /// Event types hookgate maps.
@@ -56,26 +55,8 @@ impl Provider for Revenuecat {
         ProviderId::Revenuecat
     }
 
-    fn auth_kind(&self) -> AuthKind {
-        AuthKind::SharedSecret
-    }
-
-    fn default_tolerance_secs(&self) -> Option<u64> {
-        None
-    }
-
-    fn check_secret(&self, secret: &Secret, auth: Option<&AuthMode>) -> Result<(), SecretError> {
-        shared_secret::check_secret(secret, auth.unwrap_or(&AuthMode::Bearer))
-    }
-
-    fn verify<'a>(
-        &self,
-        request: &Request<'a>,
-        secrets: &[Secret],
-        options: &VerifyOptions<'_>,
-    ) -> Result<Verified<'a>, VerifyError> {
-        shared_secret::verify(request, secrets, options.auth.unwrap_or(&AuthMode::Bearer))?;
-        Ok(Verified::new(ProviderId::Revenuecat, request))
+    fn signing(&self) -> Signing {
+        Signing::SharedSecret
     }
 
     fn identify(&self, event: &Verified<'_>) -> Result<EventMeta, IdentifyError> {
@@ -187,17 +168,6 @@ impl Provider for Revenuecat {
         }
         Ok(vec![out])
     }
-
-    fn sign(
-        &self,
-        _body: &[u8],
-        secret: &Secret,
-        options: &SignOptions,
-    ) -> Result<Signed, SignError> {
-        let mode = options.auth.clone().unwrap_or(AuthMode::Bearer);
-        shared_secret::check_secret(secret, &mode)?;
-        Ok(shared_secret::sign(secret, &mode))
-    }
 }
 
 /// The subscription state an event type implies (`None`: the type says nothing about it).
@@ -215,6 +185,7 @@ fn status(event_type: &str) -> Option<&'static str> {
 mod tests {
     use super::*;
     use crate::testkit;
+    use crate::*;
     use serde_json::json;
 
     fn one(name: &str) -> NormalizedEvent {

@@ -30,11 +30,10 @@ use serde_json::Value;
 use crate::normalize::{
     flag, id_at, joined, mapped_meta, parse, rfc3339_ms, shape, split_name, text,
 };
-use crate::scheme::standard_webhooks;
+use crate::Signing;
 use crate::{
-    json_object, str_field, AuthKind, AuthMode, EventMeta, IdentifyError, NormalizeContext,
-    NormalizeError, NormalizedEvent, Provider, ProviderId, Request, Secret, SecretError, SignError,
-    SignOptions, Signed, Verified, VerifyError, VerifyOptions,
+    json_object, str_field, EventMeta, IdentifyError, NormalizeContext, NormalizeError,
+    NormalizedEvent, Provider, ProviderId, Verified,
 };
 
 pub struct Stytch;
@@ -44,29 +43,8 @@ impl Provider for Stytch {
         ProviderId::Stytch
     }
 
-    fn auth_kind(&self) -> AuthKind {
-        AuthKind::Signature
-    }
-
-    fn default_tolerance_secs(&self) -> Option<u64> {
-        Some(standard_webhooks::DEFAULT_TOLERANCE_SECS)
-    }
-
-    fn check_secret(&self, secret: &Secret, _auth: Option<&AuthMode>) -> Result<(), SecretError> {
-        standard_webhooks::decode_secret(secret).map(|_| ())
-    }
-
-    fn verify<'a>(
-        &self,
-        request: &Request<'a>,
-        secrets: &[Secret],
-        options: &VerifyOptions<'_>,
-    ) -> Result<Verified<'a>, VerifyError> {
-        let tolerance = options
-            .tolerance_secs
-            .unwrap_or(standard_webhooks::DEFAULT_TOLERANCE_SECS);
-        standard_webhooks::verify(request, secrets, options.now_ms, tolerance)?;
-        Ok(Verified::new(ProviderId::Stytch, request))
+    fn signing(&self) -> Signing {
+        Signing::StandardWebhooks
     }
 
     fn identify(&self, event: &Verified<'_>) -> Result<EventMeta, IdentifyError> {
@@ -113,19 +91,6 @@ impl Provider for Stytch {
             _ => return Err(NormalizeError::Unsupported(event_type)),
         }
         Ok(vec![out])
-    }
-
-    fn sign(
-        &self,
-        body: &[u8],
-        secret: &Secret,
-        options: &SignOptions,
-    ) -> Result<Signed, SignError> {
-        let id = options
-            .delivery_id
-            .clone()
-            .unwrap_or_else(|| crate::clerk::default_msg_id(body));
-        Ok(standard_webhooks::sign(body, secret, &id, options.now_ms)?)
     }
 }
 
@@ -208,6 +173,7 @@ fn member(out: &mut NormalizedEvent, body: &Value) -> Result<(), NormalizeError>
 mod tests {
     use super::*;
     use crate::testkit;
+    use crate::*;
 
     #[test]
     fn conformance() {

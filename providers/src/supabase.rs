@@ -31,11 +31,10 @@
 //!   deletion time is not in the payload).
 
 use crate::normalize::{id_text, mapped_meta, parse, rfc3339_ms, shape, snake_case, text};
-use crate::scheme::shared_secret;
+use crate::Signing;
 use crate::{
-    json_object, str_field, AuthKind, AuthMode, EventMeta, IdentifyError, NormalizeContext,
-    NormalizeError, NormalizedEvent, Provider, ProviderId, Request, Secret, SecretError, SignError,
-    SignOptions, Signed, Verified, VerifyError, VerifyOptions,
+    json_object, str_field, EventMeta, IdentifyError, NormalizeContext, NormalizeError,
+    NormalizedEvent, Provider, ProviderId, Verified,
 };
 
 pub struct Supabase;
@@ -45,26 +44,8 @@ impl Provider for Supabase {
         ProviderId::Supabase
     }
 
-    fn auth_kind(&self) -> AuthKind {
-        AuthKind::SharedSecret
-    }
-
-    fn default_tolerance_secs(&self) -> Option<u64> {
-        None
-    }
-
-    fn check_secret(&self, secret: &Secret, auth: Option<&AuthMode>) -> Result<(), SecretError> {
-        shared_secret::check_secret(secret, auth.unwrap_or(&AuthMode::Bearer))
-    }
-
-    fn verify<'a>(
-        &self,
-        request: &Request<'a>,
-        secrets: &[Secret],
-        options: &VerifyOptions<'_>,
-    ) -> Result<Verified<'a>, VerifyError> {
-        shared_secret::verify(request, secrets, options.auth.unwrap_or(&AuthMode::Bearer))?;
-        Ok(Verified::new(ProviderId::Supabase, request))
+    fn signing(&self) -> Signing {
+        Signing::SharedSecret
     }
 
     fn identify(&self, event: &Verified<'_>) -> Result<EventMeta, IdentifyError> {
@@ -176,17 +157,6 @@ impl Provider for Supabase {
         }
         Ok(vec![out])
     }
-
-    fn sign(
-        &self,
-        _body: &[u8],
-        secret: &Secret,
-        options: &SignOptions,
-    ) -> Result<Signed, SignError> {
-        let mode = options.auth.clone().unwrap_or(AuthMode::Bearer);
-        shared_secret::check_secret(secret, &mode)?;
-        Ok(shared_secret::sign(secret, &mode))
-    }
 }
 
 /// Whether a column holds a credential (a password hash, a token, a key) that must never be
@@ -202,6 +172,7 @@ fn is_credential(column: &str) -> bool {
 mod tests {
     use super::*;
     use crate::testkit;
+    use crate::*;
     use serde_json::json;
 
     #[test]

@@ -30,10 +30,10 @@ use serde_json::Value;
 
 use crate::normalize::{flag, id_at, lookup, mapped_meta, parse, rfc3339_ms, shape, text};
 use crate::scheme::timestamped_hmac::{Scheme, Unit};
+use crate::Signing;
 use crate::{
-    json_object, str_field, AuthKind, AuthMode, EventMeta, IdentifyError, NormalizeContext,
-    NormalizeError, NormalizedEvent, Provider, ProviderId, Request, Secret, SecretError, SignError,
-    SignOptions, Signed, Verified, VerifyError, VerifyOptions,
+    json_object, str_field, EventMeta, IdentifyError, NormalizeContext, NormalizeError,
+    NormalizedEvent, Provider, ProviderId, Verified,
 };
 
 /// The WorkOS SDKs' tolerance (180 000 ms in workos-node, 180 s in go and python).
@@ -67,31 +67,8 @@ impl Provider for Workos {
         ProviderId::Workos
     }
 
-    fn auth_kind(&self) -> AuthKind {
-        AuthKind::Signature
-    }
-
-    fn default_tolerance_secs(&self) -> Option<u64> {
-        Some(DEFAULT_TOLERANCE_SECS)
-    }
-
-    fn check_secret(&self, secret: &Secret, _auth: Option<&AuthMode>) -> Result<(), SecretError> {
-        if secret.expose().is_empty() {
-            Err(SecretError::Empty)
-        } else {
-            Ok(())
-        }
-    }
-
-    fn verify<'a>(
-        &self,
-        request: &Request<'a>,
-        secrets: &[Secret],
-        options: &VerifyOptions<'_>,
-    ) -> Result<Verified<'a>, VerifyError> {
-        let tolerance = options.tolerance_secs.unwrap_or(DEFAULT_TOLERANCE_SECS);
-        SCHEME.verify(request, secrets, options.now_ms, tolerance)?;
-        Ok(Verified::new(ProviderId::Workos, request))
+    fn signing(&self) -> Signing {
+        Signing::Timestamped(&SCHEME, DEFAULT_TOLERANCE_SECS)
     }
 
     fn identify(&self, event: &Verified<'_>) -> Result<EventMeta, IdentifyError> {
@@ -130,16 +107,6 @@ impl Provider for Workos {
             other => return Err(NormalizeError::Unsupported(other.to_owned())),
         }
         Ok(vec![out])
-    }
-
-    fn sign(
-        &self,
-        body: &[u8],
-        secret: &Secret,
-        options: &SignOptions,
-    ) -> Result<Signed, SignError> {
-        self.check_secret(secret, None)?;
-        Ok(SCHEME.sign(body, secret, options.now_ms))
     }
 }
 
@@ -222,6 +189,7 @@ fn session(out: &mut NormalizedEvent, data: &Value) -> Result<(), NormalizeError
 mod tests {
     use super::*;
     use crate::testkit;
+    use crate::*;
 
     #[test]
     fn conformance() {

@@ -156,3 +156,8 @@ pub fn sign(body: &[u8], secret: &Secret, id: &str, now_ms: i64) -> Result<Signe
         query: None,
     })
 }
+
+/// A Svix-style message id derived from the body, so sending the same payload twice is a retry.
+pub fn default_msg_id(body: &[u8]) -> String {
+    format!("msg_{}", &crate::body_digest(body)[..27])
+}

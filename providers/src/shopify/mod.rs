@@ -34,10 +34,11 @@
 mod normalize;
 
 use crate::scheme::hmac_body;
+use crate::Signing;
 use crate::{
-    header_str, json_object, AuthKind, AuthMode, EventMeta, IdentifyError, NormalizeContext,
-    NormalizeError, NormalizedEvent, Provider, ProviderId, Request, Secret, SecretError, SignError,
-    SignOptions, Signed, Verified, VerifyError, VerifyOptions,
+    header_str, json_object, EventMeta, IdentifyError, NormalizeContext, NormalizeError,
+    NormalizedEvent, Provider, ProviderId, Secret, SignError, SignOptions, Signed, Verified,
+    VerifyError,
 };
 use http::HeaderName;
 
@@ -73,6 +74,24 @@ const EVENTS: HeaderSet = HeaderSet {
     webhook_id: "shopify-webhook-id",
 };
 
+/// The HMAC header of whichever naming scheme the delivery uses, refusing duplicates.
+fn hmac_header(headers: &http::HeaderMap) -> Result<(&'static str, &str), VerifyError> {
+    let set = header_set(headers);
+    let name = if std::ptr::eq(set, &CLASSIC) {
+        "X-Shopify-Hmac-Sha256"
+    } else {
+        "shopify-hmac-sha256"
+    };
+    if !headers.contains_key(set.hmac) {
+        return Err(VerifyError::MissingHeader(name));
+    }
+    if headers.get_all(set.hmac).iter().count() > 1 {
+        return Err(VerifyError::InvalidHeader(name));
+    }
+    let value = header_str(headers, set.hmac).ok_or(VerifyError::InvalidHeader(name))?;
+    Ok((name, value))
+}
+
 fn header_set(headers: &http::HeaderMap) -> &'static HeaderSet {
     if headers.contains_key(CLASSIC.hmac) || !headers.contains_key(EVENTS.hmac) {
         &CLASSIC
@@ -88,47 +107,8 @@ impl Provider for Shopify {
         ProviderId::Shopify
     }
 
-    fn auth_kind(&self) -> AuthKind {
-        AuthKind::Signature
-    }
-
-    fn default_tolerance_secs(&self) -> Option<u64> {
-        None
-    }
-
-    fn check_secret(&self, secret: &Secret, _auth: Option<&AuthMode>) -> Result<(), SecretError> {
-        if secret.expose().is_empty() {
-            Err(SecretError::Empty)
-        } else {
-            Ok(())
-        }
-    }
-
-    fn verify<'a>(
-        &self,
-        request: &Request<'a>,
-        secrets: &[Secret],
-        _options: &VerifyOptions<'_>,
-    ) -> Result<Verified<'a>, VerifyError> {
-        if secrets.iter().all(|s| s.expose().is_empty()) {
-            return Err(VerifyError::NoSecret);
-        }
-        let set = header_set(request.headers);
-        let name = if std::ptr::eq(set, &CLASSIC) {
-            "X-Shopify-Hmac-Sha256"
-        } else {
-            "shopify-hmac-sha256"
-        };
-        if !request.headers.contains_key(set.hmac) {
-            return Err(VerifyError::MissingHeader(name));
-        }
-        if request.headers.get_all(set.hmac).iter().count() > 1 {
-            return Err(VerifyError::InvalidHeader(name));
-        }
-        let value =
-            header_str(request.headers, set.hmac).ok_or(VerifyError::InvalidHeader(name))?;
-        hmac_body::verify(request.body, value, name, secrets)?;
-        Ok(Verified::new(ProviderId::Shopify, request))
+    fn signing(&self) -> Signing {
+        Signing::BodyHmac(hmac_header)
     }
 
     fn identify(&self, event: &Verified<'_>) -> Result<EventMeta, IdentifyError> {
@@ -198,6 +178,7 @@ impl Provider for Shopify {
 mod tests {
     use super::*;
     use crate::testkit;
+    use crate::*;
 
     fn opts() -> SignOptions {
         SignOptions {

@@ -32,10 +32,10 @@
 mod normalize;
 
 use crate::scheme::timestamped_hmac::{Scheme, Unit};
+use crate::Signing;
 use crate::{
-    json_object, str_field, AuthKind, AuthMode, EventMeta, IdentifyError, NormalizeContext,
-    NormalizeError, NormalizedEvent, Provider, ProviderId, Request, Secret, SecretError, SignError,
-    SignOptions, Signed, Verified, VerifyError, VerifyOptions,
+    json_object, str_field, EventMeta, IdentifyError, NormalizeContext, NormalizeError,
+    NormalizedEvent, Provider, ProviderId, Verified,
 };
 
 /// stripe-node's `DEFAULT_TOLERANCE`.
@@ -68,31 +68,8 @@ impl Provider for Stripe {
         ProviderId::Stripe
     }
 
-    fn auth_kind(&self) -> AuthKind {
-        AuthKind::Signature
-    }
-
-    fn default_tolerance_secs(&self) -> Option<u64> {
-        Some(DEFAULT_TOLERANCE_SECS)
-    }
-
-    fn check_secret(&self, secret: &Secret, _auth: Option<&AuthMode>) -> Result<(), SecretError> {
-        if secret.expose().is_empty() {
-            Err(SecretError::Empty)
-        } else {
-            Ok(())
-        }
-    }
-
-    fn verify<'a>(
-        &self,
-        request: &Request<'a>,
-        secrets: &[Secret],
-        options: &VerifyOptions<'_>,
-    ) -> Result<Verified<'a>, VerifyError> {
-        let tolerance = options.tolerance_secs.unwrap_or(DEFAULT_TOLERANCE_SECS);
-        SCHEME.verify(request, secrets, options.now_ms, tolerance)?;
-        Ok(Verified::new(ProviderId::Stripe, request))
+    fn signing(&self) -> Signing {
+        Signing::Timestamped(&SCHEME, DEFAULT_TOLERANCE_SECS)
     }
 
     fn identify(&self, event: &Verified<'_>) -> Result<EventMeta, IdentifyError> {
@@ -115,22 +92,13 @@ impl Provider for Stripe {
     ) -> Result<Vec<NormalizedEvent>, NormalizeError> {
         normalize::normalize(event)
     }
-
-    fn sign(
-        &self,
-        body: &[u8],
-        secret: &Secret,
-        options: &SignOptions,
-    ) -> Result<Signed, SignError> {
-        self.check_secret(secret, None)?;
-        Ok(SCHEME.sign(body, secret, options.now_ms))
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::testkit;
+    use crate::*;
 
     #[test]
     fn conformance() {
