@@ -38,7 +38,7 @@ use crate::normalize::{
 };
 use crate::Signing;
 use crate::{
-    json_object, str_field, EventMeta, IdentifyError, NormalizeContext, NormalizeError,
+    as_object, str_field, EventMeta, IdentifyError, NormalizeContext, NormalizeError,
     NormalizedEvent, Provider, ProviderId, Verified,
 };
 
@@ -75,16 +75,18 @@ impl Provider for Brevo {
         Signing::SharedSecret
     }
 
-    fn identify(&self, event: &Verified<'_>) -> Result<EventMeta, IdentifyError> {
+    fn identify_parsed(
+        &self,
+        event: &Verified<'_>,
+        body: &serde_json::Value,
+    ) -> Result<EventMeta, IdentifyError> {
         let event_id = format!("sha256:{}", crate::body_digest(event.body()));
-        let value: serde_json::Value = serde_json::from_slice(event.body())
-            .map_err(|e| IdentifyError::InvalidJson(e.to_string()))?;
-        if let serde_json::Value::Array(items) = value {
+        if let serde_json::Value::Array(items) = body {
             if items.is_empty() {
                 return Err(IdentifyError::UnexpectedShape("an empty batch"));
             }
             let mut mapped = false;
-            for item in &items {
+            for item in items {
                 let name = item.as_object().and_then(|o| str_field(o, "event")).ok_or(
                     IdentifyError::UnexpectedShape("a batch element has no `event`"),
                 )?;
@@ -96,8 +98,8 @@ impl Provider for Brevo {
                 mapped,
             });
         }
-        let body = json_object(event.body())?;
-        let name = str_field(&body, "event").ok_or(IdentifyError::UnexpectedShape("no `event`"))?;
+        let body = as_object(body)?;
+        let name = str_field(body, "event").ok_or(IdentifyError::UnexpectedShape("no `event`"))?;
         Ok(EventMeta {
             event_id,
             event_type: name.to_owned(),
@@ -110,8 +112,9 @@ impl Provider for Brevo {
         event: &Verified<'_>,
         _context: &NormalizeContext<'_>,
     ) -> Result<Vec<NormalizedEvent>, NormalizeError> {
-        let meta = mapped_meta(self, event)?;
-        match parse(event)? {
+        let body = parse(event)?;
+        let meta = mapped_meta(self, event, &body)?;
+        match body {
             Value::Array(items) => {
                 let mut events = Vec::new();
                 for item in &items {

@@ -31,7 +31,7 @@ use serde_json::Value;
 use crate::normalize::{id_at, lookup, mapped_meta, parse, shape, text};
 use crate::Signing;
 use crate::{
-    json_object, str_field, EventMeta, IdentifyError, NormalizeContext, NormalizeError,
+    as_object, str_field, EventMeta, IdentifyError, NormalizeContext, NormalizeError,
     NormalizedEvent, Provider, ProviderId, Verified,
 };
 
@@ -56,10 +56,14 @@ impl Provider for Clerk {
         Signing::StandardWebhooks
     }
 
-    fn identify(&self, event: &Verified<'_>) -> Result<EventMeta, IdentifyError> {
-        let body = json_object(event.body())?;
+    fn identify_parsed(
+        &self,
+        event: &Verified<'_>,
+        body: &serde_json::Value,
+    ) -> Result<EventMeta, IdentifyError> {
+        let body = as_object(body)?;
         let event_type =
-            str_field(&body, "type").ok_or(IdentifyError::UnexpectedShape("no event `type`"))?;
+            str_field(body, "type").ok_or(IdentifyError::UnexpectedShape("no event `type`"))?;
         Ok(EventMeta {
             event_id: svix_id(event)?,
             event_type: event_type.to_owned(),
@@ -72,8 +76,8 @@ impl Provider for Clerk {
         event: &Verified<'_>,
         _context: &NormalizeContext<'_>,
     ) -> Result<Vec<NormalizedEvent>, NormalizeError> {
-        let meta = mapped_meta(self, event)?;
         let body = parse(event)?;
+        let meta = mapped_meta(self, event, &body)?;
         let data = body
             .get("data")
             .filter(|d| d.is_object())

@@ -575,7 +575,21 @@ pub trait Provider: Send + Sync {
     ///
     /// # Errors
     /// When the body is not the JSON the provider sends (answered 400, stored as rejected).
-    fn identify(&self, event: &Verified<'_>) -> Result<EventMeta, IdentifyError>;
+    fn identify(&self, event: &Verified<'_>) -> Result<EventMeta, IdentifyError> {
+        let body: serde_json::Value = serde_json::from_slice(event.body())
+            .map_err(|e| IdentifyError::InvalidJson(e.to_string()))?;
+        self.identify_parsed(event, &body)
+    }
+
+    /// `identify` on a body already parsed, so `normalize` parses each body once.
+    ///
+    /// # Errors
+    /// As [`Provider::identify`].
+    fn identify_parsed(
+        &self,
+        event: &Verified<'_>,
+        body: &serde_json::Value,
+    ) -> Result<EventMeta, IdentifyError>;
 
     /// Turns a verified event into normalized events (one, or one per element of a batch).
     ///
@@ -629,17 +643,13 @@ pub fn body_digest(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
-/// Parses the body as a JSON object.
-pub(crate) fn json_object(
-    body: &[u8],
-) -> Result<serde_json::Map<String, serde_json::Value>, IdentifyError> {
-    match serde_json::from_slice::<serde_json::Value>(body) {
-        Ok(serde_json::Value::Object(map)) => Ok(map),
-        Ok(_) => Err(IdentifyError::UnexpectedShape(
-            "the body is not a JSON object",
-        )),
-        Err(e) => Err(IdentifyError::InvalidJson(e.to_string())),
-    }
+/// The parsed body as a JSON object.
+pub(crate) fn as_object(
+    body: &serde_json::Value,
+) -> Result<&serde_json::Map<String, serde_json::Value>, IdentifyError> {
+    body.as_object().ok_or(IdentifyError::UnexpectedShape(
+        "the body is not a JSON object",
+    ))
 }
 
 /// A non-empty string field of a JSON object.

@@ -10,13 +10,14 @@ use serde_json::Value;
 
 use crate::{EventMeta, NormalizeError, NormalizedEvent, Provider, Verified};
 
-/// Runs the provider's `identify` and refuses event types hookgate does not map, so `normalize`
-/// always reports the same event id and type as the ingest log.
+/// Runs the provider's `identify` on the already parsed body and refuses event types hookgate
+/// does not map, so `normalize` always reports the same event id and type as the ingest log.
 pub(crate) fn mapped_meta(
     provider: &dyn Provider,
     event: &Verified<'_>,
+    body: &Value,
 ) -> Result<EventMeta, NormalizeError> {
-    let meta = provider.identify(event)?;
+    let meta = provider.identify_parsed(event, body)?;
     if meta.mapped {
         Ok(meta)
     } else {

@@ -32,7 +32,7 @@ use serde_json::Value;
 use crate::normalize::{id_text, joined, mapped_meta, parse, shape, split_name, text};
 use crate::Signing;
 use crate::{
-    json_object, str_field, EventMeta, IdentifyError, NormalizeContext, NormalizeError,
+    as_object, str_field, EventMeta, IdentifyError, NormalizeContext, NormalizeError,
     NormalizedEvent, Provider, ProviderId, Verified,
 };
 
@@ -59,8 +59,12 @@ impl Provider for Revenuecat {
         Signing::SharedSecret
     }
 
-    fn identify(&self, event: &Verified<'_>) -> Result<EventMeta, IdentifyError> {
-        let body = json_object(event.body())?;
+    fn identify_parsed(
+        &self,
+        _event: &Verified<'_>,
+        body: &serde_json::Value,
+    ) -> Result<EventMeta, IdentifyError> {
+        let body = as_object(body)?;
         let inner = body
             .get("event")
             .and_then(|e| e.as_object())
@@ -80,8 +84,8 @@ impl Provider for Revenuecat {
         event: &Verified<'_>,
         _context: &NormalizeContext<'_>,
     ) -> Result<Vec<NormalizedEvent>, NormalizeError> {
-        let meta = mapped_meta(self, event)?;
         let body = parse(event)?;
+        let meta = mapped_meta(self, event, &body)?;
         let inner = body
             .get("event")
             .filter(|e| e.is_object())

@@ -32,7 +32,7 @@ use crate::normalize::{
 };
 use crate::Signing;
 use crate::{
-    json_object, str_field, EventMeta, IdentifyError, NormalizeContext, NormalizeError,
+    as_object, str_field, EventMeta, IdentifyError, NormalizeContext, NormalizeError,
     NormalizedEvent, Provider, ProviderId, Verified,
 };
 
@@ -47,10 +47,14 @@ impl Provider for Stytch {
         Signing::StandardWebhooks
     }
 
-    fn identify(&self, event: &Verified<'_>) -> Result<EventMeta, IdentifyError> {
-        let body = json_object(event.body())?;
+    fn identify_parsed(
+        &self,
+        event: &Verified<'_>,
+        body: &serde_json::Value,
+    ) -> Result<EventMeta, IdentifyError> {
+        let body = as_object(body)?;
         let part = |key: &'static str| {
-            str_field(&body, key)
+            str_field(body, key)
                 .filter(|v| v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
                 .map(str::to_ascii_lowercase)
                 .ok_or(IdentifyError::UnexpectedShape(
@@ -73,8 +77,8 @@ impl Provider for Stytch {
         event: &Verified<'_>,
         _context: &NormalizeContext<'_>,
     ) -> Result<Vec<NormalizedEvent>, NormalizeError> {
-        let meta = mapped_meta(self, event)?;
         let body = parse(event)?;
+        let meta = mapped_meta(self, event, &body)?;
         let mut out = NormalizedEvent::from_meta(meta);
         out.occurred_at_ms = text(&body, "timestamp").and_then(rfc3339_ms);
         out.field("stytch_vertical", body.get("vertical"));

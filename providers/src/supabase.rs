@@ -33,7 +33,7 @@
 use crate::normalize::{id_text, mapped_meta, parse, rfc3339_ms, shape, snake_case, text};
 use crate::Signing;
 use crate::{
-    json_object, str_field, EventMeta, IdentifyError, NormalizeContext, NormalizeError,
+    as_object, str_field, EventMeta, IdentifyError, NormalizeContext, NormalizeError,
     NormalizedEvent, Provider, ProviderId, Verified,
 };
 
@@ -48,17 +48,20 @@ impl Provider for Supabase {
         Signing::SharedSecret
     }
 
-    fn identify(&self, event: &Verified<'_>) -> Result<EventMeta, IdentifyError> {
-        let body = json_object(event.body())?;
-        let op = str_field(&body, "type")
+    fn identify_parsed(
+        &self,
+        event: &Verified<'_>,
+        body: &serde_json::Value,
+    ) -> Result<EventMeta, IdentifyError> {
+        let body = as_object(body)?;
+        let op = str_field(body, "type")
             .filter(|t| matches!(*t, "INSERT" | "UPDATE" | "DELETE"))
             .ok_or(IdentifyError::UnexpectedShape(
                 "`type` must be INSERT, UPDATE or DELETE",
             ))?;
         let schema =
-            str_field(&body, "schema").ok_or(IdentifyError::UnexpectedShape("no `schema`"))?;
-        let table =
-            str_field(&body, "table").ok_or(IdentifyError::UnexpectedShape("no `table`"))?;
+            str_field(body, "schema").ok_or(IdentifyError::UnexpectedShape("no `schema`"))?;
+        let table = str_field(body, "table").ok_or(IdentifyError::UnexpectedShape("no `table`"))?;
         Ok(EventMeta {
             event_id: format!("sha256:{}", crate::body_digest(event.body())),
             event_type: format!("{schema}.{table}.{op}"),
@@ -71,8 +74,8 @@ impl Provider for Supabase {
         event: &Verified<'_>,
         context: &NormalizeContext<'_>,
     ) -> Result<Vec<NormalizedEvent>, NormalizeError> {
-        let meta = mapped_meta(self, event)?;
         let body = parse(event)?;
+        let meta = mapped_meta(self, event, &body)?;
         // `identify` has checked these three.
         let (Some(op), Some(schema), Some(table)) = (
             text(&body, "type"),

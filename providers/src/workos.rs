@@ -32,7 +32,7 @@ use crate::normalize::{flag, id_at, lookup, mapped_meta, parse, rfc3339_ms, shap
 use crate::scheme::timestamped_hmac::{Scheme, Unit};
 use crate::Signing;
 use crate::{
-    json_object, str_field, EventMeta, IdentifyError, NormalizeContext, NormalizeError,
+    as_object, str_field, EventMeta, IdentifyError, NormalizeContext, NormalizeError,
     NormalizedEvent, Provider, ProviderId, Verified,
 };
 
@@ -71,11 +71,15 @@ impl Provider for Workos {
         Signing::Timestamped(&SCHEME, DEFAULT_TOLERANCE_SECS)
     }
 
-    fn identify(&self, event: &Verified<'_>) -> Result<EventMeta, IdentifyError> {
-        let body = json_object(event.body())?;
-        let id = str_field(&body, "id").ok_or(IdentifyError::UnexpectedShape("no event `id`"))?;
+    fn identify_parsed(
+        &self,
+        _event: &Verified<'_>,
+        body: &serde_json::Value,
+    ) -> Result<EventMeta, IdentifyError> {
+        let body = as_object(body)?;
+        let id = str_field(body, "id").ok_or(IdentifyError::UnexpectedShape("no event `id`"))?;
         let event_type =
-            str_field(&body, "event").ok_or(IdentifyError::UnexpectedShape("no `event` type"))?;
+            str_field(body, "event").ok_or(IdentifyError::UnexpectedShape("no `event` type"))?;
         Ok(EventMeta {
             event_id: id.to_owned(),
             event_type: event_type.to_owned(),
@@ -88,8 +92,8 @@ impl Provider for Workos {
         event: &Verified<'_>,
         _context: &NormalizeContext<'_>,
     ) -> Result<Vec<NormalizedEvent>, NormalizeError> {
-        let meta = mapped_meta(self, event)?;
         let body = parse(event)?;
+        let meta = mapped_meta(self, event, &body)?;
         let data = body
             .get("data")
             .filter(|d| d.is_object())

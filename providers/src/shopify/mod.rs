@@ -36,7 +36,7 @@ mod normalize;
 use crate::scheme::hmac_body;
 use crate::Signing;
 use crate::{
-    header_str, json_object, EventMeta, IdentifyError, NormalizeContext, NormalizeError,
+    as_object, header_str, EventMeta, IdentifyError, NormalizeContext, NormalizeError,
     NormalizedEvent, Provider, ProviderId, Secret, SignError, SignOptions, Signed, Verified,
     VerifyError,
 };
@@ -111,7 +111,11 @@ impl Provider for Shopify {
         Signing::BodyHmac(hmac_header)
     }
 
-    fn identify(&self, event: &Verified<'_>) -> Result<EventMeta, IdentifyError> {
+    fn identify_parsed(
+        &self,
+        event: &Verified<'_>,
+        body: &serde_json::Value,
+    ) -> Result<EventMeta, IdentifyError> {
         let headers = event.headers();
         let set = header_set(headers);
         let topic = header_str(headers, set.topic)
@@ -121,7 +125,7 @@ impl Provider for Shopify {
             .or_else(|| header_str(headers, set.webhook_id))
             .filter(|t| !t.is_empty())
             .ok_or(IdentifyError::MissingHeader("X-Shopify-Event-Id"))?;
-        json_object(event.body())?;
+        as_object(body)?;
         Ok(EventMeta {
             event_id: format!("{topic}:{id}"),
             event_type: topic.to_owned(),

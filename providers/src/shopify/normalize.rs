@@ -12,8 +12,8 @@ use crate::normalize::{id_at, lookup, mapped_meta, parse, rfc3339_ms, shape, tex
 use crate::{header_str, NormalizeError, NormalizedEvent, Verified};
 
 pub(super) fn normalize(event: &Verified<'_>) -> Result<Vec<NormalizedEvent>, NormalizeError> {
-    let meta = mapped_meta(&Shopify, event)?;
     let body = parse(event)?;
+    let meta = mapped_meta(&Shopify, event, &body)?;
     let headers = event.headers();
     let header = |classic: &str, events: &str| {
         header_str(headers, classic)

@@ -34,7 +34,7 @@ mod normalize;
 use crate::scheme::timestamped_hmac::{Scheme, Unit};
 use crate::Signing;
 use crate::{
-    json_object, str_field, EventMeta, IdentifyError, NormalizeContext, NormalizeError,
+    as_object, str_field, EventMeta, IdentifyError, NormalizeContext, NormalizeError,
     NormalizedEvent, Provider, ProviderId, Verified,
 };
 
@@ -72,12 +72,16 @@ impl Provider for Stripe {
         Signing::Timestamped(&SCHEME, DEFAULT_TOLERANCE_SECS)
     }
 
-    fn identify(&self, event: &Verified<'_>) -> Result<EventMeta, IdentifyError> {
-        let body = json_object(event.body())?;
-        let id = str_field(&body, "id").ok_or(IdentifyError::UnexpectedShape("no event `id`"))?;
+    fn identify_parsed(
+        &self,
+        _event: &Verified<'_>,
+        body: &serde_json::Value,
+    ) -> Result<EventMeta, IdentifyError> {
+        let body = as_object(body)?;
+        let id = str_field(body, "id").ok_or(IdentifyError::UnexpectedShape("no event `id`"))?;
         let event_type =
-            str_field(&body, "type").ok_or(IdentifyError::UnexpectedShape("no event `type`"))?;
-        let thin = str_field(&body, "object") == Some("v2.core.event");
+            str_field(body, "type").ok_or(IdentifyError::UnexpectedShape("no event `type`"))?;
+        let thin = str_field(body, "object") == Some("v2.core.event");
         Ok(EventMeta {
             event_id: id.to_owned(),
             event_type: event_type.to_owned(),

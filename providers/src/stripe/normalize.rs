@@ -11,8 +11,8 @@ use crate::normalize::{id_at, lookup, mapped_meta, parse, secs_to_ms, shape, spl
 use crate::{NormalizeError, NormalizedEvent, Verified};
 
 pub(super) fn normalize(event: &Verified<'_>) -> Result<Vec<NormalizedEvent>, NormalizeError> {
-    let meta = mapped_meta(&Stripe, event)?;
     let body = parse(event)?;
+    let meta = mapped_meta(&Stripe, event, &body)?;
     let object = lookup(&body, "data.object")
         .filter(|o| o.is_object())
         .ok_or_else(|| shape("no `data.object`"))?;
