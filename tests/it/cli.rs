@@ -30,6 +30,21 @@ pub fn run(cmd: &mut Command) -> (bool, String, String) {
     )
 }
 
+/// Runs `cmd` until `done(stdout)` holds or 10 s pass; returns the last result.
+fn run_until(
+    cmd: impl Fn() -> (bool, String, String),
+    done: impl Fn(&str) -> bool,
+) -> (bool, String, String) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let result = cmd();
+        if done(&result.1) || Instant::now() > deadline {
+            return result;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// A `hookgate serve` child process; killed on drop. Its stderr and stdout are collected.
 pub struct Server {
     child: Child,
@@ -223,6 +238,13 @@ secrets = ["${IT_STRIPE_SECRET}"]
     assert!(!ok && out.contains("timestamp_too_old"), "{out}");
 
     // logs shows accepted, duplicate and rejected deliveries, with the reason.
+    // Rejected requests are logged without waiting for the commit, so poll (bounded) until the
+    // two rejects are visible.
+    let (_, rejected, _) = run_until(
+        || run(hookgate(dir.path(), &db).args(["logs", "--outcome", "rejected", "--json"])),
+        |out| out.lines().count() == 2,
+    );
+    assert_eq!(rejected.lines().count(), 2, "{rejected}");
     let (ok, out, _) = run(hookgate(dir.path(), &db).args(["logs", "--connection", "stripe-live"]));
     assert!(ok, "{out}");
     for needle in [
@@ -234,9 +256,6 @@ secrets = ["${IT_STRIPE_SECRET}"]
     ] {
         assert!(out.contains(needle), "logs lacks {needle}:\n{out}");
     }
-    let (_, out, _) =
-        run(hookgate(dir.path(), &db).args(["logs", "--outcome", "rejected", "--json"]));
-    assert_eq!(out.lines().count(), 2, "{out}");
 
     // logs --follow prints records as they arrive.
     let mut follow = hookgate(dir.path(), &db)
