@@ -4,6 +4,7 @@
 //! `db::postgres`, whose shared queries are generated from one definition in `db::store`.
 //! Transactions never leave these methods.
 
+mod batch;
 mod postgres;
 mod processing;
 pub mod rows;
