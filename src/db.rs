@@ -462,6 +462,15 @@ impl Db {
         }
     }
 
+    /// Refreshes the query planner's statistics (after a bulk load, as the benchmark's seeding;
+    /// PostgreSQL's autovacuum does this by itself in normal running).
+    pub async fn analyze(&self) -> Result<(), sqlx::Error> {
+        match self {
+            Db::Sqlite { writer, .. } => sqlx::query("ANALYZE").execute(writer).await.map(|_| ()),
+            Db::Postgres(pool) => sqlx::query("ANALYZE").execute(pool).await.map(|_| ()),
+        }
+    }
+
     /// Closes every pooled connection.
     pub async fn close(&self) {
         match self {
