@@ -256,7 +256,10 @@ async fn crash_loop(backend: Backend) {
     for n in &retried {
         let answer = post(&http, &url, *n).await;
         let Some((200, outcome)) = answer else {
-            panic!("redelivery of {} after the last restart: {answer:?}", event_id(*n));
+            panic!(
+                "redelivery of {} after the last restart: {answer:?}",
+                event_id(*n)
+            );
         };
         stored_before_kill += usize::from(outcome == "duplicate");
         ledger.lock().expect("lock").acked.insert(*n);
@@ -335,7 +338,10 @@ async fn crash_loop(backend: Backend) {
         stored.len(),
         "exactly one fire per stored event, and none for anything else"
     );
-    let fired_ingest: HashSet<&str> = fires.iter().filter_map(|f| f.ingest_id.as_deref()).collect();
+    let fired_ingest: HashSet<&str> = fires
+        .iter()
+        .filter_map(|f| f.ingest_id.as_deref())
+        .collect();
     assert_eq!(fired_ingest.len(), fires.len(), "one fire per ingest row");
 
     let (contacts, dupes) = duplicate_contacts(&store.db).await;
