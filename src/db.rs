@@ -20,6 +20,10 @@ use rows::{
     TriggerRow,
 };
 
+/// The write `/readyz` commits after a failed batch (portable: both backends run it as is).
+const PROBE_WRITE: &str = "INSERT INTO store_probe (id, probed_at) VALUES (1, $1) \
+                           ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at";
+
 /// The store.
 #[derive(Clone, Debug)]
 pub enum Db {
@@ -237,7 +241,7 @@ impl Db {
         dispatch!(read self, ping())
     }
 
-    /// Whether a write could commit now (`/readyz` after a failed batch).
+    /// Whether a write can commit now (`/readyz` after a failed batch): commits a one-row write.
     ///
     /// # Errors
     /// The store cannot take a write.

@@ -40,10 +40,15 @@ pub async fn open_in_schema(url: &str, schema: &str) -> Result<PgPool, sqlx::Err
         .await
 }
 
-/// PostgreSQL accepts writes whenever it answers; a round trip on a pooled connection proves it.
+/// Commits a write: proves the server is reachable and takes writes (a server that answers can
+/// still refuse them: a read-only standby after a failover, a full disk).
 ///
 /// # Errors
-/// The server cannot be reached.
+/// The server cannot be reached or the write cannot commit.
 pub async fn probe_write(pool: &PgPool) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
+    sqlx::query(super::PROBE_WRITE)
+        .bind(crate::now_ms())
+        .execute(pool)
+        .await
+        .map(|_| ())
 }

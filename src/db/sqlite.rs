@@ -5,7 +5,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::SqlitePool;
+use sqlx::{Executor as _, SqliteConnection, SqlitePool};
 
 use crate::config::Durability;
 
@@ -36,6 +36,8 @@ pub async fn open(
     let writer = SqlitePoolOptions::new()
         .max_connections(1)
         .acquire_timeout(Duration::from_secs(10))
+        .after_connect(|conn, _| Box::pin(refuse_read_only(conn)))
+        .after_release(|conn, _| Box::pin(no_transaction_left_open(conn)))
         .connect_with(
             options
                 .clone()
@@ -51,18 +53,63 @@ pub async fn open(
     Ok((readers, writer))
 }
 
-/// Takes and releases the write lock: proves a write could commit now. A write statement
-/// that matches no row still takes SQLite's write lock; the transaction guard rolls back even if
-/// the caller stops waiting.
+/// Keeps the writer connection only if SQLite has no transaction open on it.
+///
+/// sqlx counts transactions itself and never learns that SQLite rolled one back on its own. A
+/// COMMIT that fails with an I/O error (disk full, files made read-only) is rolled back by
+/// SQLite, but sqlx still counts it open, so the next `begin()` becomes a SAVEPOINT, and after
+/// one more failure a `ROLLBACK TO` leaves that savepoint open: from then on every "commit" only
+/// releases a nested savepoint inside a transaction that never commits, succeeds without
+/// writing anything, and the gateway would answer 2xx for events that are never stored. A
+/// deferred `BEGIN` takes no lock and fails only inside an open transaction; such a connection
+/// is closed, and the pool opens a fresh one.
+async fn no_transaction_left_open(conn: &mut SqliteConnection) -> Result<bool, sqlx::Error> {
+    if conn.execute("BEGIN").await.is_err() {
+        tracing::warn!(
+            "closing the SQLite writer connection: a failed commit left a transaction open"
+        );
+        return Ok(false);
+    }
+    Ok(conn.execute("ROLLBACK").await.is_ok())
+}
+
+/// Refuses a writer connection SQLite opened read-only. SQLite falls back to read-only without
+/// an error when the file cannot be opened for writing (made read-only or immutable), and such a
+/// connection would keep failing every write after the file is writable again. A schema change
+/// in a transaction that is rolled back needs a writable database and writes nothing.
+async fn refuse_read_only(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
+    conn.execute("BEGIN").await?;
+    let check = conn
+        .execute("CREATE TABLE hookgate_write_check (x INTEGER)")
+        .await;
+    conn.execute("ROLLBACK").await?;
+    match check {
+        Err(sqlx::Error::Database(e)) if is_busy(e.as_ref()) => Ok(()),
+        Err(e) => Err(e),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// SQLITE_BUSY or SQLITE_LOCKED (any extended code): another process holds the lock, which says
+/// nothing about whether this connection can write.
+fn is_busy(e: &dyn sqlx::error::DatabaseError) -> bool {
+    e.code()
+        .and_then(|c| c.parse::<i32>().ok())
+        .is_some_and(|c| matches!(c & 0xff, 5 | 6))
+}
+
+/// Commits a write: proves a write can commit now. It must really reach the disk: a write that
+/// matches no row, or one rolled back, only takes the lock and writes nothing, so it passes even
+/// when the database files have become unwritable.
 ///
 /// # Errors
-/// The lock cannot be taken (busy past the timeout, read-only, I/O error).
+/// The write cannot commit (busy past the timeout, read-only, I/O error).
 pub async fn probe_write(writer: &SqlitePool) -> Result<(), sqlx::Error> {
-    let mut tx = writer.begin().await?;
-    sqlx::query("DELETE FROM connections WHERE id IS NULL")
-        .execute(&mut *tx)
-        .await?;
-    tx.rollback().await
+    sqlx::query(super::PROBE_WRITE)
+        .bind(crate::now_ms())
+        .execute(writer)
+        .await
+        .map(|_| ())
 }
 
 /// Copies the WAL into the database without blocking the writer (`PASSIVE`). When it gets

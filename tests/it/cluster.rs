@@ -11,10 +11,10 @@ use serde_json::{json, Value};
 use crate::cli::{hookgate, Server};
 use crate::support::{Backend, TestStore};
 
-const ADMIN: &str = "cluster-admin-token-0123456789";
-const SECRET: &str = "whsec_cluster_stripe_secret";
+pub const ADMIN: &str = "cluster-admin-token-0123456789";
+pub const SECRET: &str = "whsec_cluster_stripe_secret";
 
-fn serve(dir: &std::path::Path, db: &str, extra: &[&str]) -> Server {
+pub fn serve(dir: &std::path::Path, db: &str, extra: &[&str]) -> Server {
     let config = dir.join("hookgate.toml");
     std::fs::write(
         &config,
@@ -86,7 +86,7 @@ async fn wait_all_processed(
     }
 }
 
-async fn fires(db: &hookgate::db::Db) -> Vec<hookgate::db::rows::FireRow> {
+pub async fn fires(db: &hookgate::db::Db) -> Vec<hookgate::db::rows::FireRow> {
     db.list_fires(&hookgate::db::FireFilter {
         limit: 100_000,
         ..Default::default()

@@ -7,6 +7,7 @@ mod bad_input;
 mod bench_smoke;
 mod cli;
 mod cluster;
+mod crash;
 mod outage;
 mod pipeline;
 mod secrets;

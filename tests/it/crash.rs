@@ -1,0 +1,379 @@
+//! Crash loop: a real `hookgate serve` (with its normalization workers) under concurrent load is
+//! SIGKILLed at random moments and restarted on the same store, cycle after cycle. Afterwards
+//! every event that got a 2xx is stored exactly once, every stored event is processed, each has
+//! exactly one fire, and no email has two contacts.
+//!
+//! `HOOKGATE_CRASH_CYCLES` sets the number of cycles (3 by default, as CI runs it);
+//! `HOOKGATE_CRASH_SEED` replays the random kill moments and traffic of an earlier run (the seed
+//! is printed).
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hookgate::db::Db;
+use hookgate::providers::{ProviderId, Secret, SignOptions};
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng as _};
+use serde_json::{json, Value};
+
+use crate::backend_tests;
+use crate::cli::Server;
+use crate::cluster::{fires, serve, SECRET};
+use crate::support::{Backend, TestStore};
+
+/// Concurrent keep-alive clients, each with its own connection.
+const CLIENTS: usize = 24;
+/// Emails are shared between events, so workers keep upserting the same contacts.
+const EMAILS: usize = 40;
+/// Share (in percent) of requests that redeliver an event already acknowledged.
+const REDELIVER_PERCENT: u32 = 10;
+
+#[expect(clippy::disallowed_methods, reason = "tests read their own settings")]
+fn setting(name: &str) -> Option<u64> {
+    std::env::var(name).ok().map(|v| {
+        v.parse()
+            .unwrap_or_else(|_| panic!("{name} must be a number, got {v:?}"))
+    })
+}
+
+fn event_id(n: usize) -> String {
+    format!("evt_crash_{n}")
+}
+
+fn event(n: usize) -> Vec<u8> {
+    let who = n % EMAILS;
+    json!({"id": event_id(n), "object": "event", "type": "invoice.paid", "created": 1_700_000_000 + n,
+           "data": {"object": {"id": format!("in_crash_{n}"), "customer": format!("cus_crash_{who}"),
+                               "customer_email": format!("buyer{who}@crash.example.com")}}})
+    .to_string()
+    .into_bytes()
+}
+
+/// Posts event `n`, signed now. `None` when no answer came back (the gateway died).
+async fn post(client: &reqwest::Client, url: &str, n: usize) -> Option<(u16, String)> {
+    let body = event(n);
+    let signed = ProviderId::Stripe
+        .adapter()
+        .sign(
+            &body,
+            &Secret::new(SECRET),
+            &SignOptions {
+                now_ms: hookgate::now_ms(),
+                ..SignOptions::default()
+            },
+        )
+        .expect("sign");
+    let mut request = client.post(url).body(body);
+    for (name, value) in signed.headers {
+        request = request.header(name, value);
+    }
+    let response = request.send().await.ok()?;
+    let status = response.status().as_u16();
+    let text = response.text().await.ok()?;
+    let outcome = serde_json::from_str::<Value>(&text)
+        .ok()
+        .and_then(|v| v["status"].as_str().map(str::to_owned))
+        .unwrap_or(text);
+    Some((status, outcome))
+}
+
+/// What the clients learned, across cycles.
+#[derive(Default)]
+struct Ledger {
+    /// Events that got a 2xx.
+    acked: BTreeSet<usize>,
+    /// Events sent without an answer and not acknowledged since: retried first, as a provider
+    /// retries a delivery whose connection dropped.
+    unanswered: BTreeSet<usize>,
+    /// Answers that are not 200, or a 200 for an acknowledged event that is not `duplicate`.
+    wrong: Vec<(usize, u16, String)>,
+    requests: usize,
+    redeliveries: usize,
+}
+
+/// One client: sends until its request gets no answer (the gateway was killed) or `stop`.
+/// Returns how many of its requests were in flight when the gateway died (0 or 1).
+async fn client(
+    url: String,
+    ledger: Arc<Mutex<Ledger>>,
+    next: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+    seed: u64,
+) -> usize {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(1)
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client");
+    let mut rng = StdRng::seed_from_u64(seed);
+    while !stop.load(Ordering::Relaxed) {
+        let (n, redelivery) = {
+            let mut ledger = ledger.lock().expect("lock");
+            ledger.requests += 1;
+            if let Some(n) = ledger.unanswered.pop_first() {
+                (n, false)
+            } else if !ledger.acked.is_empty() && rng.random_range(0..100) < REDELIVER_PERCENT {
+                ledger.redeliveries += 1;
+                let pick = rng.random_range(0..ledger.acked.len());
+                (*ledger.acked.iter().nth(pick).expect("in range"), true)
+            } else {
+                (next.fetch_add(1, Ordering::Relaxed), false)
+            }
+        };
+        let answer = post(&http, &url, n).await;
+        let mut ledger = ledger.lock().expect("lock");
+        match answer {
+            None => {
+                if !ledger.acked.contains(&n) {
+                    ledger.unanswered.insert(n);
+                }
+                return 1;
+            }
+            Some((200, outcome)) if !redelivery || outcome == "duplicate" => {
+                ledger.acked.insert(n);
+            }
+            Some((status, outcome)) => ledger.wrong.push((n, status, outcome)),
+        }
+    }
+    0
+}
+
+fn start(dir: &std::path::Path, db_url: &str) -> impl std::future::Future<Output = Server> {
+    let (dir, db_url) = (dir.to_owned(), db_url.to_owned());
+    async move {
+        tokio::task::spawn_blocking(move || serve(&dir, &db_url, &[]))
+            .await
+            .expect("start")
+    }
+}
+
+/// Every accepted event: (event id, status, attempts).
+async fn accepted(db: &Db) -> Vec<(String, Option<String>, i32)> {
+    let rows = db
+        .list_ingest(&hookgate::db::IngestFilter {
+            outcome: Some("accepted".into()),
+            limit: 1_000_000,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    rows.into_iter()
+        .map(|r| (r.event_id.unwrap_or_default(), r.status, r.attempts))
+        .collect()
+}
+
+/// `(email, rows)` for every email with more than one contact row, ignoring case and spaces.
+async fn duplicate_contacts(db: &Db) -> (i64, Vec<(String, i64)>) {
+    const TOTAL: &str = "SELECT COUNT(*) FROM contacts";
+    const DUPES: &str = "SELECT LOWER(TRIM(email)), COUNT(*) FROM contacts \
+                         GROUP BY workspace, LOWER(TRIM(email)) HAVING COUNT(*) > 1";
+    match db {
+        Db::Sqlite { readers, .. } => (
+            sqlx::query_scalar(TOTAL)
+                .fetch_one(readers)
+                .await
+                .expect("count"),
+            sqlx::query_as(DUPES)
+                .fetch_all(readers)
+                .await
+                .expect("dupes"),
+        ),
+        Db::Postgres(pool) => (
+            sqlx::query_scalar(TOTAL)
+                .fetch_one(pool)
+                .await
+                .expect("count"),
+            sqlx::query_as(DUPES).fetch_all(pool).await.expect("dupes"),
+        ),
+    }
+}
+
+async fn crash_loop(backend: Backend) {
+    let cycles = setting("HOOKGATE_CRASH_CYCLES").unwrap_or(3);
+    let seed = setting("HOOKGATE_CRASH_SEED").unwrap_or_else(|| {
+        u64::try_from(hookgate::now_ms()).expect("positive") ^ u64::from(std::process::id())
+    });
+    let name = match backend {
+        Backend::Sqlite => "sqlite",
+        Backend::Postgres(_) => "postgres",
+    };
+    println!("crash loop ({name}): {cycles} cycles, HOOKGATE_CRASH_SEED={seed}");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let store = TestStore::new(&backend).await;
+    let db_url = store.binary_url();
+    let dir = tempfile::tempdir().expect("dir");
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut in_flight_at_kills = 0;
+
+    for cycle in 1..=cycles {
+        let server = start(dir.path(), &db_url).await;
+        let url = server.url("/integrations/stripe/webhook/stripe");
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked_before = ledger.lock().expect("lock").acked.len();
+        let clients: Vec<_> = (0..CLIENTS)
+            .map(|_| {
+                tokio::spawn(client(
+                    url.clone(),
+                    Arc::clone(&ledger),
+                    Arc::clone(&next),
+                    Arc::clone(&stop),
+                    rng.random(),
+                ))
+            })
+            .collect();
+        let delay = Duration::from_millis(rng.random_range(200..=1500));
+        tokio::time::sleep(delay).await;
+        tokio::task::spawn_blocking(move || server.kill())
+            .await
+            .expect("kill");
+        stop.store(true, Ordering::Relaxed);
+        let mut in_flight = 0;
+        for c in clients {
+            in_flight += c.await.expect("client");
+        }
+        in_flight_at_kills += in_flight;
+        let acked = ledger.lock().expect("lock").acked.len() - acked_before;
+        println!(
+            "  cycle {cycle}: SIGKILL after {} ms, {acked} new events acknowledged, {in_flight} requests in flight",
+            delay.as_millis()
+        );
+    }
+
+    // A last gateway drains everything the killed ones left pending or claimed (claims of a
+    // killed process expire after the lease).
+    let last = start(dir.path(), &db_url).await;
+    // The events in flight at the last kill are delivered again, as their provider would retry
+    // them: each was stored before the kill (a duplicate now) or not at all (accepted now).
+    let retried: Vec<usize> = std::mem::take(&mut ledger.lock().expect("lock").unanswered)
+        .into_iter()
+        .collect();
+    let http = reqwest::Client::new();
+    let url = last.url("/integrations/stripe/webhook/stripe");
+    let mut stored_before_kill = 0;
+    for n in &retried {
+        let answer = post(&http, &url, *n).await;
+        let Some((200, outcome)) = answer else {
+            panic!(
+                "redelivery of {} after the last restart: {answer:?}",
+                event_id(*n)
+            );
+        };
+        stored_before_kill += usize::from(outcome == "duplicate");
+        ledger.lock().expect("lock").acked.insert(*n);
+    }
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let counts = store.db.status_counts().await.expect("counts");
+        if counts.iter().all(|(status, _)| status != "pending") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "events still pending 90 s after the last restart: {counts:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // Every client has finished: the ledger is final.
+    let ledger = std::mem::take(&mut *ledger.lock().expect("lock"));
+    assert!(
+        ledger.wrong.is_empty(),
+        "answers other than 200 (or a redelivery of an acknowledged event that was not a duplicate): {:?}",
+        &ledger.wrong[..ledger.wrong.len().min(20)]
+    );
+    assert!(!ledger.acked.is_empty(), "no event was acknowledged");
+
+    let rows = accepted(&store.db).await;
+    let mut stored: HashMap<&str, usize> = HashMap::new();
+    for (id, _, _) in &rows {
+        *stored.entry(id.as_str()).or_default() += 1;
+    }
+    let twice: Vec<_> = stored.iter().filter(|(_, c)| **c > 1).collect();
+    assert!(twice.is_empty(), "events stored more than once: {twice:?}");
+    let lost: Vec<String> = ledger
+        .acked
+        .iter()
+        .map(|n| event_id(*n))
+        .filter(|id| !stored.contains_key(id.as_str()))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged events are not stored: {lost:?}",
+        lost.len()
+    );
+    let never_acked: Vec<_> = stored
+        .keys()
+        .filter(|id| {
+            id.strip_prefix("evt_crash_")
+                .and_then(|n| n.parse::<usize>().ok())
+                .is_none_or(|n| !ledger.acked.contains(&n))
+        })
+        .collect();
+    assert!(
+        never_acked.is_empty(),
+        "stored events no delivery was acknowledged for, even after redelivery: {never_acked:?}"
+    );
+    let unprocessed: Vec<_> = rows
+        .iter()
+        .filter(|(_, status, _)| status.as_deref() != Some("processed"))
+        .collect();
+    assert!(
+        unprocessed.is_empty(),
+        "stored events not processed: {unprocessed:?}"
+    );
+
+    let fires = fires(&store.db).await;
+    let mut per_key: HashMap<&str, usize> = HashMap::new();
+    for fire in &fires {
+        *per_key.entry(fire.idempotency_key.as_str()).or_default() += 1;
+    }
+    for id in stored.keys() {
+        let count = per_key.get(format!("stripe:{id}").as_str()).copied();
+        assert_eq!(count, Some(1), "fires for stored event {id}");
+    }
+    assert_eq!(
+        fires.len(),
+        stored.len(),
+        "exactly one fire per stored event, and none for anything else"
+    );
+    let fired_ingest: HashSet<&str> = fires
+        .iter()
+        .filter_map(|f| f.ingest_id.as_deref())
+        .collect();
+    assert_eq!(fired_ingest.len(), fires.len(), "one fire per ingest row");
+
+    let (contacts, dupes) = duplicate_contacts(&store.db).await;
+    assert!(dupes.is_empty(), "duplicate contacts: {dupes:?}");
+    let emails: HashSet<usize> = stored
+        .keys()
+        .filter_map(|id| id.strip_prefix("evt_crash_")?.parse::<usize>().ok())
+        .map(|n| n % EMAILS)
+        .collect();
+    assert_eq!(
+        usize::try_from(contacts).expect("count"),
+        emails.len(),
+        "one contact per email"
+    );
+
+    let reclaimed = rows.iter().filter(|(_, _, attempts)| *attempts > 1).count();
+    println!(
+        "crash loop ({name}) summary: {cycles} cycles, {} requests ({} redeliveries of acknowledged events), \
+         {} events acknowledged, {in_flight_at_kills} requests in flight at the kills, {} events stored, \
+         {} redelivered after the last kill ({stored_before_kill} of them stored before it), {reclaimed} reprocessed after a kill, {} fires, {contacts} contacts",
+        ledger.requests,
+        ledger.redeliveries,
+        ledger.acked.len(),
+        stored.len(),
+        retried.len(),
+        fires.len(),
+    );
+    let status = tokio::task::spawn_blocking(move || last.stop())
+        .await
+        .expect("stop");
+    assert!(status.success(), "the last gateway stops cleanly");
+}
+
+backend_tests!(crash_loop);
