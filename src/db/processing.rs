@@ -25,27 +25,38 @@ macro_rules! processing_queries {
             let sql = format!(
                 "UPDATE ingest SET claimed_by = $1, claimed_until = $2, attempts = attempts + 1 \
                  WHERE id IN (SELECT id FROM ingest WHERE (status = 'pending' OR (status = 'failed' AND next_attempt_at <= $3)) \
-                 AND (claimed_until IS NULL OR claimed_until < $3) ORDER BY id LIMIT $4{}) \
-                 RETURNING id, connection_id, provider, workspace, event_id, event_type, headers, body, received_at, attempts",
+                 AND (claimed_until IS NULL OR claimed_until < $3) ORDER BY id LIMIT $4{}) RETURNING id",
                 $skip_locked
             );
-            let mut rows: Vec<ClaimedEvent> = sqlx::query_as(&sql)
+            let ids: Vec<String> = sqlx::query_scalar(&sql)
                 .bind(worker)
                 .bind(now_ms + lease_ms)
                 .bind(now_ms)
                 .bind(limit)
                 .fetch_all(pool)
                 .await?;
+            let mut rows: Vec<ClaimedEvent> = Vec::with_capacity(ids.len());
+            for chunk in chunks(&ids) {
+                let mut q = QueryBuilder::<$db>::new(format!("SELECT {CLAIMED_COLUMNS} FROM ingest JOIN ingest_payloads USING (id) WHERE id IN ("));
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind(id.clone());
+                }
+                q.push(")");
+                rows.extend(q.build_query_as::<ClaimedEvent>().fetch_all(pool).await?);
+            }
             rows.sort_by(|a, b| a.id.cmp(&b.id));
             Ok(rows)
         }
 
+        const CLAIMED_COLUMNS: &str =
+            "id, connection_id, provider, workspace, event_id, event_type, headers, body, received_at, attempts";
+
         /// Loads one stored event for a replay.
         pub(crate) async fn load_event(pool: &Pool, id: &str) -> Result<Option<ClaimedEvent>, sqlx::Error> {
-            sqlx::query_as(
-                "SELECT id, connection_id, provider, workspace, event_id, event_type, headers, body, received_at, attempts \
-                 FROM ingest WHERE id = $1 AND outcome IN ('accepted', 'ignored')",
-            )
+            sqlx::query_as(&format!(
+                "SELECT {CLAIMED_COLUMNS} FROM ingest JOIN ingest_payloads USING (id) WHERE id = $1 AND outcome IN ('accepted', 'ignored')"
+            ))
             .bind(id)
             .fetch_optional(pool)
             .await

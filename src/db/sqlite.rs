@@ -42,6 +42,11 @@ pub async fn open(
             options
                 .clone()
                 .pragma("wal_autocheckpoint", "0")
+                // Statement journals (multi-row upserts) in memory rather than temporary files,
+                // and a 16 MiB page cache so the indexes the writer walks stay in memory
+                // instead of being read back from the file at every batch.
+                .pragma("temp_store", "memory")
+                .pragma("cache_size", "-16384")
                 .pragma("journal_size_limit", "67108864"),
         )
         .await?;

@@ -3,8 +3,9 @@
 //! macro keeps the two instantiations from drifting apart without a generic `Database` parameter.
 
 /// Column list of `ingest` in insert order.
-pub(crate) const INGEST_COLUMNS: &str = "id, received_at, connection_id, provider, workspace, outcome, status, \
-    http_status, event_id, event_type, duplicate_of, reason, client_addr, path, headers, body, body_size, \
+pub(crate) const INGEST_COLUMNS: &str =
+    "id, received_at, connection_id, provider, workspace, outcome, status, \
+    http_status, event_id, event_type, duplicate_of, reason, client_addr, path, body_size, \
     body_truncated, read_us, verify_us";
 
 pub(crate) const SUMMARY_COLUMNS: &str = "id, received_at, connection_id, provider, workspace, outcome, status, \
@@ -47,8 +48,6 @@ macro_rules! store_queries {
                     .push_bind(row.reason.as_deref())
                     .push_bind(row.client_addr.as_deref())
                     .push_bind(row.path.as_str())
-                    .push_bind(row.headers.as_str())
-                    .push_bind(row.body.as_ref())
                     .push_bind(row.body_size)
                     .push_bind(row.body_truncated)
                     .push_bind(row.read_us)
@@ -125,6 +124,12 @@ macro_rules! store_queries {
                 push_rows(&mut q, &logged);
                 q.build().persistent(false).execute(&mut *tx).await?;
             }
+            // Every row, stored or logged, has its headers and body in `ingest_payloads`.
+            let mut q = QueryBuilder::<$db>::new("INSERT INTO ingest_payloads (id, headers, body) ");
+            q.push_values(rows.iter(), |mut b, row| {
+                b.push_bind(row.id.as_str()).push_bind(row.headers.as_str()).push_bind(row.body.as_ref());
+            });
+            q.build().persistent(false).execute(&mut *tx).await?;
             tx.commit().await?;
             Ok(outcomes)
         }
@@ -238,7 +243,7 @@ macro_rules! store_queries {
 
         pub(crate) async fn get_ingest(pool: &Pool, id: &str) -> Result<Option<IngestRow>, sqlx::Error> {
             sqlx::query_as(&format!(
-                "SELECT {SUMMARY_COLUMNS}, path, headers, body, body_truncated FROM ingest WHERE id = $1"
+                "SELECT {SUMMARY_COLUMNS}, path, headers, body, body_truncated FROM ingest JOIN ingest_payloads USING (id) WHERE id = $1"
             ))
             .bind(id)
             .fetch_optional(pool)

@@ -920,7 +920,7 @@ secrets = ["{brevo}"]
         );
     }
     assert!(
-        dumped.contains("ingest.headers") && dumped.contains("[redacted]"),
+        dumped.contains("ingest_payloads.headers") && dumped.contains("[redacted]"),
         "the dump covers the ingest log"
     );
     assert!(
