@@ -466,6 +466,16 @@ impl Db {
         }
     }
 
+    /// How many group-commit writers run at once. SQLite has one writer connection; a
+    /// PostgreSQL server overlaps the commits of several, which keeps the receive path from
+    /// waiting on one round trip and WAL flush at a time.
+    pub fn parallel_writers(&self) -> usize {
+        match self {
+            Db::Sqlite { .. } => 1,
+            Db::Postgres(_) => 4,
+        }
+    }
+
     /// Refreshes the query planner's statistics (after a bulk load, as the benchmark's seeding;
     /// PostgreSQL's autovacuum does this by itself in normal running).
     pub async fn analyze(&self) -> Result<(), sqlx::Error> {

@@ -7,6 +7,12 @@
 //! batches grow by themselves. A handler answers 2xx only after its reply says the batch
 //! committed; if the commit fails every row of the batch gets an error and its request 503.
 //!
+//! On PostgreSQL several writers (see [`crate::db::Db::parallel_writers`]) take turns collecting
+//! a batch from the one queue, so one batch is gathered while others wait on their commit: the
+//! server overlaps their WAL flushes. Deduplication stays exact across them: a second insert of
+//! the same (connection, event id) waits for the first transaction and then does nothing, and
+//! each batch inserts in key order, so two batches never wait on each other in a cycle.
+//!
 //! Rejected requests are logged through the same writer without waiting (`log`): when the queue
 //! is full they are dropped and counted rather than slowing down or blocking real deliveries.
 
@@ -67,14 +73,25 @@ impl IngestWriter {
         signals: Arc<Signals>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
         let health = Arc::new(StoreHealth::default());
-        let task = tokio::spawn(run(
-            db,
-            rx,
-            Arc::clone(&health),
-            Arc::clone(&metrics),
-            signals,
-        ));
+        let writers = db.parallel_writers();
+        let task = {
+            let (health, metrics) = (Arc::clone(&health), Arc::clone(&metrics));
+            tokio::spawn(async move {
+                let mut set = tokio::task::JoinSet::new();
+                for _ in 0..writers {
+                    set.spawn(run(
+                        db.clone(),
+                        Arc::clone(&rx),
+                        Arc::clone(&health),
+                        Arc::clone(&metrics),
+                        Arc::clone(&signals),
+                    ));
+                }
+                while set.join_next().await.is_some() {}
+            })
+        };
         (
             IngestWriter {
                 tx,
@@ -113,29 +130,40 @@ impl IngestWriter {
     }
 }
 
+/// Takes the next batch from the queue: waits for one job, then takes whatever else is queued,
+/// up to [`MAX_BATCH`]. `None` when every handle is dropped and the queue is empty.
+async fn collect(
+    rx: &tokio::sync::Mutex<mpsc::Receiver<Job>>,
+    rows: &mut Vec<NewIngest>,
+    replies: &mut Vec<Option<oneshot::Sender<Result<WriteOutcome, StoreUnavailable>>>>,
+) -> Option<()> {
+    let mut rx = rx.lock().await;
+    let mut next = Some(rx.recv().await?);
+    while let Some(job) = next.take() {
+        // A handler that stopped waiting (it answered 503 on its timeout, or the client went
+        // away) has told the provider the delivery failed; storing it now would only turn the
+        // provider's retry into a duplicate, so it is not written.
+        if !job.reply.as_ref().is_some_and(oneshot::Sender::is_closed) {
+            rows.push(job.row);
+            replies.push(job.reply);
+        }
+        if rows.len() < MAX_BATCH {
+            next = rx.try_recv().ok();
+        }
+    }
+    Some(())
+}
+
 async fn run(
     db: Db,
-    mut rx: mpsc::Receiver<Job>,
+    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>,
     health: Arc<StoreHealth>,
     metrics: Arc<Metrics>,
     signals: Arc<Signals>,
 ) {
     let mut rows = Vec::with_capacity(MAX_BATCH);
     let mut replies = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.recv().await {
-        let mut next = Some(first);
-        while let Some(job) = next.take() {
-            // A handler that stopped waiting (it answered 503 on its timeout, or the client went
-            // away) has told the provider the delivery failed; storing it now would only turn the
-            // provider's retry into a duplicate, so it is not written.
-            if !job.reply.as_ref().is_some_and(oneshot::Sender::is_closed) {
-                rows.push(job.row);
-                replies.push(job.reply);
-            }
-            if rows.len() < MAX_BATCH {
-                next = rx.try_recv().ok();
-            }
-        }
+    while collect(&rx, &mut rows, &mut replies).await.is_some() {
         if rows.is_empty() {
             continue;
         }

@@ -66,7 +66,7 @@ macro_rules! store_queries {
             use std::collections::{HashMap, HashSet};
             use crate::db::IngestKind;
             let mut tx = conn.begin().await?;
-            let events: Vec<_> = rows
+            let mut events: Vec<_> = rows
                 .iter()
                 .filter_map(|row| match row.kind {
                     IngestKind::Accepted => Some((row, "accepted", Some("pending"), None)),
@@ -74,6 +74,9 @@ macro_rules! store_queries {
                     IngestKind::Rejected => None,
                 })
                 .collect();
+            // In key order, so that concurrent batches (PostgreSQL runs several writers) that
+            // insert the same keys wait on each other in one order, never in a cycle.
+            events.sort_by(|a, b| (a.0.connection_id.as_str(), a.0.event_id.as_deref()).cmp(&(b.0.connection_id.as_str(), b.0.event_id.as_deref())));
             let mut stored: HashSet<String> = HashSet::new();
             if !events.is_empty() {
                 let mut q = QueryBuilder::<$db>::new(format!("INSERT INTO ingest ({INGEST_COLUMNS}) "));
