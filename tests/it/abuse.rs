@@ -5,10 +5,12 @@
 //! latency figures belong to the benchmark (README "Performance").
 
 use std::process::Command;
+use std::time::Duration;
 
 use serde_json::Value;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use crate::support::Backend;
+use crate::support::{Backend, TestApp};
 
 fn run_scenario(store: &str, args: &[&str]) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_hookgate"))
@@ -154,4 +156,39 @@ fn fairness_postgres() {
         return; // The PostgreSQL half did not run (scripts/test says so).
     };
     fairness(&url);
+}
+
+/// A body trickled to an admin or API route (read before the bearer token is checked) is cut
+/// off after `body_timeout_secs` with 408, like one sent to the receive URL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_bodies_on_admin_and_api_routes_get_408() {
+    let app = TestApp::builder(Backend::Sqlite).start().await;
+    for path in [
+        "/admin/connections",
+        "/v1/webhooks/test",
+        "/integrations/stripe/webhook/none",
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(app.addr)
+            .await
+            .expect("connect");
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{",
+            app.addr
+        );
+        stream.write_all(head.as_bytes()).await.expect("write");
+        // The test gateway's body timeout is 2 s; the bound is generous, not a speed check.
+        let mut answer = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut answer))
+            .await
+            .unwrap_or_else(|_| panic!("{path}: the server kept a stalled body open"));
+        read.expect("read");
+        let answer = String::from_utf8_lossy(&answer);
+        if path.starts_with("/integrations") {
+            // An unknown connection is refused before its body is read.
+            assert!(answer.starts_with("HTTP/1.1 404"), "{path}: {answer}");
+        } else {
+            assert!(answer.starts_with("HTTP/1.1 408"), "{path}: {answer}");
+            assert!(answer.contains("body_timeout"), "{path}: {answer}");
+        }
+    }
 }
