@@ -10,7 +10,8 @@
 //!
 //! - `slowloris`: `--slow-connections` attackers, half sending request headers a byte at a time
 //!   and never finishing them, half sending complete headers that announce a large body and then
-//!   the body a byte at a time. An attacker the server cuts off reconnects while the attack lasts,
+//!   the body a byte at a time (half of those to the receive URL, half to an admin route). An
+//!   attacker the server cuts off reconnects while the attack lasts,
 //!   so the attack keeps its size through the measured phase; afterwards the benchmark waits
 //!   (bounded) for the server to cut every remaining one and reports when it did.
 //! - `fairness`: two connections with the same `--rate-limit`. The victim, `bench`, gets the
@@ -635,7 +636,10 @@ async fn slowloris_phase(
     let grace = Duration::from_secs(header_timeout + body_timeout + 5);
     let attacking = Arc::new(AtomicBool::new(true));
     let open_now = Arc::new(AtomicU64::new(0));
-    let path: Arc<str> = Arc::from(gen.path());
+    // Half the slow bodies go to the receive URL, half to an admin route, whose body is read
+    // before the bearer token is checked: both must be cut.
+    let receive: Arc<str> = Arc::from(gen.path());
+    let admin: Arc<str> = Arc::from("/admin/connections");
     let n = args.slow_connections;
     let spread = args.slow_max_ms - args.slow_min_ms + 1;
     eprintln!(
@@ -652,8 +656,9 @@ async fn slowloris_phase(
             // A fixed pace per attacker, spread over the range (7919 is prime, so the paces of
             // both kinds cover it).
             let pace = Duration::from_millis(args.slow_min_ms + (i as u64 * 7919) % spread);
+            let path = if i % 4 == 3 { &admin } else { &receive };
             let (path, attacking, open_now) = (
-                Arc::clone(&path),
+                Arc::clone(path),
                 Arc::clone(&attacking),
                 Arc::clone(&open_now),
             );
