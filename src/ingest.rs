@@ -7,8 +7,11 @@
 //! batches grow by themselves. A handler answers 2xx only after its reply says the batch
 //! committed; if the commit fails every row of the batch gets an error and its request 503.
 //!
-//! Rejected requests are logged through the same writer without waiting (`log`): when the queue
-//! is full they are dropped and counted rather than slowing down or blocking real deliveries.
+//! Rejected requests are logged through the same writer without waiting (`log`), on a queue of
+//! their own: a batch takes every delivery waiting first and then at most [`MAX_LOG_ROWS`] log
+//! rows, so a flood of rejected requests (a connection hammered far past its rate limit) can
+//! neither queue ahead of real deliveries nor make their batches slow. When the log queue is
+//! full its rows are dropped and counted.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,7 +25,10 @@ use crate::pipeline::Signals;
 
 /// The most rows one transaction carries.
 pub const MAX_BATCH: usize = 512;
+/// The most rejected-request log rows one transaction carries.
+pub const MAX_LOG_ROWS: usize = 64;
 const QUEUE: usize = 16 * 1024;
+const LOG_QUEUE: usize = 4 * 1024;
 
 /// The store could not commit the row (the request must not get a 2xx).
 #[derive(Debug, Clone, Copy, thiserror::Error)]
@@ -31,7 +37,7 @@ pub struct StoreUnavailable;
 
 struct Job {
     row: NewIngest,
-    reply: Option<oneshot::Sender<Result<WriteOutcome, StoreUnavailable>>>,
+    reply: Reply,
 }
 
 /// Whether the last write succeeded (`/readyz` reports it).
@@ -55,6 +61,7 @@ impl StoreHealth {
 #[derive(Clone)]
 pub struct IngestWriter {
     tx: mpsc::Sender<Job>,
+    log_tx: mpsc::Sender<NewIngest>,
     health: Arc<StoreHealth>,
     metrics: Arc<Metrics>,
 }
@@ -67,10 +74,12 @@ impl IngestWriter {
         signals: Arc<Signals>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
+        let (log_tx, log_rx) = mpsc::channel(LOG_QUEUE);
         let health = Arc::new(StoreHealth::default());
         let task = tokio::spawn(run(
             db,
             rx,
+            log_rx,
             Arc::clone(&health),
             Arc::clone(&metrics),
             signals,
@@ -78,6 +87,7 @@ impl IngestWriter {
         (
             IngestWriter {
                 tx,
+                log_tx,
                 health,
                 metrics,
             },
@@ -96,10 +106,7 @@ impl IngestWriter {
     pub async fn store(&self, row: NewIngest) -> Result<WriteOutcome, StoreUnavailable> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Job {
-                row,
-                reply: Some(reply),
-            })
+            .send(Job { row, reply })
             .await
             .map_err(|_| StoreUnavailable)?;
         answer.await.map_err(|_| StoreUnavailable)?
@@ -107,33 +114,69 @@ impl IngestWriter {
 
     /// Queues a rejected request's log row without waiting; drops it if the queue is full.
     pub fn log(&self, row: NewIngest) {
-        if self.tx.try_send(Job { row, reply: None }).is_err() {
+        if self.log_tx.try_send(row).is_err() {
             self.metrics.ingest_log_dropped.inc();
         }
+    }
+}
+
+type Reply = oneshot::Sender<Result<WriteOutcome, StoreUnavailable>>;
+
+/// Adds a delivery to the batch, unless its handler stopped waiting: it answered 503 on its
+/// timeout, or the client went away, so the provider was told the delivery failed and storing
+/// it now would only turn the provider's retry into a duplicate.
+fn take(job: Job, rows: &mut Vec<NewIngest>, replies: &mut Vec<Option<Reply>>) {
+    if !job.reply.is_closed() {
+        rows.push(job.row);
+        replies.push(Some(job.reply));
     }
 }
 
 async fn run(
     db: Db,
     mut rx: mpsc::Receiver<Job>,
+    mut log_rx: mpsc::Receiver<NewIngest>,
     health: Arc<StoreHealth>,
     metrics: Arc<Metrics>,
     signals: Arc<Signals>,
 ) {
     let mut rows = Vec::with_capacity(MAX_BATCH);
     let mut replies = Vec::with_capacity(MAX_BATCH);
-    while let Some(first) = rx.recv().await {
-        let mut next = Some(first);
-        while let Some(job) = next.take() {
-            // A handler that stopped waiting (it answered 503 on its timeout, or the client went
-            // away) has told the provider the delivery failed; storing it now would only turn the
-            // provider's retry into a duplicate, so it is not written.
-            if !job.reply.as_ref().is_some_and(oneshot::Sender::is_closed) {
-                rows.push(job.row);
-                replies.push(job.reply);
+    let (mut deliveries_open, mut log_open) = (true, true);
+    while deliveries_open || log_open {
+        // Wait for the first row, a delivery if both are waiting.
+        let mut logged = 0;
+        tokio::select! {
+            biased;
+            job = rx.recv(), if deliveries_open => match job {
+                Some(job) => take(job, &mut rows, &mut replies),
+                None => deliveries_open = false,
+            },
+            row = log_rx.recv(), if log_open => match row {
+                Some(row) => {
+                    rows.push(row);
+                    replies.push(None);
+                    logged += 1;
+                }
+                None => log_open = false,
+            },
+            else => break,
+        }
+        // Then every delivery waiting, then log rows up to their share.
+        while rows.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => take(job, &mut rows, &mut replies),
+                Err(_) => break,
             }
-            if rows.len() < MAX_BATCH {
-                next = rx.try_recv().ok();
+        }
+        while rows.len() < MAX_BATCH && logged < MAX_LOG_ROWS {
+            match log_rx.try_recv() {
+                Ok(row) => {
+                    rows.push(row);
+                    replies.push(None);
+                    logged += 1;
+                }
+                Err(_) => break,
             }
         }
         if rows.is_empty() {
