@@ -211,3 +211,75 @@ async fn run(
         rows.clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::db::{IngestFilter, IngestKind};
+
+    fn row(kind: IngestKind, n: usize) -> NewIngest {
+        NewIngest {
+            id: ulid::Ulid::new().to_string(),
+            kind,
+            received_at: crate::now_ms(),
+            connection_id: "c".into(),
+            provider: "stripe",
+            workspace: Some("default".into()),
+            http_status: if kind == IngestKind::Rejected {
+                429
+            } else {
+                200
+            },
+            event_id: (kind != IngestKind::Rejected).then(|| format!("evt_{n}")),
+            event_type: Some("invoice.paid".into()),
+            reason: (kind == IngestKind::Rejected).then(|| "rate_limited".into()),
+            client_addr: None,
+            path: "/integrations/stripe/webhook/c".into(),
+            headers: "[]".into(),
+            body: Bytes::from_static(b"{}"),
+            body_size: 2,
+            body_truncated: false,
+            read_us: None,
+            verify_us: None,
+        }
+    }
+
+    /// A delivery queued behind a full log queue is written in the writer's first batch, not
+    /// after the thousands of log rows queued before it.
+    #[tokio::test(flavor = "current_thread")]
+    async fn deliveries_go_ahead_of_log_rows() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let db = Db::connect(&url, crate::config::Durability::Normal)
+            .await
+            .expect("open");
+        db.migrate().await.expect("migrate");
+        let (writer, task) = IngestWriter::spawn(
+            db.clone(),
+            Arc::new(Metrics::new()),
+            Arc::new(Signals::default()),
+        );
+        // On a current-thread runtime the writer cannot run until the delivery is awaited, so
+        // every log row is queued before it.
+        for n in 0..LOG_QUEUE {
+            writer.log(row(IngestKind::Rejected, n));
+        }
+        let outcome = writer.store(row(IngestKind::Accepted, 0)).await;
+        assert_eq!(outcome.expect("stored"), WriteOutcome::Stored);
+        drop(writer);
+        task.await.expect("writer ends");
+        // Rows are inserted in batch order (a batch's delivery before its log rows), so the
+        // delivery's place in insertion order is how many log rows were committed before it.
+        let Db::Sqlite { readers, .. } = &db else {
+            unreachable!("a SQLite store")
+        };
+        let outcomes: Vec<String> = sqlx::query_scalar("SELECT outcome FROM ingest ORDER BY rowid")
+            .fetch_all(readers)
+            .await
+            .expect("read");
+        assert_eq!(outcomes.len(), LOG_QUEUE + 1, "every log row is written");
+        assert_eq!(outcomes.iter().position(|o| o == "accepted"), Some(0));
+    }
+}
