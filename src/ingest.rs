@@ -217,7 +217,7 @@ mod tests {
     use bytes::Bytes;
 
     use super::*;
-    use crate::db::{IngestFilter, IngestKind};
+    use crate::db::IngestKind;
 
     fn row(kind: IngestKind, n: usize) -> NewIngest {
         NewIngest {
