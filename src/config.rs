@@ -84,9 +84,57 @@ pub enum Command {
     },
 }
 
+/// What `hookgate bench` measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Scenario {
+    /// Closed-loop throughput and latency against a baseline server.
+    #[default]
+    Load,
+    /// Paced normal deliveries, alone and then while `--slow-connections` clients trickle
+    /// headers or bodies a byte at a time.
+    Slowloris,
+    /// Paced deliveries on one connection, alone and then while another connection is flooded
+    /// at `--flood-factor` times its rate limit.
+    Fairness,
+}
+
 /// Options of `hookgate bench`.
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
+    /// load (closed-loop throughput), slowloris or fairness (paced deliveries under attack).
+    #[arg(long, value_enum, default_value_t = Scenario::Load)]
+    pub scenario: Scenario,
+    /// slowloris, fairness: normal deliveries per second (open loop, spread over `--senders`).
+    #[arg(long, default_value_t = 100.0)]
+    pub rate: f64,
+    /// slowloris, fairness: keep-alive connections carrying the paced normal deliveries.
+    #[arg(long, default_value_t = 4)]
+    pub senders: usize,
+    /// slowloris: attacker connections (half trickle headers, half trickle a body).
+    #[arg(long, default_value_t = 500)]
+    pub slow_connections: usize,
+    /// slowloris: the shortest pause between two trickled bytes, in ms (each attacker keeps
+    /// one pace between this and `--slow-max-ms`).
+    #[arg(long, default_value_t = 100)]
+    pub slow_min_ms: u64,
+    /// slowloris: the longest pause between two trickled bytes, in ms.
+    #[arg(long, default_value_t = 500)]
+    pub slow_max_ms: u64,
+    /// fairness: the per-connection rate limit of both connections (requests per second).
+    #[arg(long, default_value_t = 200)]
+    pub rate_limit: u32,
+    /// fairness: the flooded connection is offered this many times its rate limit.
+    #[arg(long, default_value_t = 10.0)]
+    pub flood_factor: f64,
+    /// fairness: client connections sending the flood.
+    #[arg(long, default_value_t = 32)]
+    pub flood_clients: usize,
+    /// slowloris, fairness: the gateway's `header_timeout_secs` (default: the gateway's own).
+    #[arg(long)]
+    pub header_timeout_secs: Option<u64>,
+    /// slowloris, fairness: the gateway's `body_timeout_secs` (default: the gateway's own).
+    #[arg(long)]
+    pub body_timeout_secs: Option<u64>,
     /// Concurrent keep-alive connections (each a closed loop: send, wait, send).
     #[arg(long, default_value_t = 64)]
     pub connections: usize,

@@ -8,13 +8,16 @@
 //! committed; if the commit fails every row of the batch gets an error and its request 503.
 //!
 //! On PostgreSQL several writers (see [`crate::db::Db::parallel_writers`]) take turns collecting
-//! a batch from the one queue, so one batch is gathered while others wait on their commit: the
+//! a batch from the queues, so one batch is gathered while others wait on their commit: the
 //! server overlaps their WAL flushes. Deduplication stays exact across them: a second insert of
 //! the same (connection, event id) waits for the first transaction and then does nothing, and
 //! each batch inserts in key order, so two batches never wait on each other in a cycle.
 //!
-//! Rejected requests are logged through the same writer without waiting (`log`): when the queue
-//! is full they are dropped and counted rather than slowing down or blocking real deliveries.
+//! Rejected requests are logged through the same writer without waiting (`log`), on a queue of
+//! their own: a batch takes every delivery waiting first and then at most [`MAX_LOG_ROWS`] log
+//! rows, so a flood of rejected requests (a connection hammered far past its rate limit) can
+//! neither queue ahead of real deliveries nor make their batches slow. When the log queue is
+//! full its rows are dropped and counted.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -28,7 +31,10 @@ use crate::pipeline::Signals;
 
 /// The most rows one transaction carries.
 pub const MAX_BATCH: usize = 512;
+/// The most rejected-request log rows one transaction carries.
+pub const MAX_LOG_ROWS: usize = 64;
 const QUEUE: usize = 16 * 1024;
+const LOG_QUEUE: usize = 4 * 1024;
 
 /// The store could not commit the row (the request must not get a 2xx).
 #[derive(Debug, Clone, Copy, thiserror::Error)]
@@ -37,7 +43,7 @@ pub struct StoreUnavailable;
 
 struct Job {
     row: NewIngest,
-    reply: Option<oneshot::Sender<Result<WriteOutcome, StoreUnavailable>>>,
+    reply: Reply,
 }
 
 /// Whether the last write succeeded (`/readyz` reports it).
@@ -61,6 +67,7 @@ impl StoreHealth {
 #[derive(Clone)]
 pub struct IngestWriter {
     tx: mpsc::Sender<Job>,
+    log_tx: mpsc::Sender<NewIngest>,
     health: Arc<StoreHealth>,
     metrics: Arc<Metrics>,
 }
@@ -73,7 +80,13 @@ impl IngestWriter {
         signals: Arc<Signals>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let (log_tx, log_rx) = mpsc::channel(LOG_QUEUE);
+        let queues = Arc::new(tokio::sync::Mutex::new(Queues {
+            rx,
+            log_rx,
+            deliveries_open: true,
+            log_open: true,
+        }));
         let health = Arc::new(StoreHealth::default());
         let writers = db.parallel_writers();
         let task = {
@@ -83,7 +96,7 @@ impl IngestWriter {
                 for _ in 0..writers {
                     set.spawn(run(
                         db.clone(),
-                        Arc::clone(&rx),
+                        Arc::clone(&queues),
                         Arc::clone(&health),
                         Arc::clone(&metrics),
                         Arc::clone(&signals),
@@ -95,6 +108,7 @@ impl IngestWriter {
         (
             IngestWriter {
                 tx,
+                log_tx,
                 health,
                 metrics,
             },
@@ -113,10 +127,7 @@ impl IngestWriter {
     pub async fn store(&self, row: NewIngest) -> Result<WriteOutcome, StoreUnavailable> {
         let (reply, answer) = oneshot::channel();
         self.tx
-            .send(Job {
-                row,
-                reply: Some(reply),
-            })
+            .send(Job { row, reply })
             .await
             .map_err(|_| StoreUnavailable)?;
         answer.await.map_err(|_| StoreUnavailable)?
@@ -124,46 +135,91 @@ impl IngestWriter {
 
     /// Queues a rejected request's log row without waiting; drops it if the queue is full.
     pub fn log(&self, row: NewIngest) {
-        if self.tx.try_send(Job { row, reply: None }).is_err() {
+        if self.log_tx.try_send(row).is_err() {
             self.metrics.ingest_log_dropped.inc();
         }
     }
 }
 
-/// Takes the next batch from the queue: waits for one job, then takes whatever else is queued,
-/// up to [`MAX_BATCH`]. `None` when every handle is dropped and the queue is empty.
+type Reply = oneshot::Sender<Result<WriteOutcome, StoreUnavailable>>;
+
+/// Adds a delivery to the batch, unless its handler stopped waiting: it answered 503 on its
+/// timeout, or the client went away, so the provider was told the delivery failed and storing
+/// it now would only turn the provider's retry into a duplicate.
+fn take(job: Job, rows: &mut Vec<NewIngest>, replies: &mut Vec<Option<Reply>>) {
+    if !job.reply.is_closed() {
+        rows.push(job.row);
+        replies.push(Some(job.reply));
+    }
+}
+
+/// The two queues the writers share, and whether each still has senders.
+struct Queues {
+    rx: mpsc::Receiver<Job>,
+    log_rx: mpsc::Receiver<NewIngest>,
+    deliveries_open: bool,
+    log_open: bool,
+}
+
+/// Collects the next batch: waits for a first row (a delivery if both queues have one), then
+/// takes every delivery waiting, then log rows up to their share. `false` once both queues are
+/// closed and empty. One writer collects at a time; the others are committing meanwhile.
 async fn collect(
-    rx: &tokio::sync::Mutex<mpsc::Receiver<Job>>,
+    queues: &tokio::sync::Mutex<Queues>,
     rows: &mut Vec<NewIngest>,
-    replies: &mut Vec<Option<oneshot::Sender<Result<WriteOutcome, StoreUnavailable>>>>,
-) -> Option<()> {
-    let mut rx = rx.lock().await;
-    let mut next = Some(rx.recv().await?);
-    while let Some(job) = next.take() {
-        // A handler that stopped waiting (it answered 503 on its timeout, or the client went
-        // away) has told the provider the delivery failed; storing it now would only turn the
-        // provider's retry into a duplicate, so it is not written.
-        if !job.reply.as_ref().is_some_and(oneshot::Sender::is_closed) {
-            rows.push(job.row);
-            replies.push(job.reply);
-        }
-        if rows.len() < MAX_BATCH {
-            next = rx.try_recv().ok();
+    replies: &mut Vec<Option<Reply>>,
+) -> bool {
+    let mut guard = queues.lock().await;
+    let q = &mut *guard;
+    let mut logged = 0;
+    if !(q.deliveries_open || q.log_open) {
+        return false;
+    }
+    tokio::select! {
+        biased;
+        job = q.rx.recv(), if q.deliveries_open => match job {
+            Some(job) => take(job, rows, replies),
+            None => q.deliveries_open = false,
+        },
+        row = q.log_rx.recv(), if q.log_open => match row {
+            Some(row) => {
+                rows.push(row);
+                replies.push(None);
+                logged += 1;
+            }
+            None => q.log_open = false,
+        },
+        else => return false,
+    }
+    while rows.len() < MAX_BATCH {
+        match q.rx.try_recv() {
+            Ok(job) => take(job, rows, replies),
+            Err(_) => break,
         }
     }
-    Some(())
+    while rows.len() < MAX_BATCH && logged < MAX_LOG_ROWS {
+        match q.log_rx.try_recv() {
+            Ok(row) => {
+                rows.push(row);
+                replies.push(None);
+                logged += 1;
+            }
+            Err(_) => break,
+        }
+    }
+    true
 }
 
 async fn run(
     db: Db,
-    rx: Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>,
+    queues: Arc<tokio::sync::Mutex<Queues>>,
     health: Arc<StoreHealth>,
     metrics: Arc<Metrics>,
     signals: Arc<Signals>,
 ) {
     let mut rows = Vec::with_capacity(MAX_BATCH);
     let mut replies = Vec::with_capacity(MAX_BATCH);
-    while collect(&rx, &mut rows, &mut replies).await.is_some() {
+    while collect(&queues, &mut rows, &mut replies).await {
         if rows.is_empty() {
             continue;
         }
@@ -194,5 +250,77 @@ async fn run(
             }
         }
         rows.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::db::IngestKind;
+
+    fn row(kind: IngestKind, n: usize) -> NewIngest {
+        NewIngest {
+            id: ulid::Ulid::new().to_string(),
+            kind,
+            received_at: crate::now_ms(),
+            connection_id: "c".into(),
+            provider: "stripe",
+            workspace: Some("default".into()),
+            http_status: if kind == IngestKind::Rejected {
+                429
+            } else {
+                200
+            },
+            event_id: (kind != IngestKind::Rejected).then(|| format!("evt_{n}")),
+            event_type: Some("invoice.paid".into()),
+            reason: (kind == IngestKind::Rejected).then(|| "rate_limited".into()),
+            client_addr: None,
+            path: "/integrations/stripe/webhook/c".into(),
+            headers: "[]".into(),
+            body: Bytes::from_static(b"{}"),
+            body_size: 2,
+            body_truncated: false,
+            read_us: None,
+            verify_us: None,
+        }
+    }
+
+    /// A delivery queued behind a full log queue is written in the writer's first batch, not
+    /// after the thousands of log rows queued before it.
+    #[tokio::test(flavor = "current_thread")]
+    async fn deliveries_go_ahead_of_log_rows() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let db = Db::connect(&url, crate::config::Durability::Normal)
+            .await
+            .expect("open");
+        db.migrate().await.expect("migrate");
+        let (writer, task) = IngestWriter::spawn(
+            db.clone(),
+            Arc::new(Metrics::new()),
+            Arc::new(Signals::default()),
+        );
+        // On a current-thread runtime the writer cannot run until the delivery is awaited, so
+        // every log row is queued before it.
+        for n in 0..LOG_QUEUE {
+            writer.log(row(IngestKind::Rejected, n));
+        }
+        let outcome = writer.store(row(IngestKind::Accepted, 0)).await;
+        assert_eq!(outcome.expect("stored"), WriteOutcome::Stored);
+        drop(writer);
+        task.await.expect("writer ends");
+        // Rows are inserted in batch order (a batch's delivery before its log rows), so the
+        // delivery's place in insertion order is how many log rows were committed before it.
+        let Db::Sqlite { readers, .. } = &db else {
+            unreachable!("a SQLite store")
+        };
+        let outcomes: Vec<String> = sqlx::query_scalar("SELECT outcome FROM ingest ORDER BY rowid")
+            .fetch_all(readers)
+            .await
+            .expect("read");
+        assert_eq!(outcomes.len(), LOG_QUEUE + 1, "every log row is written");
+        assert_eq!(outcomes.iter().position(|o| o == "accepted"), Some(0));
     }
 }

@@ -70,6 +70,21 @@ async fn run(mut cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Bench(args) if args.scenario != hookgate::config::Scenario::Load => {
+            let report = hookgate::bench::abuse::run(&args).await?;
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                hookgate::bench::abuse::print(&report);
+            }
+            if report.missing > 0 {
+                anyhow::bail!(
+                    "{} acknowledged deliveries are missing from the store",
+                    report.missing
+                );
+            }
+            Ok(())
+        }
         Command::Bench(args) => {
             let json = args.json;
             let report = hookgate::bench::run(args).await?;

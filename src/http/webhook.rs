@@ -300,7 +300,7 @@ fn content_length(headers: &HeaderMap) -> Option<usize> {
 
 /// Reads the body up to `limit` bytes: a declared length over the limit is refused before reading,
 /// and a chunked body is cut off as soon as it passes the limit, so nothing unbounded is buffered.
-async fn read_body(
+pub(crate) async fn read_body(
     body: Body,
     headers: &HeaderMap,
     limit: usize,

@@ -2,6 +2,7 @@
 //! Scenarios that touch a store run on SQLite and, with `HOOKGATE_TEST_POSTGRES_URL`, again on
 //! PostgreSQL (see `support::backend_tests!`).
 
+mod abuse;
 mod admin;
 mod bad_input;
 mod bench_smoke;

@@ -29,6 +29,8 @@ use serde::Serialize;
 use crate::config::BenchArgs;
 use crate::db::Db;
 
+pub mod abuse;
+
 const SECRET_STRIPE: &str = "whsec_bench_signing_secret";
 const SECRET_CLERK: &str = "whsec_YmVuY2gtc3ZpeC1zaWduaW5nLWtleQ==";
 const CONNECTION: &str = "bench";
@@ -96,7 +98,7 @@ impl ServerProcess {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("listen=").nth(1) {
                     let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_owned());
-                } else if line.contains("ERROR") || line.contains("hookgate:") {
+                } else if line.contains("ERROR") || line.starts_with("hookgate:") {
                     eprintln!("server: {line}");
                 }
             }
@@ -167,15 +169,24 @@ fn which(program: &str) -> bool {
 /// Builds unique, signed requests of one provider's shape.
 struct Generator {
     provider: ProviderId,
+    /// The connection id the requests are sent to.
+    connection: String,
     run: String,
     padding: String,
 }
 
 impl Generator {
     fn new(provider: ProviderId, body_bytes: usize) -> Self {
-        let run = ulid::Ulid::new().to_string().to_lowercase()[..10].to_owned();
+        Self::for_connection(provider, body_bytes, CONNECTION)
+    }
+
+    fn for_connection(provider: ProviderId, body_bytes: usize, connection: &str) -> Self {
+        // The random half of a ULID: two generators made in the same millisecond (the fairness
+        // scenario's victim and flood) still get different event ids.
+        let run = ulid::Ulid::new().to_string().to_lowercase()[16..].to_owned();
         let mut g = Generator {
             provider,
+            connection: connection.to_owned(),
             run,
             padding: String::new(),
         };
@@ -209,6 +220,14 @@ impl Generator {
         }
     }
 
+    /// The receive path of the generator's connection.
+    fn path(&self) -> String {
+        format!(
+            "/integrations/{}/webhook/{}",
+            self.provider, self.connection
+        )
+    }
+
     fn secret(&self) -> &'static str {
         match self.provider {
             ProviderId::Clerk => SECRET_CLERK,
@@ -233,12 +252,9 @@ impl Generator {
             self.provider
                 .adapter()
                 .sign(body.as_bytes(), &Secret::new(self.secret()), &options)?;
-        let mut builder = hyper::Request::post(format!(
-            "/integrations/{}/webhook/{CONNECTION}",
-            self.provider
-        ))
-        .header(http::header::HOST, authority)
-        .header(http::header::CONTENT_TYPE, "application/json");
+        let mut builder = hyper::Request::post(self.path())
+            .header(http::header::HOST, authority)
+            .header(http::header::CONTENT_TYPE, "application/json");
         for (name, value) in signed.headers {
             builder = builder.header(name, value);
         }
@@ -414,6 +430,18 @@ async fn fresh_store(
     Ok((url, db, Some((args.store.clone(), schema))))
 }
 
+/// Drops the PostgreSQL schema `fresh_store` made (nothing to do for SQLite: the temporary
+/// directory goes with it).
+async fn drop_store(cleanup: Option<(String, String)>) {
+    if let Some((server, schema)) = cleanup {
+        if let Ok(admin) = sqlx::PgPool::connect(&server).await {
+            let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+                .execute(&admin)
+                .await;
+        }
+    }
+}
+
 /// Runs the benchmark and prints the report.
 ///
 /// # Errors
@@ -527,13 +555,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
     let fires = u64::try_from(db.fire_count().await?).unwrap_or(0);
     drop(gateway);
     db.close().await;
-    if let Some((server, schema)) = cleanup {
-        if let Ok(admin) = sqlx::PgPool::connect(&server).await {
-            let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-                .execute(&admin)
-                .await;
-        }
-    }
+    drop_store(cleanup).await;
     let ratio = baseline
         .as_ref()
         .map(|b| result.requests_per_sec / b.requests_per_sec.max(1e-9));
@@ -731,13 +753,7 @@ pub async fn query_test(args: &BenchArgs, rows: u64) -> anyhow::Result<Vec<Query
     }
     drop(gateway);
     db.close().await;
-    if let Some((server, schema)) = cleanup {
-        if let Ok(admin) = sqlx::PgPool::connect(&server).await {
-            let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
-                .execute(&admin)
-                .await;
-        }
-    }
+    drop_store(cleanup).await;
     Ok(timings)
 }
 
