@@ -18,7 +18,8 @@
 //! (`cargo run --example seeds`).
 
 use hookgate_providers::{
-    AuthMode, NormalizeContext, ProviderId, Request, Secret, Verified, VerifyOptions,
+    AuthMode, EventMeta, IdentifyError, NormalizeContext, NormalizeError, NormalizedEvent,
+    ProviderId, Request, Secret, Verified, VerifyOptions,
 };
 use http::{HeaderMap, HeaderName, HeaderValue};
 
@@ -214,32 +215,77 @@ pub fn provider(provider: ProviderId, data: &[u8]) {
 
     let verified = Verified::from_store(provider, &input.headers, input.body);
     let identified = adapter.identify(&verified);
-    match &identified {
-        Ok(meta) => assert!(!meta.event_id.is_empty(), "identify gave an empty event id"),
-        Err(error) => {
-            let _ = (error.to_string(), error.code());
-        }
+    if let Err(error) = &identified {
+        let _ = (error.to_string(), error.code());
     }
     let context = NormalizeContext {
         email_path: input.email_path.as_deref(),
     };
-    match adapter.normalize(&verified, &context) {
-        Ok(events) => {
-            assert!(
-                identified.is_ok(),
-                "normalize accepted a body identify rejects"
-            );
-            for event in &events {
-                assert!(
-                    !event.event_id.is_empty(),
-                    "normalize gave an empty event id"
-                );
-            }
-        }
-        Err(error) => {
-            let _ = error.to_string();
-        }
+    let normalized = adapter.normalize(&verified, &context);
+    if let Err(error) = &normalized {
+        let _ = error.to_string();
     }
+    check_agreement(provider, &identified, &normalized);
+}
+
+/// What `identify` and `normalize` must agree on, whatever the body: normalize starts from
+/// identify, maps exactly the events identify calls mapped, and (except for Brevo batches, whose
+/// elements carry their own keys) reports the same event id and type as the ingest log.
+pub fn check_agreement(
+    provider: ProviderId,
+    identified: &Result<EventMeta, IdentifyError>,
+    normalized: &Result<Vec<NormalizedEvent>, NormalizeError>,
+) {
+    let meta = match (identified, normalized) {
+        (Err(_), Ok(_)) => panic!("{provider}: normalize accepted a body identify rejects"),
+        (Err(_), Err(_)) => return,
+        (Ok(meta), _) => meta,
+    };
+    assert!(
+        !meta.event_id.is_empty(),
+        "{provider}: identify gave an empty event id"
+    );
+    let events = match normalized {
+        Ok(events) => events,
+        Err(NormalizeError::Unsupported(event_type)) => {
+            assert!(
+                !meta.mapped || is_batch(provider, meta),
+                "{provider}: a mapped event is unsupported"
+            );
+            assert_eq!(
+                event_type, &meta.event_type,
+                "{provider}: unsupported type differs"
+            );
+            return;
+        }
+        Err(_) => return,
+    };
+    assert!(
+        meta.mapped,
+        "{provider}: normalize accepted an unmapped event"
+    );
+    assert!(!events.is_empty(), "{provider}: normalize gave no event");
+    for event in events {
+        assert!(
+            !event.event_id.is_empty(),
+            "{provider}: normalize gave an empty event id"
+        );
+    }
+    if !is_batch(provider, meta) {
+        assert_eq!(events.len(), 1, "{provider}: one delivery, several events");
+        assert_eq!(
+            events[0].event_id, meta.event_id,
+            "{provider}: event ids differ"
+        );
+        assert_eq!(
+            events[0].event_type, meta.event_type,
+            "{provider}: event types differ"
+        );
+    }
+}
+
+fn is_batch(provider: ProviderId, meta: &EventMeta) -> bool {
+    provider == ProviderId::Brevo && meta.event_type == hookgate_providers::brevo::BATCH_TYPE
 }
 
 /// A `t=..,v1=..` header value (Stripe-Signature, WorkOS-Signature): the parser on its own, then
