@@ -18,8 +18,8 @@
 //! (`cargo run --example seeds`).
 
 use hookgate_providers::{
-    AuthMode, EventMeta, IdentifyError, NormalizeContext, NormalizeError, NormalizedEvent,
-    ProviderId, Request, Secret, Verified, VerifyOptions,
+    AuthKind, AuthMode, EventMeta, IdentifyError, NormalizeContext, NormalizeError,
+    NormalizedEvent, ProviderId, Request, Secret, SignOptions, Verified, VerifyOptions,
 };
 use http::{HeaderMap, HeaderName, HeaderValue};
 
@@ -198,10 +198,7 @@ pub fn provider(provider: ProviderId, data: &[u8]) {
         body: input.body,
         query: input.query.as_deref(),
     };
-    let shared = matches!(
-        adapter.auth_kind(),
-        hookgate_providers::AuthKind::SharedSecret
-    );
+    let shared = matches!(adapter.auth_kind(), AuthKind::SharedSecret);
     let options = VerifyOptions {
         now_ms: input.now_ms,
         tolerance_secs: input.tolerance_secs,
@@ -212,6 +209,8 @@ pub fn provider(provider: ProviderId, data: &[u8]) {
         // Messages and codes are built for every rejection; they must not panic either.
         let _ = (error.to_string(), error.code());
     }
+
+    sign_round_trip(provider, &input);
 
     let verified = Verified::from_store(provider, &input.headers, input.body);
     let identified = adapter.identify(&verified);
@@ -226,6 +225,43 @@ pub fn provider(provider: ProviderId, data: &[u8]) {
         let _ = error.to_string();
     }
     check_agreement(provider, &identified, &normalized);
+}
+
+/// Whatever the body, what the adapter's `sign` produces must be sendable and must verify.
+fn sign_round_trip(provider: ProviderId, input: &Input<'_>) {
+    let adapter = provider.adapter();
+    let shared = matches!(adapter.auth_kind(), AuthKind::SharedSecret);
+    let options = SignOptions {
+        now_ms: NOW_MS,
+        delivery_id: None,
+        event_type: Some("customers/create".to_owned()),
+        auth: shared.then(|| input.auth.clone()),
+    };
+    let secret = secret(provider);
+    let signed = match adapter.sign(input.body, &secret, &options) {
+        Ok(signed) => signed,
+        Err(error) => panic!("{provider}: cannot sign with a valid secret: {error}"),
+    };
+    let mut headers = HeaderMap::new();
+    for (name, value) in signed.headers {
+        let Ok(value) = HeaderValue::from_str(&value) else {
+            panic!("{provider}: sign made a header value http refuses: {value:?}");
+        };
+        headers.append(name, value);
+    }
+    let request = Request {
+        headers: &headers,
+        body: input.body,
+        query: signed.query.as_deref(),
+    };
+    let verify = VerifyOptions {
+        now_ms: NOW_MS,
+        tolerance_secs: None,
+        auth: options.auth.as_ref(),
+    };
+    if let Err(error) = adapter.verify(&request, &[secret], &verify) {
+        panic!("{provider}: a signed request does not verify: {error}");
+    }
 }
 
 /// What `identify` and `normalize` must agree on, whatever the body: normalize starts from
