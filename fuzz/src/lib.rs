@@ -2,8 +2,9 @@
 //! run must hold besides "no panic".
 //!
 //! Provider input layout: `<options><header lines>\0<body>`.
-//! Without a NUL byte after the first the whole input is the body, sent with no headers and default options, so a
-//! provider's fixtures (`fixtures/<provider>/*.json`) are valid seeds exactly as they are.
+//! Without a NUL byte after the first byte, the whole input is the body, sent with no headers
+//! and default options, so a provider's fixtures (`fixtures/<provider>/*.json`) are valid seeds
+//! exactly as they are.
 //!
 //! - `<options>` is one byte: bits 0–1 choose the shared-secret `auth` mode (bearer, basic,
 //!   `header:x-webhook-secret`, `query:token`), bits 2–3 the tolerance (provider default, 1 s,
