@@ -553,6 +553,16 @@ impl Config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
+        Self::from_file(file, cli, args)
+    }
+
+    /// The second half of [`Config::load`]: layers the flags and environment over a parsed file
+    /// and validates the result. It reads no file and opens no database, so it can run on any
+    /// input (the `config_file` fuzz target does).
+    ///
+    /// # Errors
+    /// A message naming the key or variable to fix.
+    pub fn from_file(file: FileConfig, cli: &Cli, args: &ServeArgs) -> anyhow::Result<Self> {
         let database_url = cli
             .database_url
             .clone()
@@ -668,9 +678,16 @@ fn positive(key: &str, value: Option<u64>, default: u64) -> anyhow::Result<u64> 
 pub fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
+    parse_file_config(&text).with_context(|| format!("config file {}", path.display()))
+}
+
+/// Parses the text of a config file, expanding `${VAR}` first.
+///
+/// # Errors
+/// A variable is unset, a `${` is unterminated, or a key is unknown or mistyped.
+pub fn parse_file_config(text: &str) -> anyhow::Result<FileConfig> {
     let mut substituted = Vec::new();
-    let expanded = expand_env_tracked(&text, &mut substituted)
-        .with_context(|| format!("config file {}", path.display()))?;
+    let expanded = expand_env_tracked(text, &mut substituted)?;
     toml::from_str(&expanded).map_err(|e| {
         // toml's message quotes the offending line and value, which after expansion can be a
         // secret taken from the environment: show the `${NAME}` that was written instead.
@@ -680,7 +697,7 @@ pub fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
                 message = message.replace(value.as_str(), &format!("${{{name}}}"));
             }
         }
-        anyhow::anyhow!("config file {}: {message}", path.display())
+        anyhow::anyhow!("{message}")
     })
 }
 

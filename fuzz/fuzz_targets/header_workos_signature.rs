@@ -1,0 +1,9 @@
+//! The `WorkOS-Signature` header: `timestamped_hmac::parse_value` and WorkOS's `verify`
+//! (millisecond timestamps, `", "` separators).
+
+#![no_main]
+
+use hookgate_providers::ProviderId;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| hookgate_fuzz::timestamped_header(ProviderId::Workos, data));

@@ -1,0 +1,9 @@
+//! `verify`, `identify` and `normalize` of the Brevo adapter on arbitrary requests; see
+//! `hookgate_fuzz::provider` for the input layout.
+
+#![no_main]
+
+use hookgate_providers::ProviderId;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| hookgate_fuzz::provider(ProviderId::Brevo, data));
