@@ -476,6 +476,28 @@ impl Db {
         }
     }
 
+    /// How many pipeline workers a process runs. On SQLite every apply goes through the one
+    /// writer connection, so a second worker would only queue behind the first. On PostgreSQL
+    /// one worker normalizes (CPU in this process) while another's batch is being claimed or
+    /// applied (round trips and the server's work); applies still take turns on the advisory
+    /// lock, so fire order stays exact.
+    pub fn pipeline_workers(&self) -> usize {
+        match self {
+            Db::Sqlite { .. } => 1,
+            Db::Postgres(_) => 2,
+        }
+    }
+
+    /// Events a pipeline worker claims and applies at a time. On SQLite the apply transaction
+    /// holds the one writer connection, so every delivery waiting to be stored waits for it too:
+    /// smaller batches keep that wait short, at the cost of more commits.
+    pub fn pipeline_batch(&self) -> i64 {
+        match self {
+            Db::Sqlite { .. } => 128,
+            Db::Postgres(_) => crate::pipeline::BATCH,
+        }
+    }
+
     /// Refreshes the query planner's statistics (after a bulk load, as the benchmark's seeding;
     /// PostgreSQL's autovacuum does this by itself in normal running).
     pub async fn analyze(&self) -> Result<(), sqlx::Error> {

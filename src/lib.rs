@@ -161,12 +161,14 @@ impl Gateway {
         };
         let mut workers = Vec::new();
         if run_workers {
-            let worker = format!("{}-{}", std::process::id(), ulid::Ulid::new());
-            workers.push(tokio::spawn(pipeline::run(
-                Arc::downgrade(&state.inner),
-                Arc::clone(&state.signals),
-                worker,
-            )));
+            for _ in 0..state.inner.db.pipeline_workers() {
+                let worker = format!("{}-{}", std::process::id(), ulid::Ulid::new());
+                workers.push(tokio::spawn(pipeline::run(
+                    Arc::downgrade(&state.inner),
+                    Arc::clone(&state.signals),
+                    worker,
+                )));
+            }
         }
         let weak = Arc::downgrade(&state.inner);
         let refresh_task = tokio::spawn(async move {

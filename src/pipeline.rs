@@ -29,7 +29,8 @@ use crate::Inner;
 
 /// How long a claim holds before another worker may take the event over.
 pub const LEASE_MS: i64 = 15_000;
-/// Events claimed (and applied in one transaction) at a time.
+/// Events claimed (and applied in one transaction) at a time, at most; see
+/// [`crate::db::Db::pipeline_batch`].
 pub const BATCH: i64 = 256;
 /// Attempts after which a failing event stays `failed` until an operator replays it.
 pub const MAX_ATTEMPTS: i32 = 8;
@@ -243,7 +244,8 @@ pub async fn run(state: Weak<Inner>, signals: Arc<Signals>, worker: String) {
         }
         let Some(inner) = state.upgrade() else { break };
         let now = crate::now_ms();
-        let claimed = match inner.db.claim_events(&worker, now, LEASE_MS, BATCH).await {
+        let batch = inner.db.pipeline_batch();
+        let claimed = match inner.db.claim_events(&worker, now, LEASE_MS, batch).await {
             Ok(claimed) => claimed,
             Err(error) => {
                 tracing::warn!(error = %error, "could not claim events; retrying");
@@ -260,7 +262,7 @@ pub async fn run(state: Weak<Inner>, signals: Arc<Signals>, worker: String) {
             }
             continue;
         }
-        let full = claimed.len() as i64 >= BATCH;
+        let full = claimed.len() as i64 >= batch;
         let plans: Vec<EventPlan> = claimed
             .iter()
             .map(|e| plan_with(&inner, e, Some(worker.clone()), now))

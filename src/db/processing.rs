@@ -14,7 +14,12 @@ macro_rules! processing_queries {
         use crate::db::{Applied, EventPlan, FireFilter, Plan};
 
         /// Claims up to `limit` events that are due: pending, or failed with a retry due, and not
-        /// leased by a live worker. Each claim counts as an attempt.
+        /// leased by a live worker (up to `limit` of each). Each claim counts as an attempt.
+        ///
+        /// The two kinds are separate index range scans on `(status, id)`, each already in id
+        /// order: a single `status = 'pending' OR status = 'failed'` condition made PostgreSQL
+        /// collect and sort every pending row at every claim, so the claim slowed down as the
+        /// backlog grew, and the backlog grew faster (233 000 pending, 1 600 events/s).
         pub(crate) async fn claim_events(
             pool: &Pool,
             worker: &str,
@@ -23,10 +28,14 @@ macro_rules! processing_queries {
             limit: i64,
         ) -> Result<Vec<ClaimedEvent>, sqlx::Error> {
             let sql = format!(
-                "UPDATE ingest SET claimed_by = $1, claimed_until = $2, attempts = attempts + 1 \
-                 WHERE id IN (SELECT id FROM ingest WHERE (status = 'pending' OR (status = 'failed' AND next_attempt_at <= $3)) \
-                 AND (claimed_until IS NULL OR claimed_until < $3) ORDER BY id LIMIT $4{}) RETURNING id",
-                $skip_locked
+                "UPDATE ingest SET claimed_by = $1, claimed_until = $2, attempts = attempts + 1 WHERE id IN (\
+                 SELECT id FROM (SELECT id FROM ingest WHERE status = 'pending' \
+                 AND (claimed_until IS NULL OR claimed_until < $3) ORDER BY id LIMIT $4{skip}) AS due_pending \
+                 UNION ALL \
+                 SELECT id FROM (SELECT id FROM ingest WHERE status = 'failed' AND next_attempt_at <= $3 \
+                 AND (claimed_until IS NULL OR claimed_until < $3) ORDER BY id LIMIT $4{skip}) AS due_retries\
+                 ) RETURNING id",
+                skip = $skip_locked
             );
             let ids: Vec<String> = sqlx::query_scalar(&sql)
                 .bind(worker)
