@@ -18,7 +18,9 @@ pub fn serve(dir: &std::path::Path, db: &str, extra: &[&str]) -> Server {
     let config = dir.join("hookgate.toml");
     std::fs::write(
         &config,
-        format!("listen = \"127.0.0.1:0\"\nadmin_token = \"{ADMIN}\"\n[[connections]]\nid = \"stripe\"\nprovider = \"stripe\"\nsecrets = [\"{SECRET}\"]\n"),
+        // These tests are about crashes and processes, not rate limits: a release build under
+        // the crash loop's load passes the default 1 000 requests/s per connection.
+        format!("listen = \"127.0.0.1:0\"\nadmin_token = \"{ADMIN}\"\nrate_limit_per_sec = 1000000\nrate_limit_burst = 1000000\n[[connections]]\nid = \"stripe\"\nprovider = \"stripe\"\nsecrets = [\"{SECRET}\"]\n"),
     )
     .expect("config");
     let mut cmd = hookgate(dir, db);
