@@ -51,6 +51,10 @@ pub struct Live {
     /// Empty means every address is allowed.
     pub allow: Vec<IpNet>,
     limiter: DefaultDirectRateLimiter,
+    /// How many of the requests refused by `limiter` are written to the ingest log: as many
+    /// per second as the connection may deliver. A flood at many times the limit would
+    /// otherwise turn every refusal into a write competing with real deliveries.
+    log_limiter: DefaultDirectRateLimiter,
 }
 
 impl Live {
@@ -75,6 +79,7 @@ impl Live {
             spec,
             allow,
             limiter: RateLimiter::direct(quota),
+            log_limiter: RateLimiter::direct(quota),
         }
     }
 
@@ -95,6 +100,12 @@ impl Live {
             ));
             wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
         })
+    }
+
+    /// Whether a request refused for the rate limit is still within the budget of refusals
+    /// written to the ingest log (the rest are only counted).
+    pub fn log_refusal(&self) -> bool {
+        self.log_limiter.check().is_ok()
     }
 }
 

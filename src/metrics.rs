@@ -98,7 +98,7 @@ impl Metrics {
         let ingest_log_dropped = Counter::default();
         registry.register(
             "ingest_log_dropped",
-            "Rejected-request log rows dropped because the writer queue was full",
+            "Rejected-request log rows not written: the log queue was full, or a connection's refusals passed its rate again",
             ingest_log_dropped.clone(),
         );
         let processed = Family::<StatusLabels, Counter>::default();

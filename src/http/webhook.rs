@@ -29,6 +29,9 @@ use crate::AppState;
 
 /// How much of a rejected request's body the ingest log keeps.
 pub const REJECT_BODY_PREFIX: usize = 4096;
+/// The largest body a rate-limited request may declare and still have its connection kept open
+/// (the body is read and discarded; most webhook bodies are a few KiB).
+const RATE_LIMITED_DRAIN_BYTES: usize = 64 * 1024;
 /// How long a handler waits for its batch to commit before answering 503.
 const STORE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Headers whose values carry secrets (plus a connection's own `header:<Name>`).
@@ -196,7 +199,36 @@ pub async fn receive(
         return d.reject(AppError::IpNotAllowed, None);
     }
     if let Err(retry_after_secs) = live.take() {
-        return d.reject(AppError::RateLimited { retry_after_secs }, None);
+        // A small declared body is read so that the client's keep-alive connection stays open
+        // for its retry: a provider (or a flood) refused past its limit would otherwise open a
+        // new TCP connection for every request. Anything larger, or without a length, is not
+        // read and the connection is closed.
+        let drained = if content_length(&headers).is_some_and(|n| n <= RATE_LIMITED_DRAIN_BYTES) {
+            read_body(
+                body,
+                &headers,
+                RATE_LIMITED_DRAIN_BYTES,
+                state.config.body_timeout_secs,
+            )
+            .await
+            .ok()
+        } else {
+            None
+        };
+        if live.log_refusal() {
+            return d.reject(AppError::RateLimited { retry_after_secs }, drained.as_ref());
+        }
+        // Past the log budget (the connection's own rate again): refused, counted, not logged.
+        d.count("rejected", 429);
+        d.state.metrics.ingest_log_dropped.inc();
+        let mut response = AppError::RateLimited { retry_after_secs }.into_response();
+        if drained.is_none() {
+            response.headers_mut().insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("close"),
+            );
+        }
+        return response;
     }
     let body = match read_body(
         body,
