@@ -336,6 +336,19 @@ async fn status_table(backend: Backend) {
             (1..=2).contains(&retry_after),
             "{p}: Retry-After {retry_after}"
         );
+        // The small body was read, so the connection stays open for the retry.
+        assert!(
+            throttled.headers.get("connection").is_none(),
+            "{p}: {:?}",
+            throttled.headers
+        );
+        // A burst of refusals: all 429, but only the first (the connection's rate again) is
+        // written to the ingest log; the others are counted.
+        for _ in 0..5 {
+            app.deliver(p, &limited, &body, k.secret, (k.options)())
+                .await
+                .assert_error(429, "rate_limited");
+        }
     }
 
     // Unknown provider: 404.
@@ -365,7 +378,7 @@ async fn status_table(backend: Backend) {
                 .iter()
                 .filter(|i| i["reason"] == "rate_limited")
                 .count()
-                == ProviderId::ALL.len()
+                >= ProviderId::ALL.len()
         })
         .await;
     for p in ProviderId::ALL {
@@ -404,6 +417,16 @@ async fn status_table(backend: Backend) {
         }
     }
 
+    // Refusals past the log budget were counted, not logged: at most a refill or two of the
+    // 1/s budget per provider during its burst of six, not six rows each.
+    for p in ProviderId::ALL {
+        let logged = items
+            .iter()
+            .filter(|i| i["provider"] == p.as_str() && i["reason"] == "rate_limited")
+            .count();
+        assert!((1..=3).contains(&logged), "{p}: {logged} rate_limited rows");
+    }
+
     // Metrics reflect the traffic.
     let metrics = app
         .client
@@ -419,6 +442,15 @@ async fn status_table(backend: Backend) {
             r#"hookgate_webhook_requests_total{provider="stripe",outcome="accepted",status="200"}"#
         ),
         "{metrics}"
+    );
+    let dropped: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("hookgate_ingest_log_dropped_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0);
+    assert!(
+        dropped >= 8.0,
+        "refusals counted, not logged: {dropped}\n{metrics}"
     );
     assert!(
         metrics.contains(
