@@ -36,7 +36,12 @@ fn event(n: usize, tag: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-async fn post(client: &reqwest::Client, url: &str, body: Vec<u8>) -> u16 {
+/// A request delivering `body` as a Stripe event signed now with [`SECRET`].
+pub fn signed_stripe(
+    client: &reqwest::Client,
+    url: &str,
+    body: Vec<u8>,
+) -> reqwest::RequestBuilder {
     let signed = ProviderId::Stripe
         .adapter()
         .sign(
@@ -53,6 +58,10 @@ async fn post(client: &reqwest::Client, url: &str, body: Vec<u8>) -> u16 {
         request = request.header(name, value);
     }
     request
+}
+
+async fn post(client: &reqwest::Client, url: &str, body: Vec<u8>) -> u16 {
+    signed_stripe(client, url, body)
         .send()
         .await
         .map(|r| r.status().as_u16())

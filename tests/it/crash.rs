@@ -13,14 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hookgate::db::Db;
-use hookgate::providers::{ProviderId, Secret, SignOptions};
 use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 use serde_json::{json, Value};
 
 use crate::backend_tests;
 use crate::cli::Server;
-use crate::cluster::{fires, serve, SECRET};
+use crate::cluster::{fires, serve, signed_stripe};
 use crate::support::{Backend, TestStore};
 
 /// Concurrent keep-alive clients, each with its own connection.
@@ -53,23 +52,7 @@ fn event(n: usize) -> Vec<u8> {
 
 /// Posts event `n`, signed now. `None` when no answer came back (the gateway died).
 async fn post(client: &reqwest::Client, url: &str, n: usize) -> Option<(u16, String)> {
-    let body = event(n);
-    let signed = ProviderId::Stripe
-        .adapter()
-        .sign(
-            &body,
-            &Secret::new(SECRET),
-            &SignOptions {
-                now_ms: hookgate::now_ms(),
-                ..SignOptions::default()
-            },
-        )
-        .expect("sign");
-    let mut request = client.post(url).body(body);
-    for (name, value) in signed.headers {
-        request = request.header(name, value);
-    }
-    let response = request.send().await.ok()?;
+    let response = signed_stripe(client, url, event(n)).send().await.ok()?;
     let status = response.status().as_u16();
     let text = response.text().await.ok()?;
     let outcome = serde_json::from_str::<Value>(&text)
