@@ -35,7 +35,9 @@ use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use super::{drop_store, fresh_store, new_histogram, pinned, Generator, ServerProcess, CONNECTION};
+use super::{
+    drop_store, fresh_store, gateway_command, new_histogram, Generator, ServerProcess, CONNECTION,
+};
 use crate::config::{BenchArgs, Scenario, DEFAULT_BODY_TIMEOUT_SECS, DEFAULT_HEADER_TIMEOUT_SECS};
 
 /// The connection the fairness scenario floods.
@@ -522,19 +524,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<ScenarioReport> {
     }
     let config = dir.path().join("bench.toml");
     std::fs::write(&config, toml)?;
-    let mut cmd = pinned(&args.server_cpu, &exe);
-    cmd.arg("--config")
-        .arg(&config)
-        .arg("--database-url")
-        .arg(&url)
-        .arg("serve")
-        .arg("--durability")
-        .arg(&args.durability);
-    if args.no_workers {
-        cmd.arg("--no-workers");
-    }
-    cmd.env("RUST_LOG", "warn,hookgate=info");
-    let gateway = ServerProcess::spawn(cmd)?;
+    let gateway = ServerProcess::spawn(gateway_command(args, &exe, &config, &url))?;
     let addr = gateway.addr;
 
     eprintln!(

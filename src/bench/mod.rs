@@ -147,6 +147,28 @@ impl Drop for ServerProcess {
     }
 }
 
+/// `hookgate serve` on `config` and the store at `url`, pinned like every server of the run,
+/// with the store's durability and, unless asked otherwise, its normalization workers.
+pub(crate) fn gateway_command(
+    args: &BenchArgs,
+    exe: &std::path::Path,
+    config: &std::path::Path,
+    url: &str,
+) -> Command {
+    let mut cmd = pinned(&args.server_cpu, exe);
+    cmd.arg("--config")
+        .arg(config)
+        .arg("--database-url")
+        .arg(url)
+        .arg("serve")
+        .arg("--durability")
+        .arg(&args.durability);
+    if args.no_workers {
+        cmd.arg("--no-workers");
+    }
+    cmd.env("RUST_LOG", "warn,hookgate=info");
+    cmd
+}
 fn pinned(cpu: &str, program: &std::path::Path) -> Command {
     if cpu != "none" && which("taskset") {
         let mut cmd = Command::new("taskset");
@@ -481,18 +503,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
             gen.secret()
         ),
     )?;
-    let mut cmd = pinned(&args.server_cpu, &exe);
-    cmd.arg("--config")
-        .arg(&config)
-        .arg("--database-url")
-        .arg(&url)
-        .arg("serve")
-        .arg("--durability")
-        .arg(&args.durability);
-    if args.no_workers {
-        cmd.arg("--no-workers");
-    }
-    cmd.env("RUST_LOG", "warn,hookgate=info");
+    let cmd = gateway_command(&args, &exe, &config, &url);
     eprintln!(
         "bench: hookgate on {} ({} durability)…",
         if cleanup.is_some() {
@@ -696,14 +707,11 @@ pub async fn query_test(args: &BenchArgs, rows: u64) -> anyhow::Result<Vec<Query
         &config,
         "listen = \"127.0.0.1:0\"\nadmin_token = \"bench-admin-token-0123456789\"\n",
     )?;
-    let mut cmd = pinned(&args.server_cpu, &exe);
-    cmd.arg("--config")
-        .arg(&config)
-        .arg("--database-url")
-        .arg(&url)
-        .arg("serve")
-        .arg("--no-workers");
-    cmd.env("RUST_LOG", "warn,hookgate=info");
+    let mut cmd = gateway_command(args, &exe, &config, &url);
+    if !args.no_workers {
+        // The seeded rows are not real events; nothing should process them.
+        cmd.arg("--no-workers");
+    }
     let gateway = ServerProcess::spawn(cmd)?;
     let client = reqwest::Client::new();
     let queries = [
