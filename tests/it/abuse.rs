@@ -4,7 +4,6 @@
 //! normal delivery answered 2xx and stored, the attackers cut off, the flood limited); the
 //! latency figures belong to the benchmark (README "Performance").
 
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -13,36 +12,20 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use crate::support::{Backend, TestApp};
 
 fn run_scenario(store: &str, args: &[&str]) -> Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_hookgate"))
-        .arg("bench")
-        .args(args)
-        .args([
-            "--duration",
-            "2",
-            "--warmup",
-            "0.5",
-            "--rate",
-            "50",
-            "--senders",
-            "2",
-            "--server-cpu",
-            "none",
-            "--json",
-            "--store",
-            store,
-        ])
-        .env_remove("HOOKGATE_DATABASE_URL")
-        .env_remove("HOOKGATE_CONFIG")
-        .output()
-        .expect("run hookgate bench");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "bench failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_str(&stdout)
-        .unwrap_or_else(|e| panic!("bench printed no JSON report ({e}): {stdout}"))
+    let mut all = args.to_vec();
+    all.extend([
+        "--duration",
+        "2",
+        "--warmup",
+        "0.5",
+        "--rate",
+        "50",
+        "--senders",
+        "2",
+        "--store",
+        store,
+    ]);
+    crate::bench_smoke::bench_json(&all)
 }
 
 /// Every normal delivery of both phases got a 2xx and is in the store.

@@ -7,27 +7,12 @@ use serde_json::Value;
 
 use crate::support::Backend;
 
-fn run_bench(store: &str, provider: &str) -> Value {
+/// Runs `hookgate bench <args> --server-cpu none --json` and returns its JSON report.
+pub fn bench_json(args: &[&str]) -> Value {
     let out = Command::new(env!("CARGO_BIN_EXE_hookgate"))
-        .args([
-            "bench",
-            "--duration",
-            "2",
-            "--warmup",
-            "0.5",
-            "--connections",
-            "8",
-            "--no-baseline",
-        ])
-        .args([
-            "--server-cpu",
-            "none",
-            "--json",
-            "--provider",
-            provider,
-            "--store",
-            store,
-        ])
+        .arg("bench")
+        .args(args)
+        .args(["--server-cpu", "none", "--json"])
         .env_remove("HOOKGATE_DATABASE_URL")
         .env_remove("HOOKGATE_CONFIG")
         .output()
@@ -40,6 +25,22 @@ fn run_bench(store: &str, provider: &str) -> Value {
     );
     serde_json::from_str(&stdout)
         .unwrap_or_else(|e| panic!("bench printed no JSON report ({e}): {stdout}"))
+}
+
+fn run_bench(store: &str, provider: &str) -> Value {
+    bench_json(&[
+        "--duration",
+        "2",
+        "--warmup",
+        "0.5",
+        "--connections",
+        "8",
+        "--no-baseline",
+        "--provider",
+        provider,
+        "--store",
+        store,
+    ])
 }
 
 fn check(report: &Value) {
