@@ -1,5 +1,5 @@
-//! Every fixture, normalized and snapshotted (STYLE §6.3), and the checks every provider must
-//! pass (STYLE §6.4).
+//! Every fixture, normalized and snapshotted, and the checks every provider must
+//! pass.
 //!
 //! For each provider, `insta::glob!` walks `fixtures/<id>/*.json` (the `vectors.toml` files are
 //! not JSON, so they are skipped). Each fixture is sent through the provider's own `sign` to get

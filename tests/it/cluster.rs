@@ -159,13 +159,30 @@ backend_tests!(crash_between_ack_and_processing);
 
 use crate::backend_tests;
 
+/// Events this process's workers processed, from its `/metrics`.
+async fn processed_here(client: &reqwest::Client, server: &Server) -> u64 {
+    let metrics = client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"hookgate_events_processed_total{status="processed"} "#))
+        .map_or(0, |v| v.trim().parse().expect("a count"))
+}
+
 /// Two `hookgate serve` processes on one PostgreSQL database: a burst split between them is
-/// processed with every fire produced exactly once and no event processed by both; an event
+/// processed with every fire produced exactly once, each process processing some of it and no
+/// event processed by both; an event
 /// stream on one process sees the fires the other made.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_share_one_postgres() {
     let Some(backend @ Backend::Postgres(_)) = Backend::postgres() else {
-        return; // The PostgreSQL half did not run (scripts/test says so).
+        return; // Not run, and said so (under CI, `Backend::postgres` fails instead).
     };
     let store = TestStore::new(&backend).await;
     let db_url = store.binary_url();
@@ -233,6 +250,18 @@ async fn two_processes_share_one_postgres() {
         rows.iter().all(|r| r.attempts == 1),
         "an event was claimed twice"
     );
+    // Both processes did work: each one's workers processed some of the events, and together
+    // exactly all of them.
+    let (by_a, by_b) = (
+        processed_here(&client, &a).await,
+        processed_here(&client, &b).await,
+    );
+    println!("processed by A: {by_a}, by B: {by_b}");
+    assert!(
+        by_a > 0 && by_b > 0,
+        "both processes processed events: A {by_a}, B {by_b}"
+    );
+    assert_eq!(by_a + by_b, 300, "A {by_a} + B {by_b}");
     let fires = fires(&store.db).await;
     assert_eq!(fires.len(), 300, "exactly one fire per event");
     let keys: HashSet<&str> = fires.iter().map(|f| f.idempotency_key.as_str()).collect();
