@@ -9,7 +9,7 @@
 //! - [`crypto`]: encryption at rest of connection secrets (`HOOKGATE_SECRET_KEY`).
 //! - [`db`]: the `Db` facade over SQLite and PostgreSQL, and the migrations.
 //! - [`metrics`]: Prometheus metrics.
-//! - [`cli`]: the operator subcommands (`connections`, `logs`, `send`).
+//! - [`cli`]: the command line, one file per subcommand with its arguments and its handler.
 //!
 //! Provider-specific code (signatures, event ids and types) lives in the pure
 //! `hookgate-providers` crate.
