@@ -5,7 +5,8 @@
 //! not JSON, so they are skipped). Each fixture is sent through the provider's own `sign` to get
 //! the headers it would really arrive with, verified, then identified and normalized from the
 //! stored bytes (`Verified::from_store`), as the pipeline does. A new fixture therefore means a
-//! new snapshot to review with `cargo insta review` (or `INSTA_UPDATE=always`).
+//! new snapshot, and a mapping change a changed one: review each with `cargo insta review`,
+//! reading every value against the fixture, rather than accepting them all at once.
 //!
 //! Snapshots are named `<provider>@<fixture file>.snap`, because two providers can have fixtures
 //! with the same file name (`session.created.json`).
