@@ -5,7 +5,7 @@
 //! a few hundred cases per property in the normal suite so that a regression shows up in CI.
 
 use hookgate_providers::scheme::{standard_webhooks, timestamped_hmac};
-use hookgate_providers::{brevo, clerk, revenuecat, stripe};
+use hookgate_providers::{brevo, clerk, revenuecat, stripe, testkit};
 use hookgate_providers::{
     AuthKind, AuthMode, NormalizeContext, ProviderId, Request, Secret, Verified, VerifyOptions,
 };
@@ -16,15 +16,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 const NOW_MS: i64 = 1_700_000_000_000;
 
-/// A secret of each provider's real format.
+/// A secret of each provider's real format (the shared test kit's).
 fn secret(provider: ProviderId) -> Secret {
-    Secret::new(match provider {
-        ProviderId::Stripe => "whsec_propPROPpropPROPpropPROPprop",
-        ProviderId::Clerk | ProviderId::Stytch => "whsec_cHJvcC1rZXktcHJvcC1rZXktcHJvcC1rZXk=",
-        ProviderId::Shopify => "shpss_propproppropproppropprop",
-        ProviderId::Workos => "prop-workos-secret",
-        ProviderId::Supabase | ProviderId::Revenuecat | ProviderId::Brevo => "prop:shared-secret",
-    })
+    Secret::new(testkit::example_secret(provider))
 }
 
 /// Every header name an adapter reads, so arbitrary values reach the parsers.
@@ -185,12 +179,7 @@ fn fixture_deliveries() -> Vec<Vec<(HeaderMap, Value)>> {
         for file in files {
             let body = std::fs::read(&file).expect("fixture");
             let stem = file.file_stem().and_then(|s| s.to_str()).expect("name");
-            let options = hookgate_providers::SignOptions {
-                now_ms: NOW_MS,
-                event_type: (provider == ProviderId::Shopify).then(|| stem.replace("__", "/")),
-                delivery_id: Some("msg_2mV5Xk8fQ1rT9yZ3wB7nC4dE6gH".to_owned()),
-                ..hookgate_providers::SignOptions::default()
-            };
+            let options = testkit::fixture_sign_options(provider, stem, NOW_MS);
             let signed = provider
                 .adapter()
                 .sign(&body, &secret(provider), &options)

@@ -6,13 +6,13 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
 use hookgate::providers::{ProviderId, Secret, SignOptions};
+use hookgate_providers::testkit::example_secret;
 use serde_json::{json, Value};
 
 use crate::cli::{hookgate, Server};
 use crate::support::{Backend, TestStore};
 
 pub const ADMIN: &str = "cluster-admin-token-0123456789";
-pub const SECRET: &str = "whsec_cluster_stripe_secret";
 
 pub fn serve(dir: &std::path::Path, db: &str, extra: &[&str]) -> Server {
     let config = dir.join("hookgate.toml");
@@ -20,7 +20,7 @@ pub fn serve(dir: &std::path::Path, db: &str, extra: &[&str]) -> Server {
         &config,
         // These tests are about crashes and processes, not rate limits: a release build under
         // the crash loop's load passes the default 1 000 requests/s per connection.
-        format!("listen = \"127.0.0.1:0\"\nadmin_token = \"{ADMIN}\"\nrate_limit_per_sec = 1000000\nrate_limit_burst = 1000000\n[[connections]]\nid = \"stripe\"\nprovider = \"stripe\"\nsecrets = [\"{SECRET}\"]\n"),
+        format!("listen = \"127.0.0.1:0\"\nadmin_token = \"{ADMIN}\"\nrate_limit_per_sec = 1000000\nrate_limit_burst = 1000000\n[[connections]]\nid = \"stripe\"\nprovider = \"stripe\"\nsecrets = [\"{}\"]\n", example_secret(ProviderId::Stripe)),
     )
     .expect("config");
     let mut cmd = hookgate(dir, db);
@@ -36,7 +36,7 @@ fn event(n: usize, tag: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// A request delivering `body` as a Stripe event signed now with [`SECRET`].
+/// A request delivering `body` as a Stripe event signed now with the example Stripe secret.
 pub fn signed_stripe(
     client: &reqwest::Client,
     url: &str,
@@ -46,7 +46,7 @@ pub fn signed_stripe(
         .adapter()
         .sign(
             &body,
-            &Secret::new(SECRET),
+            &Secret::new(example_secret(ProviderId::Stripe)),
             &SignOptions {
                 now_ms: hookgate::now_ms(),
                 ..SignOptions::default()

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use hookgate::providers::{AuthKind, ProviderId, SignOptions};
+use hookgate_providers::testkit::example_secret;
 use serde_json::Value;
 
 use crate::backend_tests;
@@ -24,7 +25,7 @@ pub fn kit(provider: ProviderId) -> Kit {
     match provider {
         ProviderId::Stripe => Kit {
             provider,
-            secret: "whsec_it_stripe_signing_secret",
+            secret: example_secret(provider),
             fixture: "invoice.paid.json",
             unmapped: Some(
                 r#"{"id":"evt_unmapped_1","object":"event","type":"payment_intent.created","data":{"object":{}}}"#,
@@ -33,14 +34,14 @@ pub fn kit(provider: ProviderId) -> Kit {
         },
         ProviderId::Clerk => Kit {
             provider,
-            secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            secret: example_secret(provider),
             fixture: "user.created.json",
             unmapped: Some(r#"{"data":{"id":"ema_1"},"object":"event","type":"email.created"}"#),
             options: plain,
         },
         ProviderId::Shopify => Kit {
             provider,
-            secret: "shpss_it_shopify_client_secret",
+            secret: example_secret(provider),
             fixture: "customers__create.json",
             unmapped: None,
             options: || SignOptions {
@@ -50,7 +51,7 @@ pub fn kit(provider: ProviderId) -> Kit {
         },
         ProviderId::Stytch => Kit {
             provider,
-            secret: "whsec_c3R5dGNoLWl0LXNpZ25pbmcta2V5",
+            secret: example_secret(provider),
             fixture: "dashboard.user.create.json",
             unmapped: Some(
                 r#"{"source":"DIRECT","object_type":"organization","action":"CREATE","id":"organization-test-1"}"#,
@@ -59,14 +60,14 @@ pub fn kit(provider: ProviderId) -> Kit {
         },
         ProviderId::Supabase => Kit {
             provider,
-            secret: "it-supabase-shared-secret",
+            secret: example_secret(provider),
             fixture: "public.profiles.INSERT.json",
             unmapped: None,
             options: plain,
         },
         ProviderId::Workos => Kit {
             provider,
-            secret: "it_workos_webhook_secret",
+            secret: example_secret(provider),
             fixture: "user.created.json",
             unmapped: Some(
                 r#"{"id":"event_01UNMAPPED","event":"organization.created","data":{"id":"org_1"},"object":"event"}"#,
@@ -75,7 +76,7 @@ pub fn kit(provider: ProviderId) -> Kit {
         },
         ProviderId::Revenuecat => Kit {
             provider,
-            secret: "it-revenuecat-auth-value",
+            secret: example_secret(provider),
             fixture: "INITIAL_PURCHASE.json",
             unmapped: Some(
                 r#"{"api_version":"1.0","event":{"id":"unmapped-transfer-1","type":"TRANSFER"}}"#,
@@ -84,7 +85,7 @@ pub fn kit(provider: ProviderId) -> Kit {
         },
         ProviderId::Brevo => Kit {
             provider,
-            secret: "it-brevo-bearer-token",
+            secret: example_secret(provider),
             fixture: "hard_bounce.json",
             unmapped: Some(r#"{"event":"proxy_open","email":"someone@example.com","id":1290387}"#),
             options: plain,
