@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use hookgate::providers::{AuthKind, ProviderId, SignOptions};
-use hookgate_providers::testkit::example_secret;
+use hookgate_providers::testkit::{example_secret, rotated_secret};
 use serde_json::Value;
 
 use crate::backend_tests;
@@ -113,13 +113,6 @@ async fn matrix_app(backend: Backend) -> TestApp {
             .connection(&format!("{id}-rot"), p, &[rotated_secret(p), k.secret]);
     }
     builder.start().await
-}
-
-fn rotated_secret(p: ProviderId) -> &'static str {
-    match p {
-        ProviderId::Clerk | ProviderId::Stytch => "whsec_b2xkLXNlY3JldC1iZWZvcmUtcm90YXRpb24=",
-        _ => "old-secret-before-rotation",
-    }
 }
 
 fn signature_header(p: ProviderId) -> &'static str {
