@@ -1,28 +1,95 @@
 //! The storage facade: `Db` is SQLite or PostgreSQL, chosen from the URL at start.
 //!
 //! Callers see intent-named async methods; each is a two-arm `match` into `db::sqlite` or
-//! `db::postgres`, whose shared queries are generated from one definition in `db::store`.
+//! `db::postgres`, whose shared queries are generated from one definition per table group in
+//! `db::sql`.
 //! Transactions never leave these methods.
 
-mod batch;
+mod cache;
 mod postgres;
-mod processing;
 pub mod rows;
+mod sql;
 mod sqlite;
-mod store;
+
+use std::fmt;
+use std::str::FromStr;
 
 use bytes::Bytes;
+use serde::Deserialize;
 use sqlx::{PgPool, SqlitePool};
 
-use crate::config::Durability;
+use crate::resolution::{Applied, EventPlan};
+pub use cache::{Known, Learned};
 use rows::{
     ApiKeyRow, ClaimedEvent, ConnectionRow, ContactRow, FireRow, IngestRow, IngestSummary,
     TriggerRow,
 };
 
+/// Events a pipeline worker claims and applies at a time on SQLite: see [`Db::pipeline_batch`].
+pub const SQLITE_BATCH: i64 = 128;
+/// Events a pipeline worker claims and applies at a time on PostgreSQL.
+pub const POSTGRES_BATCH: i64 = 256;
+/// Group-commit writers on PostgreSQL: see [`Db::parallel_writers`].
+pub const POSTGRES_WRITERS: usize = 4;
+/// Pipeline workers a process runs on PostgreSQL: see [`Db::pipeline_workers`].
+pub const POSTGRES_PIPELINE_WORKERS: usize = 2;
+
 /// The write `/readyz` commits after a failed batch (portable: both backends run it as is).
 const PROBE_WRITE: &str = "INSERT INTO store_probe (id, probed_at) VALUES (1, $1) \
                            ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at";
+
+/// SQLite `synchronous` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// `synchronous=FULL`: a committed event survives a power loss.
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: survives a process crash, not a power loss.
+    Normal,
+}
+
+impl Durability {
+    /// The name used on the command line and in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Durability::Full => "full",
+            Durability::Normal => "normal",
+        }
+    }
+}
+
+impl fmt::Display for Durability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Durability {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "full" => Ok(Durability::Full),
+            "normal" => Ok(Durability::Normal),
+            other => Err(format!("expected `full` or `normal`, got {other:?}")),
+        }
+    }
+}
+
+/// The SQL that differs between the backends; each backend module declares one as `DIALECT`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Dialect {
+    /// Appended to the claim's row selection: PostgreSQL claims with `FOR UPDATE SKIP LOCKED`,
+    /// so concurrent workers in several processes never claim the same event; SQLite
+    /// serializes writers anyway.
+    pub claim_skip_locked: &'static str,
+    /// Run first in every apply transaction: PostgreSQL takes a transaction-scoped advisory
+    /// lock, so fire sequence numbers are assigned in commit order (a reader paging by `seq`
+    /// can never skip a fire that commits later with a smaller number) and contact
+    /// read-modify-writes never race. SQLite's one writer connection already does both.
+    pub apply_lock: Option<&'static str>,
+}
 
 /// The store.
 #[derive(Clone, Debug)]
@@ -68,6 +135,37 @@ pub struct NewIngest {
     pub verify_us: Option<i64>,
 }
 
+/// What the ingest log says happened to a delivery (the `ingest.outcome` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Outcome {
+    /// A verified event hookgate maps, stored for processing.
+    Accepted,
+    /// A verified event whose id was stored before.
+    Duplicate,
+    /// A verified event of a type hookgate does not map, stored.
+    Ignored,
+    /// A refused request.
+    Rejected,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Accepted,
+        Outcome::Duplicate,
+        Outcome::Ignored,
+        Outcome::Rejected,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Accepted => "accepted",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Ignored => "ignored",
+            Outcome::Rejected => "rejected",
+        }
+    }
+}
+
 /// What happened to one row of a committed batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteOutcome {
@@ -110,47 +208,6 @@ pub struct IngestFilter {
     /// Oldest first, strictly newer than this id (`logs --follow`).
     pub after_id: Option<String>,
     pub limit: u32,
-}
-
-/// What processing decided for one claimed event.
-#[derive(Debug, Clone)]
-pub enum Plan {
-    /// Normalized: apply each event (contact upsert, ids, fire).
-    Normalized(Vec<hookgate_providers::NormalizedEvent>),
-    /// Not mapped (or carries no contact identity at all).
-    Ignored(String),
-    /// Normalization failed; retried at `retry_at` unless attempts are used up (`None`).
-    Failed {
-        reason: String,
-        retry_at: Option<i64>,
-    },
-}
-
-/// A plan for one stored event.
-#[derive(Debug, Clone)]
-pub struct EventPlan {
-    pub ingest_id: String,
-    pub workspace: String,
-    pub connection_id: String,
-    pub provider: String,
-    pub received_at: i64,
-    /// Whether the event may have been parked before (so its parked ids need clearing).
-    pub retried: bool,
-    /// The worker that claimed the event; `None` for replays (which need no claim).
-    pub claimed_by: Option<String>,
-    pub plan: Plan,
-}
-
-/// What applying a plan did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Applied {
-    pub ingest_id: String,
-    /// processed | unresolved | failed | ignored | skipped (the lease was lost)
-    pub status: &'static str,
-    /// Sequence numbers of the event's fires (existing ones for a replay).
-    pub fires: Vec<i64>,
-    /// Unresolved events put back to `pending` because this one revealed their identity.
-    pub requeued: u64,
 }
 
 /// Filters of `GET /v1/events`.
@@ -346,10 +403,10 @@ impl Db {
     pub async fn apply_plans(
         &self,
         plans: &[EventPlan],
-        known: &crate::pipeline::Known,
+        known: &Known,
         now_ms: i64,
     ) -> Result<Vec<Applied>, sqlx::Error> {
-        let mut learned = crate::pipeline::Learned::default();
+        let mut learned = Learned::default();
         let applied = match self {
             Db::Sqlite { writer, .. } => {
                 let mut conn = writer.acquire().await?;
@@ -472,7 +529,7 @@ impl Db {
     pub fn parallel_writers(&self) -> usize {
         match self {
             Db::Sqlite { .. } => 1,
-            Db::Postgres(_) => 4,
+            Db::Postgres(_) => POSTGRES_WRITERS,
         }
     }
 
@@ -484,7 +541,7 @@ impl Db {
     pub fn pipeline_workers(&self) -> usize {
         match self {
             Db::Sqlite { .. } => 1,
-            Db::Postgres(_) => 2,
+            Db::Postgres(_) => POSTGRES_PIPELINE_WORKERS,
         }
     }
 
@@ -493,8 +550,8 @@ impl Db {
     /// smaller batches keep that wait short, at the cost of more commits.
     pub fn pipeline_batch(&self) -> i64 {
         match self {
-            Db::Sqlite { .. } => 128,
-            Db::Postgres(_) => crate::pipeline::BATCH,
+            Db::Sqlite { .. } => SQLITE_BATCH,
+            Db::Postgres(_) => POSTGRES_BATCH,
         }
     }
 

@@ -23,20 +23,19 @@ use hookgate_providers::{NormalizeContext, NormalizeError, ProviderId, Verified}
 use http::{HeaderMap, HeaderName, HeaderValue};
 use tokio::sync::Notify;
 
+use crate::connections::Registry;
 use crate::db::rows::ClaimedEvent;
-use crate::db::{EventPlan, Plan};
-use crate::Inner;
+use crate::db::{Db, Known};
+use crate::metrics::Metrics;
+use crate::resolution::{Applied, EventPlan, Outcome, Plan, Status};
 
 /// How long a claim holds before another worker may take the event over.
 pub const LEASE_MS: i64 = 15_000;
-/// Events claimed (and applied in one transaction) at a time, at most; see
-/// [`crate::db::Db::pipeline_batch`].
-pub const BATCH: i64 = 256;
 /// Attempts after which a failing event stays `failed` until an operator replays it.
 pub const MAX_ATTEMPTS: i32 = 8;
 /// Without a wake-up, workers look for due events this often (retries, other processes' work).
 const POLL: Duration = Duration::from_millis(500);
-/// After a batch smaller than [`BATCH`], a worker waits this long before claiming again, so that
+/// After a batch smaller than [`crate::db::Db::pipeline_batch`], a worker waits this long before claiming again, so that
 /// under load it applies few large transactions rather than many small ones: every transaction
 /// is a commit (an fsync on SQLite) taken from the ingest writer's single connection.
 const GATHER: Duration = Duration::from_millis(200);
@@ -50,62 +49,6 @@ pub struct Signals {
     pub fires: Notify,
     /// The gateway is shutting down.
     pub stopping: AtomicBool,
-}
-
-/// What this process knows is already in the database, so the pipeline can skip writes that
-/// would change nothing: field definitions already made, and trigger schemas that already list
-/// every key of a payload. Entries are added only after the transaction that wrote them
-/// committed; another process's additions are simply written again (`ON CONFLICT DO NOTHING`).
-#[derive(Debug, Default)]
-pub struct Known {
-    fields: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
-    triggers: std::sync::Mutex<
-        std::collections::HashMap<(String, String), std::collections::BTreeSet<String>>,
-    >,
-}
-
-/// What a transaction wrote that [`Known`] should learn once it commits.
-#[derive(Debug, Default)]
-pub struct Learned {
-    pub fields: Vec<(String, String)>,
-    pub triggers: Vec<((String, String), std::collections::BTreeSet<String>)>,
-}
-
-impl Known {
-    pub fn has_field(&self, workspace: &str, key: &str) -> bool {
-        self.fields
-            .lock()
-            .map(|f| f.contains(&(workspace.to_owned(), key.to_owned())))
-            .unwrap_or(false)
-    }
-
-    /// Whether the trigger's known schema already lists every key of `payload`.
-    pub fn trigger_covers(
-        &self,
-        workspace: &str,
-        trigger: &str,
-        payload: &serde_json::Map<String, serde_json::Value>,
-    ) -> bool {
-        self.triggers
-            .lock()
-            .ok()
-            .and_then(|t| {
-                t.get(&(workspace.to_owned(), trigger.to_owned()))
-                    .map(|keys| payload.keys().all(|k| keys.contains(k)))
-            })
-            .unwrap_or(false)
-    }
-
-    pub fn learn(&self, learned: Learned) {
-        if let Ok(mut fields) = self.fields.lock() {
-            fields.extend(learned.fields);
-        }
-        if let Ok(mut triggers) = self.triggers.lock() {
-            for (key, keys) in learned.triggers {
-                triggers.entry(key).or_default().extend(keys);
-            }
-        }
-    }
 }
 
 /// Rebuilds the stored header pairs into a header map.
@@ -183,7 +126,7 @@ pub fn plan_event(
         Ok(provider) => {
             let headers = stored_headers(&event.headers);
             // These bytes were verified when they arrived and have been stored since.
-            let verified = Verified::from_store(provider, &headers, &event.body);
+            let verified = Verified::skip_verification(provider, &headers, &event.body);
             match provider
                 .adapter()
                 .normalize(&verified, &NormalizeContext { email_path })
@@ -223,29 +166,71 @@ pub fn plan_event(
     }
 }
 
-/// Plans events with their connection's settings (Supabase `email_path`).
-pub fn plan_with(
-    inner: &Inner,
-    event: &ClaimedEvent,
-    claimed_by: Option<String>,
-    now_ms: i64,
-) -> EventPlan {
-    let live = inner.registry.get(&event.connection_id);
-    let email_path = live.as_ref().and_then(|l| l.spec.email_path.clone());
-    plan_event(event, email_path.as_deref(), claimed_by, now_ms)
+/// What the pipeline works with: explicit handles, not the whole gateway state.
+pub struct Pipeline {
+    /// Where events are claimed and results applied.
+    pub store: Db,
+    /// The live connections (a connection's settings, such as Supabase's `email_path`, shape
+    /// how its events normalize).
+    pub registry: Arc<Registry>,
+    pub metrics: Arc<Metrics>,
+    pub signals: Arc<Signals>,
+    /// What this process knows is already stored (skips no-op writes).
+    pub known: Known,
 }
 
-/// Runs one worker until the gateway stops. It holds the state weakly so it never keeps a
+impl Pipeline {
+    /// Plans an event with its connection's settings (Supabase `email_path`).
+    pub fn plan(&self, event: &ClaimedEvent, claimed_by: Option<String>, now_ms: i64) -> EventPlan {
+        let live = self.registry.get(&event.connection_id);
+        let email_path = live.as_ref().and_then(|l| l.spec.email_path.clone());
+        plan_event(event, email_path.as_deref(), claimed_by, now_ms)
+    }
+
+    /// Plans and applies one stored event now, without a claim (an operator's replay), and
+    /// wakes whoever waits for what it produced.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn replay(&self, event: &ClaimedEvent) -> Result<Option<Applied>, sqlx::Error> {
+        let now = crate::now_ms();
+        let plan = self.plan(event, None, now);
+        let applied = self
+            .store
+            .apply_plans(std::slice::from_ref(&plan), &self.known, now)
+            .await?
+            .into_iter()
+            .next();
+        if let Some(applied) = &applied {
+            if !applied.fires.is_empty() {
+                self.signals.fires.notify_waiters();
+            }
+            if applied.requeued > 0 {
+                self.signals.pending.notify_one();
+            }
+        }
+        Ok(applied)
+    }
+}
+
+/// Runs one worker until the gateway stops. It holds the pipeline weakly so it never keeps a
 /// stopped gateway alive.
-pub async fn run(state: Weak<Inner>, signals: Arc<Signals>, worker: String) {
+pub async fn run(pipeline: Weak<Pipeline>, worker: String) {
     loop {
+        let Some(inner) = pipeline.upgrade() else {
+            break;
+        };
+        let signals = Arc::clone(&inner.signals);
         if signals.stopping.load(Ordering::Relaxed) {
             break;
         }
-        let Some(inner) = state.upgrade() else { break };
         let now = crate::now_ms();
-        let batch = inner.db.pipeline_batch();
-        let claimed = match inner.db.claim_events(&worker, now, LEASE_MS, batch).await {
+        let batch = inner.store.pipeline_batch();
+        let claimed = match inner
+            .store
+            .claim_events(&worker, now, LEASE_MS, batch)
+            .await
+        {
             Ok(claimed) => claimed,
             Err(error) => {
                 tracing::warn!(error = %error, "could not claim events; retrying");
@@ -265,10 +250,10 @@ pub async fn run(state: Weak<Inner>, signals: Arc<Signals>, worker: String) {
         let full = claimed.len() as i64 >= batch;
         let plans: Vec<EventPlan> = claimed
             .iter()
-            .map(|e| plan_with(&inner, e, Some(worker.clone()), now))
+            .map(|e| inner.plan(e, Some(worker.clone()), now))
             .collect();
         match inner
-            .db
+            .store
             .apply_plans(&plans, &inner.known, crate::now_ms())
             .await
         {
@@ -278,13 +263,15 @@ pub async fn run(state: Weak<Inner>, signals: Arc<Signals>, worker: String) {
                     inner
                         .metrics
                         .processed
-                        .get_or_create(&crate::metrics::StatusLabels { status: a.status })
+                        .get_or_create(&crate::metrics::StatusLabels {
+                            status: a.outcome.as_str(),
+                        })
                         .inc();
                     fired |= !a.fires.is_empty();
                     if a.requeued > 0 {
                         signals.pending.notify_one();
                     }
-                    if a.status == "failed" {
+                    if a.outcome == Outcome::Finished(Status::Failed) {
                         tracing::warn!(ingest_id = %a.ingest_id, "event failed to normalize; see its status_reason");
                     }
                 }

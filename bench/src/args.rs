@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use clap::Args;
 use hookgate_providers::ProviderId;
 
-use hookgate::config::Durability;
+use hookgate::db::Durability;
 
 /// `hookgate-bench`: how much verified, durably stored traffic one machine absorbs, and how the
 /// gateway holds under abusive clients.

@@ -338,7 +338,7 @@ fn identify_and_normalize_never_panic() {
         |((headers, body), email_path)| {
             for (i, provider) in ProviderId::ALL.into_iter().enumerate() {
                 let adapter = provider.adapter();
-                let verified = Verified::from_store(provider, &headers, &body);
+                let verified = Verified::skip_verification(provider, &headers, &body);
                 let identified = adapter.identify(&verified);
                 if let Ok(meta) = &identified {
                     prop_assert!(!meta.event_id.is_empty(), "{provider}: empty event id");

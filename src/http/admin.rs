@@ -9,11 +9,11 @@ use axum::{Json, Router};
 use base64::Engine as _;
 use serde::Deserialize;
 
-use crate::config::{ConnectionSpec, FileConnection};
-use crate::connections::{self, ConnectionView};
+use crate::connections::{self, ConnectionInput, ConnectionView};
 use crate::db::rows::{IngestRow, IngestSummary};
-use crate::db::IngestFilter;
+use crate::db::{IngestFilter, Outcome};
 use crate::error::AppError;
+use crate::resolution::Status;
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -53,9 +53,6 @@ pub struct IngestQuery {
     limit: Option<u32>,
 }
 
-const OUTCOMES: &[&str] = &["accepted", "duplicate", "ignored", "rejected"];
-const STATUSES: &[&str] = &["pending", "processed", "unresolved", "failed", "ignored"];
-
 async fn list_ingest(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -64,18 +61,20 @@ async fn list_ingest(
     require_admin(&state, &headers).await?;
     let Query(q) = query.map_err(|e| AppError::Invalid(e.body_text()))?;
     if let Some(o) = &q.outcome {
-        if !OUTCOMES.contains(&o.as_str()) {
+        if !Outcome::ALL.iter().any(|known| known.as_str() == o) {
+            let names: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
             return Err(AppError::Invalid(format!(
                 "outcome must be one of {}",
-                OUTCOMES.join(", ")
+                names.join(", ")
             )));
         }
     }
     if let Some(s) = &q.status {
-        if !STATUSES.contains(&s.as_str()) {
+        if !Status::ALL.iter().any(|known| known.as_str() == s) {
+            let names: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
             return Err(AppError::Invalid(format!(
                 "status must be one of {}",
-                STATUSES.join(", ")
+                names.join(", ")
             )));
         }
     }
@@ -179,23 +178,15 @@ async fn replay(
             None => Err(AppError::NotFound),
         };
     };
-    let now = crate::now_ms();
-    let plan = crate::pipeline::plan_with(&state, &event, None, now);
     let applied = state
-        .db
-        .apply_plans(std::slice::from_ref(&plan), &state.known, now)
-        .await?;
-    let applied = applied.into_iter().next().ok_or(AppError::NotFound)?;
-    if !applied.fires.is_empty() {
-        state.signals.fires.notify_waiters();
-    }
-    if applied.requeued > 0 {
-        state.signals.pending.notify_one();
-    }
-    tracing::info!(ingest_id = %id, status = applied.status, "event replayed");
+        .pipeline
+        .replay(&event)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    tracing::info!(ingest_id = %id, status = applied.outcome.as_str(), "event replayed");
     Ok(Json(serde_json::json!({
         "id": id,
-        "status": applied.status,
+        "status": applied.outcome.as_str(),
         "fires": applied.fires.iter().map(ToString::to_string).collect::<Vec<_>>(),
     })))
 }
@@ -268,9 +259,15 @@ async fn get_connection(
 /// on; the others say where the problem is, not what the value was.
 fn json_error(what: &str, error: &serde_json::Error) -> AppError {
     let text = error.to_string();
-    if ["unknown field", "missing field", "duplicate field"]
-        .iter()
-        .any(|p| text.starts_with(p))
+    // A provider name is not a secret, and its message lists the names that exist.
+    if [
+        "unknown field",
+        "missing field",
+        "duplicate field",
+        "provider: ",
+    ]
+    .iter()
+    .any(|p| text.starts_with(p))
     {
         return AppError::Invalid(format!("invalid {what} JSON: {text}"));
     }
@@ -300,26 +297,11 @@ async fn create_connection(
     body: axum::body::Bytes,
 ) -> Result<Response, AppError> {
     require_admin(&state, &headers).await?;
-    let input: FileConnection =
+    let input: ConnectionInput =
         serde_json::from_slice(&body).map_err(|e| json_error("connection", &e))?;
-    let provider = input
-        .provider
-        .parse()
-        .map_err(|e| AppError::Invalid(format!("provider: {e}")))?;
-    let spec = ConnectionSpec::build(
-        &input.id,
-        provider,
-        input.workspace,
-        input.secrets,
-        input.tolerance_secs,
-        input.allow_ips,
-        input.auth.as_deref(),
-        input.email_path,
-        input.rate_limit_per_sec,
-        input.rate_limit_burst,
-        input.enabled.unwrap_or(true),
-    )
-    .map_err(|e| AppError::Invalid(format!("{e:#}")))?;
+    let spec = input
+        .into_spec()
+        .map_err(|e| AppError::Invalid(format!("{e:#}")))?;
     let written = connections::save(
         &state.db,
         &spec,

@@ -182,7 +182,7 @@ async fn slowloris(backend: Backend) {
 async fn fairness(backend: Backend) {
     const RATE: u32 = 20;
     let stripe = kit(ProviderId::Stripe);
-    let limited = |s: &mut hookgate::config::ConnectionSpec| {
+    let limited = |s: &mut hookgate::connections::ConnectionSpec| {
         s.rate_limit_per_sec = Some(RATE);
         s.rate_limit_burst = Some(RATE);
     };

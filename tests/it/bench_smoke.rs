@@ -46,7 +46,7 @@ async fn open_kept(report: &Report, server: Option<&str>) -> Db {
     match (&kept.sqlite_path, &kept.postgres_schema, server) {
         (Some(path), _, _) => Db::connect(
             &format!("sqlite://{}", path.display()),
-            hookgate::config::Durability::Full,
+            hookgate::db::Durability::Full,
         )
         .await
         .expect("open the kept SQLite store"),
