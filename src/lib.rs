@@ -207,7 +207,12 @@ impl Gateway {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> std::io::Result<()> {
-        let header_timeout = Duration::from_secs(self.state.config.header_timeout_secs);
+        let config = &self.state.config;
+        let limits = http::serve::Limits::new(
+            Duration::from_secs(config.header_timeout_secs),
+            Duration::from_secs(config.body_timeout_secs),
+            config.max_body_bytes,
+        );
         let router = app(self.state.clone());
         let signals = Arc::clone(&self.state.signals);
         // On shutdown, end event streams first: they would otherwise hold their connections open.
@@ -218,7 +223,7 @@ impl Gateway {
                 .store(true, std::sync::atomic::Ordering::Relaxed);
             signals.fires.notify_waiters();
         };
-        let result = http::serve::serve(listener, router, header_timeout, shutdown).await;
+        let result = http::serve::serve(listener, router, limits, shutdown).await;
         self.shutdown().await;
         result
     }
