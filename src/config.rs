@@ -32,7 +32,7 @@ pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 30;
 /// hookgate: an inbound webhook gateway. Verifies, durably stores and normalizes webhooks from
 /// Stripe, Clerk, Shopify, Stytch, Supabase, WorkOS, RevenueCat and Brevo.
 #[derive(Debug, Parser)]
-#[command(name = "hookgate", version, propagate_version = true)]
+#[command(name = "hookgate", version = crate::VERSION, propagate_version = true)]
 pub struct Cli {
     /// TOML configuration file (see README "Configuration").
     #[arg(long, env = "HOOKGATE_CONFIG", global = true)]

@@ -42,6 +42,15 @@ use crate::metrics::Metrics;
 
 pub use hookgate_providers as providers;
 
+/// What `hookgate --version` prints after the name: the package version and the git commit the
+/// binary was built from (`unknown` when it was built outside a git checkout; see `build.rs`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("HOOKGATE_GIT_COMMIT"),
+    ")"
+);
+
 /// How often connections are reloaded from the database (changes made by the CLI or another
 /// process show up within this time; admin API changes apply at once).
 pub const CONNECTION_REFRESH: Duration = Duration::from_secs(2);

@@ -10,6 +10,7 @@ mod cli;
 mod cluster;
 mod crash;
 mod lingering;
+mod operations;
 mod outage;
 mod pipeline;
 mod secrets;
