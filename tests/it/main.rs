@@ -11,6 +11,7 @@ mod cluster;
 mod crash;
 mod lingering;
 mod operations;
+mod operator_cli;
 mod outage;
 mod pipeline;
 mod secrets;
