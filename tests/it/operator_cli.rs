@@ -129,6 +129,12 @@ async fn daily_commands(backend: Backend) {
         .await
         .expect("start");
     let url = server.url("/integrations/stripe/webhook/stripe-live");
+    // The start line names the build, as `--version` does.
+    let log = server.log();
+    assert!(
+        log.contains(&format!("version=\"{} (commit ", env!("CARGO_PKG_VERSION"))),
+        "{log}"
+    );
 
     let check = {
         let url = url.clone();
