@@ -16,11 +16,13 @@ use std::str::FromStr;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use hookgate_providers::{AuthKind, AuthMode, ProviderId, Secret};
+use hookgate_providers::Secret;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+use crate::connections::{parse_cidr, ConnectionInput, ConnectionSpec};
 use crate::crypto::SecretKey;
+use crate::db::Durability;
 
 /// The default SQLite database, relative to the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://hookgate.db";
@@ -125,46 +127,7 @@ impl FromStr for KeyText {
     }
 }
 
-/// SQLite `synchronous` setting.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Durability {
-    /// `synchronous=FULL`: a committed event survives a power loss.
-    #[default]
-    Full,
-    /// `synchronous=NORMAL`: survives a process crash, not a power loss.
-    Normal,
-}
-
-impl Durability {
-    /// The name used on the command line and in the file.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Durability::Full => "full",
-            Durability::Normal => "normal",
-        }
-    }
-}
-
-impl fmt::Display for Durability {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Durability {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "full" => Ok(Durability::Full),
-            "normal" => Ok(Durability::Normal),
-            other => Err(format!("expected `full` or `normal`, got {other:?}")),
-        }
-    }
-}
-
-/// The TOML file, exactly as written (SPEC §1 plus the documented extra keys).
+/// The TOML file, exactly as written (the keys README "Configuration" documents).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
@@ -179,63 +142,42 @@ pub struct FileConfig {
     pub body_timeout_secs: Option<u64>,
     pub durability: Option<Durability>,
     pub secret_key: Option<String>,
-    #[serde(default)]
-    pub connections: Vec<FileConnection>,
+    #[serde(default, deserialize_with = "connection_list")]
+    pub connections: Vec<ConnectionInput>,
 }
 
-/// One `[[connections]]` table.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConnection {
-    pub id: String,
-    pub provider: String,
-    pub workspace: Option<String>,
-    #[serde(default)]
-    pub secrets: Vec<String>,
-    pub tolerance_secs: Option<u64>,
-    #[serde(default)]
-    pub allow_ips: Vec<String>,
-    pub auth: Option<String>,
-    pub email_path: Option<String>,
-    pub rate_limit_per_sec: Option<u32>,
-    pub rate_limit_burst: Option<u32>,
-    pub enabled: Option<bool>,
-}
+/// Reads the `[[connections]]` tables, naming the one an error is in (`connections[2]: ...`).
+fn connection_list<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<ConnectionInput>, D::Error> {
+    struct Tables;
+    impl<'de> serde::de::Visitor<'de> for Tables {
+        type Value = Vec<ConnectionInput>;
 
-/// A validated connection definition (from the file, the CLI or the admin API).
-#[derive(Clone, PartialEq)]
-pub struct ConnectionSpec {
-    pub id: String,
-    pub provider: ProviderId,
-    pub workspace: String,
-    pub secrets: Vec<Secret>,
-    pub tolerance_secs: Option<u64>,
-    /// As written (`@brevo` names stay names; they are expanded when the connection is loaded).
-    pub allow_ips: Vec<String>,
-    pub auth: Option<AuthMode>,
-    pub email_path: Option<String>,
-    pub rate_limit_per_sec: Option<u32>,
-    pub rate_limit_burst: Option<u32>,
-    pub enabled: bool,
-}
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an array of [[connections]] tables")
+        }
 
-impl fmt::Debug for ConnectionSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ConnectionSpec")
-            .field("id", &self.id)
-            .field("provider", &self.provider)
-            .field("workspace", &self.workspace)
-            .field(
-                "secrets",
-                &format_args!("<{} redacted>", self.secrets.len()),
-            )
-            .field("tolerance_secs", &self.tolerance_secs)
-            .field("allow_ips", &self.allow_ips)
-            .field("auth", &self.auth)
-            .field("email_path", &self.email_path)
-            .field("enabled", &self.enabled)
-            .finish()
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> Result<Self::Value, A::Error> {
+            let mut list = Vec::new();
+            loop {
+                match seq.next_element::<ConnectionInput>() {
+                    Ok(Some(input)) => list.push(input),
+                    Ok(None) => return Ok(list),
+                    Err(e) => {
+                        return Err(serde::de::Error::custom(format!(
+                            "connections[{}]: {e}",
+                            list.len()
+                        )))
+                    }
+                }
+            }
+        }
     }
+    deserializer.deserialize_seq(Tables)
 }
 
 /// The effective settings of `hookgate serve`.
@@ -406,7 +348,9 @@ impl Config {
         let mut ids = BTreeSet::new();
         let mut connections = Vec::new();
         for (i, c) in file.connections.iter().enumerate() {
-            let spec = connection_from_file(c)
+            let spec = c
+                .clone()
+                .into_spec()
                 .with_context(|| format!("connections[{i}] (id {:?})", c.id))?;
             if !ids.insert(spec.id.clone()) {
                 bail!("connections[{i}].id: {:?} is declared twice", spec.id);
@@ -550,144 +494,6 @@ pub fn redact_url(url: &str) -> String {
             }
         }
         _ => url.to_owned(),
-    }
-}
-
-/// Parses a CIDR, or a bare address as a single-host network.
-///
-/// # Errors
-/// The text is neither.
-pub fn parse_cidr(text: &str) -> anyhow::Result<IpNet> {
-    if let Ok(net) = text.parse::<IpNet>() {
-        return Ok(net);
-    }
-    text.parse::<std::net::IpAddr>()
-        .map(IpNet::from)
-        .map_err(|_| anyhow::anyhow!("{text:?} is not a CIDR like 10.0.0.0/8 or an address"))
-}
-
-/// Checks an `allow_ips` entry: a CIDR, an address, or `@<name>` of a published range list.
-///
-/// # Errors
-/// Names the entry and what is wrong with it.
-pub fn check_allow_entry(entry: &str) -> anyhow::Result<()> {
-    if let Some(name) = entry.strip_prefix('@') {
-        if crate::connections::published_ranges(name).is_none() {
-            bail!(
-                "{entry:?} names no published range list (known: {})",
-                crate::connections::published_names().join(", ")
-            );
-        }
-        Ok(())
-    } else {
-        parse_cidr(entry).map(|_| ())
-    }
-}
-
-fn connection_from_file(c: &FileConnection) -> anyhow::Result<ConnectionSpec> {
-    let provider: ProviderId = c.provider.parse().context("provider")?;
-    ConnectionSpec::build(
-        &c.id,
-        provider,
-        c.workspace.clone(),
-        c.secrets.clone(),
-        c.tolerance_secs,
-        c.allow_ips.clone(),
-        c.auth.as_deref(),
-        c.email_path.clone(),
-        c.rate_limit_per_sec,
-        c.rate_limit_burst,
-        c.enabled.unwrap_or(true),
-    )
-}
-
-/// Checks a connection id: `[A-Za-z0-9_-]{1,64}`.
-pub fn valid_connection_id(id: &str) -> bool {
-    (1..=64).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-}
-
-impl ConnectionSpec {
-    /// Validates every field; errors name the key.
-    ///
-    /// # Errors
-    /// Names the key that is wrong and why, never a secret's value.
-    #[allow(clippy::too_many_arguments)]
-    pub fn build(
-        id: &str,
-        provider: ProviderId,
-        workspace: Option<String>,
-        secrets: Vec<String>,
-        tolerance_secs: Option<u64>,
-        allow_ips: Vec<String>,
-        auth: Option<&str>,
-        email_path: Option<String>,
-        rate_limit_per_sec: Option<u32>,
-        rate_limit_burst: Option<u32>,
-        enabled: bool,
-    ) -> anyhow::Result<Self> {
-        if !valid_connection_id(id) {
-            bail!("id: {id:?} must be 1 to 64 characters of A-Z, a-z, 0-9, _ and -");
-        }
-        let adapter = provider.adapter();
-        let workspace = workspace.unwrap_or_else(|| "default".to_owned());
-        if workspace.is_empty() || workspace.len() > 128 {
-            bail!("workspace: must be 1 to 128 characters");
-        }
-        let auth = match (auth, adapter.auth_kind()) {
-            (None, _) => None,
-            (Some(text), AuthKind::SharedSecret) => Some(text.parse::<AuthMode>().context("auth")?),
-            (Some(_), AuthKind::Signature) => {
-                bail!("auth: {provider} signs its deliveries; `auth` applies only to supabase, revenuecat and brevo")
-            }
-        };
-        match (tolerance_secs, adapter.default_tolerance_secs()) {
-            (Some(_), None) => bail!(
-                "tolerance_secs: {provider} signs no timestamp, so a tolerance does not apply"
-            ),
-            (Some(t), Some(_)) if !(1..=604_800).contains(&t) => {
-                bail!("tolerance_secs: {t} is out of range (1 to 604800)")
-            }
-            _ => {}
-        }
-        if email_path.is_some() && provider != ProviderId::Supabase {
-            bail!("email_path: applies only to supabase connections");
-        }
-        if let Some(path) = &email_path {
-            if path.is_empty() || path.split('.').any(str::is_empty) {
-                bail!("email_path: {path:?} must be dot-separated keys like record.email");
-            }
-        }
-        if secrets.is_empty() {
-            bail!("secrets: at least one secret is required (a connection without one would reject everything)");
-        }
-        let secrets: Vec<Secret> = secrets.into_iter().map(Secret::new).collect();
-        for (i, s) in secrets.iter().enumerate() {
-            adapter
-                .check_secret(s, auth.as_ref())
-                .with_context(|| format!("secrets[{i}]"))?;
-        }
-        for (i, entry) in allow_ips.iter().enumerate() {
-            check_allow_entry(entry).with_context(|| format!("allow_ips[{i}]"))?;
-        }
-        if rate_limit_per_sec == Some(0) || rate_limit_burst == Some(0) {
-            bail!("rate_limit_per_sec / rate_limit_burst: must be at least 1");
-        }
-        Ok(ConnectionSpec {
-            id: id.to_owned(),
-            provider,
-            workspace,
-            secrets,
-            tolerance_secs,
-            allow_ips,
-            auth,
-            email_path,
-            rate_limit_per_sec,
-            rate_limit_burst,
-            enabled,
-        })
     }
 }
 

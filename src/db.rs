@@ -11,10 +11,13 @@ pub mod rows;
 mod sql;
 mod sqlite;
 
+use std::fmt;
+use std::str::FromStr;
+
 use bytes::Bytes;
+use serde::Deserialize;
 use sqlx::{PgPool, SqlitePool};
 
-use crate::config::Durability;
 use crate::resolution::{Applied, EventPlan};
 pub use cache::{Known, Learned};
 use rows::{
@@ -22,9 +25,57 @@ use rows::{
     TriggerRow,
 };
 
+/// Events a pipeline worker claims and applies at a time on SQLite: see [`Db::pipeline_batch`].
+pub const SQLITE_BATCH: i64 = 128;
+/// Events a pipeline worker claims and applies at a time on PostgreSQL.
+pub const POSTGRES_BATCH: i64 = 256;
+/// Group-commit writers on PostgreSQL: see [`Db::parallel_writers`].
+pub const POSTGRES_WRITERS: usize = 4;
+/// Pipeline workers a process runs on PostgreSQL: see [`Db::pipeline_workers`].
+pub const POSTGRES_PIPELINE_WORKERS: usize = 2;
+
 /// The write `/readyz` commits after a failed batch (portable: both backends run it as is).
 const PROBE_WRITE: &str = "INSERT INTO store_probe (id, probed_at) VALUES (1, $1) \
                            ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at";
+
+/// SQLite `synchronous` setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// `synchronous=FULL`: a committed event survives a power loss.
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: survives a process crash, not a power loss.
+    Normal,
+}
+
+impl Durability {
+    /// The name used on the command line and in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Durability::Full => "full",
+            Durability::Normal => "normal",
+        }
+    }
+}
+
+impl fmt::Display for Durability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Durability {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "full" => Ok(Durability::Full),
+            "normal" => Ok(Durability::Normal),
+            other => Err(format!("expected `full` or `normal`, got {other:?}")),
+        }
+    }
+}
 
 /// The SQL that differs between the backends; each backend module declares one as `DIALECT`.
 #[derive(Debug, Clone, Copy)]
@@ -481,7 +532,7 @@ impl Db {
     pub fn parallel_writers(&self) -> usize {
         match self {
             Db::Sqlite { .. } => 1,
-            Db::Postgres(_) => 4,
+            Db::Postgres(_) => POSTGRES_WRITERS,
         }
     }
 
@@ -493,7 +544,7 @@ impl Db {
     pub fn pipeline_workers(&self) -> usize {
         match self {
             Db::Sqlite { .. } => 1,
-            Db::Postgres(_) => 2,
+            Db::Postgres(_) => POSTGRES_PIPELINE_WORKERS,
         }
     }
 
@@ -502,8 +553,8 @@ impl Db {
     /// smaller batches keep that wait short, at the cost of more commits.
     pub fn pipeline_batch(&self) -> i64 {
         match self {
-            Db::Sqlite { .. } => 128,
-            Db::Postgres(_) => crate::pipeline::BATCH,
+            Db::Sqlite { .. } => SQLITE_BATCH,
+            Db::Postgres(_) => POSTGRES_BATCH,
         }
     }
 

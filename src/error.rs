@@ -112,7 +112,7 @@ impl IntoResponse for AppError {
             tracing::error!(error = %self, cause = ?std::error::Error::source(&self), "request failed");
         }
         let mut body = serde_json::json!({ "error": self.code() });
-        // Admin input errors say what to fix; they never contain secrets (ConnectionSpec::build
+        // Admin input errors say what to fix; they never contain secrets (ConnectionInput::into_spec
         // names keys, not values).
         if let AppError::Invalid(message) | AppError::Conflict(message) = &self {
             body["message"] = serde_json::Value::String(message.clone());

@@ -293,7 +293,7 @@ mod tests {
     async fn deliveries_go_ahead_of_log_rows() {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
-        let db = Db::connect(&url, crate::config::Durability::Normal)
+        let db = Db::connect(&url, crate::db::Durability::Normal)
             .await
             .expect("open");
         db.migrate().await.expect("migrate");

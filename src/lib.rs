@@ -70,12 +70,12 @@ pub struct AppState {
 pub struct Inner {
     pub config: Config,
     pub db: Db,
-    pub registry: Registry,
+    pub registry: Arc<Registry>,
     pub writer: IngestWriter,
     pub metrics: Arc<Metrics>,
     pub signals: Arc<pipeline::Signals>,
-    /// Field definitions and trigger schemas known to be stored (skips no-op writes).
-    pub known: db::Known,
+    /// The normalization pipeline's handles (its workers hold them weakly).
+    pub pipeline: Arc<pipeline::Pipeline>,
 }
 
 impl std::ops::Deref for AppState {
@@ -147,10 +147,10 @@ impl Gateway {
         // A connection whose secrets this process cannot read would silently answer 404: refuse
         // to start instead, naming it and saying which key to set.
         connections::check_readable(&db, config.secret_key.as_ref()).await?;
-        let registry = Registry::new(
+        let registry = Arc::new(Registry::new(
             (config.rate_limit_per_sec, config.rate_limit_burst),
             config.secret_key.clone(),
-        );
+        ));
         registry
             .reload(&db)
             .await
@@ -160,6 +160,23 @@ impl Gateway {
         let (writer, writer_task) =
             IngestWriter::spawn(db.clone(), Arc::clone(&metrics), Arc::clone(&signals));
         let run_workers = config.workers;
+        let pipeline = Arc::new(pipeline::Pipeline {
+            store: db.clone(),
+            registry: Arc::clone(&registry),
+            metrics: Arc::clone(&metrics),
+            signals: Arc::clone(&signals),
+            known: db::Known::default(),
+        });
+        let mut workers = Vec::new();
+        if run_workers {
+            for _ in 0..db.pipeline_workers() {
+                let worker = format!("{}-{}", std::process::id(), ulid::Ulid::new());
+                workers.push(tokio::spawn(pipeline::run(
+                    Arc::downgrade(&pipeline),
+                    worker,
+                )));
+            }
+        }
         let state = AppState {
             inner: Arc::new(Inner {
                 config,
@@ -168,20 +185,9 @@ impl Gateway {
                 writer,
                 metrics,
                 signals,
-                known: db::Known::default(),
+                pipeline,
             }),
         };
-        let mut workers = Vec::new();
-        if run_workers {
-            for _ in 0..state.inner.db.pipeline_workers() {
-                let worker = format!("{}-{}", std::process::id(), ulid::Ulid::new());
-                workers.push(tokio::spawn(pipeline::run(
-                    Arc::downgrade(&state.inner),
-                    Arc::clone(&state.signals),
-                    worker,
-                )));
-            }
-        }
         let weak = Arc::downgrade(&state.inner);
         let refresh_task = tokio::spawn(async move {
             let mut last_refresh = std::time::Instant::now();

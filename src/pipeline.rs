@@ -23,20 +23,19 @@ use hookgate_providers::{NormalizeContext, NormalizeError, ProviderId, Verified}
 use http::{HeaderMap, HeaderName, HeaderValue};
 use tokio::sync::Notify;
 
+use crate::connections::Registry;
 use crate::db::rows::ClaimedEvent;
-use crate::resolution::{EventPlan, Outcome, Plan, Status};
-use crate::Inner;
+use crate::db::{Db, Known};
+use crate::metrics::Metrics;
+use crate::resolution::{Applied, EventPlan, Outcome, Plan, Status};
 
 /// How long a claim holds before another worker may take the event over.
 pub const LEASE_MS: i64 = 15_000;
-/// Events claimed (and applied in one transaction) at a time, at most; see
-/// [`crate::db::Db::pipeline_batch`].
-pub const BATCH: i64 = 256;
 /// Attempts after which a failing event stays `failed` until an operator replays it.
 pub const MAX_ATTEMPTS: i32 = 8;
 /// Without a wake-up, workers look for due events this often (retries, other processes' work).
 const POLL: Duration = Duration::from_millis(500);
-/// After a batch smaller than [`BATCH`], a worker waits this long before claiming again, so that
+/// After a batch smaller than [`crate::db::Db::pipeline_batch`], a worker waits this long before claiming again, so that
 /// under load it applies few large transactions rather than many small ones: every transaction
 /// is a commit (an fsync on SQLite) taken from the ingest writer's single connection.
 const GATHER: Duration = Duration::from_millis(200);
@@ -127,7 +126,7 @@ pub fn plan_event(
         Ok(provider) => {
             let headers = stored_headers(&event.headers);
             // These bytes were verified when they arrived and have been stored since.
-            let verified = Verified::from_store(provider, &headers, &event.body);
+            let verified = Verified::skip_verification(provider, &headers, &event.body);
             match provider
                 .adapter()
                 .normalize(&verified, &NormalizeContext { email_path })
@@ -167,29 +166,71 @@ pub fn plan_event(
     }
 }
 
-/// Plans events with their connection's settings (Supabase `email_path`).
-pub fn plan_with(
-    inner: &Inner,
-    event: &ClaimedEvent,
-    claimed_by: Option<String>,
-    now_ms: i64,
-) -> EventPlan {
-    let live = inner.registry.get(&event.connection_id);
-    let email_path = live.as_ref().and_then(|l| l.spec.email_path.clone());
-    plan_event(event, email_path.as_deref(), claimed_by, now_ms)
+/// What the pipeline works with: explicit handles, not the whole gateway state.
+pub struct Pipeline {
+    /// Where events are claimed and results applied.
+    pub store: Db,
+    /// The live connections (a connection's settings, such as Supabase's `email_path`, shape
+    /// how its events normalize).
+    pub registry: Arc<Registry>,
+    pub metrics: Arc<Metrics>,
+    pub signals: Arc<Signals>,
+    /// What this process knows is already stored (skips no-op writes).
+    pub known: Known,
 }
 
-/// Runs one worker until the gateway stops. It holds the state weakly so it never keeps a
+impl Pipeline {
+    /// Plans an event with its connection's settings (Supabase `email_path`).
+    pub fn plan(&self, event: &ClaimedEvent, claimed_by: Option<String>, now_ms: i64) -> EventPlan {
+        let live = self.registry.get(&event.connection_id);
+        let email_path = live.as_ref().and_then(|l| l.spec.email_path.clone());
+        plan_event(event, email_path.as_deref(), claimed_by, now_ms)
+    }
+
+    /// Plans and applies one stored event now, without a claim (an operator's replay), and
+    /// wakes whoever waits for what it produced.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn replay(&self, event: &ClaimedEvent) -> Result<Option<Applied>, sqlx::Error> {
+        let now = crate::now_ms();
+        let plan = self.plan(event, None, now);
+        let applied = self
+            .store
+            .apply_plans(std::slice::from_ref(&plan), &self.known, now)
+            .await?
+            .into_iter()
+            .next();
+        if let Some(applied) = &applied {
+            if !applied.fires.is_empty() {
+                self.signals.fires.notify_waiters();
+            }
+            if applied.requeued > 0 {
+                self.signals.pending.notify_one();
+            }
+        }
+        Ok(applied)
+    }
+}
+
+/// Runs one worker until the gateway stops. It holds the pipeline weakly so it never keeps a
 /// stopped gateway alive.
-pub async fn run(state: Weak<Inner>, signals: Arc<Signals>, worker: String) {
+pub async fn run(pipeline: Weak<Pipeline>, worker: String) {
     loop {
+        let Some(inner) = pipeline.upgrade() else {
+            break;
+        };
+        let signals = Arc::clone(&inner.signals);
         if signals.stopping.load(Ordering::Relaxed) {
             break;
         }
-        let Some(inner) = state.upgrade() else { break };
         let now = crate::now_ms();
-        let batch = inner.db.pipeline_batch();
-        let claimed = match inner.db.claim_events(&worker, now, LEASE_MS, batch).await {
+        let batch = inner.store.pipeline_batch();
+        let claimed = match inner
+            .store
+            .claim_events(&worker, now, LEASE_MS, batch)
+            .await
+        {
             Ok(claimed) => claimed,
             Err(error) => {
                 tracing::warn!(error = %error, "could not claim events; retrying");
@@ -209,10 +250,10 @@ pub async fn run(state: Weak<Inner>, signals: Arc<Signals>, worker: String) {
         let full = claimed.len() as i64 >= batch;
         let plans: Vec<EventPlan> = claimed
             .iter()
-            .map(|e| plan_with(&inner, e, Some(worker.clone()), now))
+            .map(|e| inner.plan(e, Some(worker.clone()), now))
             .collect();
         match inner
-            .db
+            .store
             .apply_plans(&plans, &inner.known, crate::now_ms())
             .await
         {

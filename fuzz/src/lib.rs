@@ -213,7 +213,7 @@ pub fn provider(provider: ProviderId, data: &[u8]) {
 
     sign_round_trip(provider, &input);
 
-    let verified = Verified::from_store(provider, &input.headers, input.body);
+    let verified = Verified::skip_verification(provider, &input.headers, input.body);
     let identified = adapter.identify(&verified);
     if let Err(error) = &identified {
         let _ = (error.to_string(), error.code());

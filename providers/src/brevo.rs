@@ -293,7 +293,8 @@ mod tests {
     #[test]
     fn batches_and_single_events() {
         let headers = http::HeaderMap::new();
-        let id = |b: &[u8]| Brevo.identify(&Verified::from_store(ProviderId::Brevo, &headers, b));
+        let id =
+            |b: &[u8]| Brevo.identify(&Verified::skip_verification(ProviderId::Brevo, &headers, b));
         let batch = br#"[{"event":"delivered","email":"a@example.com"},{"event":"opened","email":"b@example.com"}]"#;
         let meta = id(batch).expect("batch");
         assert_eq!(meta.event_type, BATCH_TYPE);

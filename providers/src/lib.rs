@@ -249,7 +249,7 @@ pub struct VerifyOptions<'a> {
     pub auth: Option<&'a AuthMode>,
 }
 
-/// A request whose authenticity was proven. Only `verify` (or [`Verified::from_store`]) builds it.
+/// A request whose authenticity was proven. Only `verify` (or [`Verified::skip_verification`]) builds it.
 #[derive(Clone, Copy, Debug)]
 pub struct Verified<'a> {
     provider: ProviderId,
@@ -267,10 +267,11 @@ impl<'a> Verified<'a> {
         }
     }
 
-    /// Rebuilds a verified request from what the gateway stored after verifying it at receive
-    /// time (the normalization pipeline and replays use this). Never call it on bytes that were
-    /// not verified when they arrived.
-    pub fn from_store(provider: ProviderId, headers: &'a HeaderMap, body: &'a [u8]) -> Self {
+    /// Skips verification: wraps bytes as verified without checking anything. Only for what the
+    /// gateway stored after verifying it at receive time (the normalization pipeline and
+    /// replays), and for tests and fuzzing. Never call it on bytes that were not verified when
+    /// they arrived.
+    pub fn skip_verification(provider: ProviderId, headers: &'a HeaderMap, body: &'a [u8]) -> Self {
         Verified {
             provider,
             headers,

@@ -289,7 +289,7 @@ mod tests {
         testkit::shared_secret_conformance(&Revenuecat, body);
         let headers = http::HeaderMap::new();
         let meta = Revenuecat
-            .identify(&Verified::from_store(
+            .identify(&Verified::skip_verification(
                 ProviderId::Revenuecat,
                 &headers,
                 body,
@@ -298,7 +298,7 @@ mod tests {
         assert_eq!(meta.event_id, "CD489E0E-5D52-4E03-966B-A7F17788E432");
         assert_eq!(meta.event_type, "RENEWAL");
         assert!(Revenuecat
-            .identify(&Verified::from_store(
+            .identify(&Verified::skip_verification(
                 ProviderId::Revenuecat,
                 &headers,
                 br#"{"event":{"type":"X"}}"#

@@ -277,18 +277,30 @@ mod tests {
         headers.insert("svix-id", "msg_1".parse().expect("value"));
         let body = br#"{"source":"SCIM","object_type":"member","action":"UPDATE"}"#;
         let meta = Stytch
-            .identify(&Verified::from_store(ProviderId::Stytch, &headers, body))
+            .identify(&Verified::skip_verification(
+                ProviderId::Stytch,
+                &headers,
+                body,
+            ))
             .expect("meta");
         assert_eq!(meta.event_type, "scim.member.update");
         assert!(meta.mapped);
         let body = br#"{"source":"DIRECT","object_type":"organization","action":"CREATE"}"#;
         let meta = Stytch
-            .identify(&Verified::from_store(ProviderId::Stytch, &headers, body))
+            .identify(&Verified::skip_verification(
+                ProviderId::Stytch,
+                &headers,
+                body,
+            ))
             .expect("meta");
         assert!(!meta.mapped);
         let body = br#"{"source":"DIRECT","object_type":"user"}"#;
         assert!(Stytch
-            .identify(&Verified::from_store(ProviderId::Stytch, &headers, body))
+            .identify(&Verified::skip_verification(
+                ProviderId::Stytch,
+                &headers,
+                body
+            ))
             .is_err());
     }
 }

@@ -1,10 +1,9 @@
-//! Every fixture, normalized and snapshotted (STYLE §6.3), and the checks every provider must
-//! pass (STYLE §6.4).
+//! Every fixture, normalized and snapshotted, and the checks every provider must pass.
 //!
 //! For each provider, `insta::glob!` walks `fixtures/<id>/*.json` (the `vectors.toml` files are
 //! not JSON, so they are skipped). Each fixture is sent through the provider's own `sign` to get
 //! the headers it would really arrive with, verified, then identified and normalized from the
-//! stored bytes (`Verified::from_store`), as the pipeline does. A new fixture therefore means a
+//! stored bytes (`Verified::skip_verification`), as the pipeline does. A new fixture therefore means a
 //! new snapshot to review with `cargo insta review` (or `INSTA_UPDATE=always`).
 //!
 //! Snapshots are named `<provider>@<fixture file>.snap`, because two providers can have fixtures
@@ -204,7 +203,7 @@ fn fixtures_normalize() {
                         .verify(&request, std::slice::from_ref(&secret), &verify_options())
                         .unwrap_or_else(|e| panic!("{}: verify: {e}", path.display()));
 
-                    let stored = Verified::from_store(provider, &headers, &body);
+                    let stored = Verified::skip_verification(provider, &headers, &body);
                     let meta = adapter
                         .identify(&stored)
                         .unwrap_or_else(|e| panic!("{}: identify: {e}", path.display()));
@@ -269,7 +268,7 @@ fn every_provider_conforms() {
                 path.display()
             );
             let meta = adapter
-                .identify(&Verified::from_store(provider, &headers, &body))
+                .identify(&Verified::skip_verification(provider, &headers, &body))
                 .expect("identify");
             assert!(!meta.event_id.is_empty(), "{}: event id", path.display());
         }
@@ -320,7 +319,10 @@ fn survives_damaged_fixtures(provider: ProviderId) {
     };
     let normalize = |headers: &HeaderMap, bytes: &[u8]| {
         for context in contexts {
-            let _ = adapter.normalize(&Verified::from_store(provider, headers, bytes), context);
+            let _ = adapter.normalize(
+                &Verified::skip_verification(provider, headers, bytes),
+                context,
+            );
         }
     };
     for path in fixture_files(provider) {
@@ -331,7 +333,7 @@ fn survives_damaged_fixtures(provider: ProviderId) {
             normalize(&headers, whole);
         }
         for cut in [0, 1, body.len() / 2, body.len().saturating_sub(1)] {
-            let stored = Verified::from_store(provider, &headers, &body[..cut]);
+            let stored = Verified::skip_verification(provider, &headers, &body[..cut]);
             assert!(adapter
                 .normalize(&stored, &NormalizeContext::default())
                 .is_err());

@@ -430,7 +430,7 @@ async fn fresh_store(
 ) -> anyhow::Result<(String, Db, Option<(String, String)>)> {
     if args.store == "sqlite" {
         let url = format!("sqlite://{}", dir.join("bench.db").display());
-        let db = Db::connect(&url, crate::config::Durability::Full).await?;
+        let db = Db::connect(&url, crate::db::Durability::Full).await?;
         db.migrate().await?;
         return Ok((url, db, None));
     }

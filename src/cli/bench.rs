@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use clap::Args;
 use hookgate_providers::ProviderId;
 
-use crate::config::Durability;
+use crate::db::Durability;
 
 /// What `hookgate bench` measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]

@@ -3,10 +3,9 @@
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use hookgate_providers::ProviderId;
 
-use crate::config::{ConnectionSpec, GlobalArgs};
-use crate::connections::{self, ConnectionView};
+use crate::config::GlobalArgs;
+use crate::connections::{self, ConnectionInput, ConnectionView};
 use crate::crypto::SecretKey;
 use crate::db::Db;
 
@@ -41,35 +40,8 @@ pub enum ConnectionsCommand {
 
 #[derive(Debug, Args)]
 pub struct ConnectionAddArgs {
-    /// Connection id, the last segment of the receive URL: [A-Za-z0-9_-]{1,64}.
-    pub id: String,
-    #[arg(long)]
-    pub provider: ProviderId,
-    /// The signing secret or shared secret (repeat for rotation); or HOOKGATE_SECRET.
-    #[arg(
-        long = "secret",
-        env = "HOOKGATE_SECRET",
-        hide_env_values = true,
-        value_delimiter = ','
-    )]
-    pub secrets: Vec<String>,
-    #[arg(long, default_value = "default")]
-    pub workspace: String,
-    #[arg(long)]
-    pub tolerance_secs: Option<u64>,
-    /// CIDR allowlist entries or `@<provider>` names (repeatable).
-    #[arg(long = "allow-ip")]
-    pub allow_ips: Vec<String>,
-    /// Shared-secret providers: bearer | basic | header:<Name> | query:<param>.
-    #[arg(long)]
-    pub auth: Option<String>,
-    /// Supabase: where the contact email lives in the payload.
-    #[arg(long)]
-    pub email_path: Option<String>,
-    #[arg(long)]
-    pub rate_limit_per_sec: Option<u32>,
-    #[arg(long)]
-    pub rate_limit_burst: Option<u32>,
+    #[command(flatten)]
+    pub connection: ConnectionInput,
     /// Replace an existing connection with the same id.
     #[arg(long)]
     pub replace: bool,
@@ -181,19 +153,7 @@ async fn add(
     args: ConnectionAddArgs,
     now: i64,
 ) -> anyhow::Result<()> {
-    let spec = ConnectionSpec::build(
-        &args.id,
-        args.provider,
-        Some(args.workspace),
-        args.secrets,
-        args.tolerance_secs,
-        args.allow_ips,
-        args.auth.as_deref(),
-        args.email_path,
-        args.rate_limit_per_sec,
-        args.rate_limit_burst,
-        true,
-    )?;
+    let spec = args.connection.into_spec()?;
     if !connections::save(db, &spec, key, "cli", args.replace, now).await? {
         bail!(
             "connection {:?} exists; use --replace to overwrite it",

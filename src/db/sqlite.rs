@@ -7,7 +7,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Executor as _, SqliteConnection, SqlitePool};
 
-use crate::config::Durability;
+use crate::db::Durability;
 
 /// SQLite has one writer connection: claims need no row locks and applies no extra lock.
 const DIALECT: crate::db::Dialect = crate::db::Dialect {

@@ -9,8 +9,7 @@ use axum::{Json, Router};
 use base64::Engine as _;
 use serde::Deserialize;
 
-use crate::config::{ConnectionSpec, FileConnection};
-use crate::connections::{self, ConnectionView};
+use crate::connections::{self, ConnectionInput, ConnectionView};
 use crate::db::rows::{IngestRow, IngestSummary};
 use crate::db::{IngestFilter, Outcome};
 use crate::error::AppError;
@@ -196,19 +195,11 @@ async fn replay(
             None => Err(AppError::NotFound),
         };
     };
-    let now = crate::now_ms();
-    let plan = crate::pipeline::plan_with(&state, &event, None, now);
     let applied = state
-        .db
-        .apply_plans(std::slice::from_ref(&plan), &state.known, now)
-        .await?;
-    let applied = applied.into_iter().next().ok_or(AppError::NotFound)?;
-    if !applied.fires.is_empty() {
-        state.signals.fires.notify_waiters();
-    }
-    if applied.requeued > 0 {
-        state.signals.pending.notify_one();
-    }
+        .pipeline
+        .replay(&event)
+        .await?
+        .ok_or(AppError::NotFound)?;
     tracing::info!(ingest_id = %id, status = applied.outcome.as_str(), "event replayed");
     Ok(Json(serde_json::json!({
         "id": id,
@@ -290,9 +281,15 @@ async fn get_connection(
 /// on; the others say where the problem is, not what the value was.
 fn json_error(what: &str, error: &serde_json::Error) -> AppError {
     let text = error.to_string();
-    if ["unknown field", "missing field", "duplicate field"]
-        .iter()
-        .any(|p| text.starts_with(p))
+    // A provider name is not a secret, and its message lists the names that exist.
+    if [
+        "unknown field",
+        "missing field",
+        "duplicate field",
+        "provider: ",
+    ]
+    .iter()
+    .any(|p| text.starts_with(p))
     {
         return AppError::Invalid(format!("invalid {what} JSON: {text}"));
     }
@@ -322,26 +319,11 @@ async fn create_connection(
     body: axum::body::Bytes,
 ) -> Result<Response, AppError> {
     require_admin(&state, &headers).await?;
-    let input: FileConnection =
+    let input: ConnectionInput =
         serde_json::from_slice(&body).map_err(|e| json_error("connection", &e))?;
-    let provider = input
-        .provider
-        .parse()
-        .map_err(|e| AppError::Invalid(format!("provider: {e}")))?;
-    let spec = ConnectionSpec::build(
-        &input.id,
-        provider,
-        input.workspace,
-        input.secrets,
-        input.tolerance_secs,
-        input.allow_ips,
-        input.auth.as_deref(),
-        input.email_path,
-        input.rate_limit_per_sec,
-        input.rate_limit_burst,
-        input.enabled.unwrap_or(true),
-    )
-    .map_err(|e| AppError::Invalid(format!("{e:#}")))?;
+    let spec = input
+        .into_spec()
+        .map_err(|e| AppError::Invalid(format!("{e:#}")))?;
     let written = connections::save(
         &state.db,
         &spec,

@@ -1,6 +1,6 @@
 //! `POST /integrations/<provider>/webhook/<connection_id>`: the receive path.
 //!
-//! Order of work (SPEC §2): connection (404) → allowlist (403) → rate limit (429) → body up to
+//! Order of work: connection (404) → allowlist (403) → rate limit (429) → body up to
 //! `max_body_bytes` (413) → verify the raw bytes (401) → identify event id and type (400) →
 //! group-committed insert, deduplicated by the unique index → answer. Nothing is normalized
 //! before the answer, and nothing gets a 2xx before its row is committed.
@@ -20,7 +20,7 @@ use hookgate_providers::{AuthMode, IdentifyError, ProviderId, Request, VerifyOpt
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use ipnet::IpNet;
 
-use crate::config::ConnectionSpec;
+use crate::connections::ConnectionSpec;
 use crate::connections::Live;
 use crate::db::{IngestKind, NewIngest, Outcome, WriteOutcome};
 use crate::error::AppError;
@@ -187,7 +187,7 @@ pub async fn receive(
         Some(live) if live.spec.provider == provider && live.spec.enabled => live,
         _ => {
             // Log only ids that could be real, so random probing cannot fill the log with junk.
-            if crate::config::valid_connection_id(&d.connection_id) {
+            if crate::connections::valid_connection_id(&d.connection_id) {
                 return d.reject(AppError::NotFound, None);
             }
             d.count(Outcome::Rejected, 404);
@@ -516,19 +516,15 @@ mod tests {
 
     #[test]
     fn secrets_are_redacted() {
-        let spec = ConnectionSpec::build(
-            "x",
-            ProviderId::Supabase,
-            None,
-            vec!["alsosecret".into()],
-            None,
-            Vec::new(),
-            Some("header:x-webhook-secret"),
-            None,
-            None,
-            None,
-            true,
-        )
+        let spec = crate::connections::ConnectionInput {
+            auth: Some("header:x-webhook-secret".into()),
+            ..crate::connections::ConnectionInput::new(
+                "x",
+                ProviderId::Supabase,
+                vec!["alsosecret".into()],
+            )
+        }
+        .into_spec()
         .expect("spec");
         let mut headers = HeaderMap::new();
         headers.insert("authorization", "Bearer topsecret".parse().expect("v"));

@@ -357,7 +357,7 @@ impl Sample {
         (200..300).contains(&self.status)
     }
 
-    /// The refusal SPEC §2 asks for while the store cannot commit.
+    /// The refusal README "Receiving" documents while the store cannot commit.
     fn refused_as_specified(&self) -> bool {
         let status = if self.provider == ProviderId::Brevo {
             429

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use hookgate::config::{Config, ConnectionSpec};
+use hookgate::config::Config;
+use hookgate::connections::{ConnectionInput, ConnectionSpec};
 use hookgate::crypto::SecretKey;
 use hookgate::db::Db;
 use hookgate::providers::{AuthKind, AuthMode, ProviderId, Secret, SignOptions};
@@ -939,20 +940,9 @@ backend_tests!(secret_hygiene);
 
 /// A connection spec for the encryption test.
 fn spec(id: &str, provider: ProviderId, secret: &str) -> ConnectionSpec {
-    ConnectionSpec::build(
-        id,
-        provider,
-        None,
-        vec![secret.to_owned()],
-        None,
-        Vec::new(),
-        None,
-        None,
-        None,
-        None,
-        true,
-    )
-    .expect("valid connection")
+    ConnectionInput::new(id, provider, vec![secret.to_owned()])
+        .into_spec()
+        .expect("valid connection")
 }
 
 async fn stored_secrets(db: &Db, id: &str) -> String {

@@ -8,7 +8,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use hookgate::config::{Config, ConnectionSpec};
+use hookgate::config::Config;
+use hookgate::connections::{ConnectionInput, ConnectionSpec};
 use hookgate::db::Db;
 use hookgate::providers::{AuthMode, ProviderId, Secret, SignOptions};
 use hookgate::Gateway;
@@ -72,7 +73,7 @@ impl TestStore {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
                 let url = format!("sqlite://{}", dir.path().join("hookgate.db").display());
-                let db = Db::connect(&url, hookgate::config::Durability::Full)
+                let db = Db::connect(&url, hookgate::db::Durability::Full)
                     .await
                     .expect("open sqlite");
                 TestStore {
@@ -101,7 +102,7 @@ impl TestStore {
     /// a gateway that closes the first one on shutdown.
     pub async fn reopen(&self) -> Db {
         match &self.schema {
-            None => Db::connect(&self.url, hookgate::config::Durability::Full)
+            None => Db::connect(&self.url, hookgate::db::Durability::Full)
                 .await
                 .expect("reopen sqlite"),
             Some(schema) => Db::connect_postgres_schema(&self.url, schema)
@@ -283,20 +284,10 @@ impl TestAppBuilder {
         secrets: &[&str],
         f: impl FnOnce(&mut ConnectionSpec),
     ) -> Self {
-        let mut spec = ConnectionSpec::build(
-            id,
-            provider,
-            None,
-            secrets.iter().map(|s| (*s).to_owned()).collect(),
-            None,
-            Vec::new(),
-            None,
-            None,
-            None,
-            None,
-            true,
-        )
-        .expect("valid connection");
+        let secrets = secrets.iter().map(|s| (*s).to_owned()).collect();
+        let mut spec = ConnectionInput::new(id, provider, secrets)
+            .into_spec()
+            .expect("valid connection");
         f(&mut spec);
         self.config.connections.push(spec);
         self

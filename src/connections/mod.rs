@@ -8,42 +8,22 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, RwLock};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use hookgate_providers::{ProviderId, Secret};
+use hookgate_providers::{ip_ranges, ProviderId, Secret};
 use ipnet::IpNet;
 use serde::Serialize;
 
-use crate::config::{parse_cidr, ConnectionSpec};
+mod spec;
+
+pub use spec::{
+    check_allow_entry, parse_cidr, valid_connection_id, ConnectionInput, ConnectionSpec,
+};
+
 use crate::crypto::{self, SecretKey};
 use crate::db::rows::ConnectionRow;
 use crate::db::{ConnectionWrite, Db};
-
-/// The named range lists of `providers/ip_ranges.toml`.
-fn ranges() -> &'static HashMap<String, Vec<IpNet>> {
-    static RANGES: OnceLock<HashMap<String, Vec<IpNet>>> = OnceLock::new();
-    RANGES.get_or_init(|| {
-        let parsed: HashMap<String, Vec<String>> =
-            toml::from_str(hookgate_providers::ip_ranges::DATA).unwrap_or_default();
-        parsed
-            .into_iter()
-            .map(|(name, list)| (name, list.iter().filter_map(|c| c.parse().ok()).collect()))
-            .collect()
-    })
-}
-
-/// The ranges behind `@<name>`, if such a list exists.
-pub fn published_ranges(name: &str) -> Option<&'static [IpNet]> {
-    ranges().get(name).map(Vec::as_slice)
-}
-
-/// The names `@<name>` may use.
-pub fn published_names() -> Vec<&'static str> {
-    let mut names: Vec<&str> = ranges().keys().map(String::as_str).collect();
-    names.sort_unstable();
-    names
-}
 
 /// A connection ready for the receive path.
 pub struct Live {
@@ -62,7 +42,9 @@ impl Live {
         let mut allow = Vec::new();
         for entry in &spec.allow_ips {
             match entry.strip_prefix('@') {
-                Some(name) => allow.extend_from_slice(published_ranges(name).unwrap_or(&[])),
+                Some(name) => {
+                    allow.extend_from_slice(ip_ranges::published(name).unwrap_or(&[]));
+                }
                 None => allow.extend(parse_cidr(entry).ok()),
             }
         }
@@ -170,20 +152,18 @@ pub fn spec_from_row(
     let provider: ProviderId = row.provider.parse()?;
     let secrets = crypto::decode_secrets(&row.id, &row.secrets, key)
         .map_err(|e| anyhow::anyhow!("connection {:?}: {e}", row.id))?;
-    let allow_ips: Vec<String> = serde_json::from_str(&row.allow_ips)?;
-    ConnectionSpec::build(
-        &row.id,
-        provider,
-        Some(row.workspace.clone()),
-        secrets,
-        row.tolerance_secs.and_then(|t| u64::try_from(t).ok()),
-        allow_ips,
-        row.auth.as_deref(),
-        row.email_path.clone(),
-        row.rate_limit_per_sec.and_then(|r| u32::try_from(r).ok()),
-        row.rate_limit_burst.and_then(|r| u32::try_from(r).ok()),
-        row.enabled,
-    )
+    ConnectionInput {
+        workspace: Some(row.workspace.clone()),
+        tolerance_secs: row.tolerance_secs.and_then(|t| u64::try_from(t).ok()),
+        allow_ips: serde_json::from_str(&row.allow_ips)?,
+        auth: row.auth.clone(),
+        email_path: row.email_path.clone(),
+        rate_limit_per_sec: row.rate_limit_per_sec.and_then(|r| u32::try_from(r).ok()),
+        rate_limit_burst: row.rate_limit_burst.and_then(|r| u32::try_from(r).ok()),
+        enabled: Some(row.enabled),
+        ..ConnectionInput::new(row.id.clone(), provider, secrets)
+    }
+    .into_spec()
 }
 
 /// Writes a connection to the database, its secrets encrypted when `key` is set.
