@@ -330,7 +330,7 @@ async fn daily_commands(backend: Backend) {
             assert!(out.contains("backed up to"), "{out}");
             let backup = hookgate::db::Db::connect(
                 &format!("sqlite://{}", copy.display()),
-                hookgate::config::Durability::Full,
+                hookgate::db::Durability::Full,
             )
             .await
             .expect("open the backup");
