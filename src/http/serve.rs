@@ -242,7 +242,8 @@ async fn linger(
     if stream.shutdown().await.is_err() {
         return discarded;
     }
-    let mut buf = vec![0_u8; 64 * 1024];
+    // Small: a slow client can keep many lingering connections open at once.
+    let mut buf = vec![0_u8; 16 * 1024];
     while discarded < max_bytes {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
