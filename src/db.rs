@@ -219,6 +219,9 @@ pub struct FireFilter {
     pub created_after: Option<i64>,
     pub created_before: Option<i64>,
     pub limit: i64,
+    /// The newest `limit` matching fires (still returned oldest first) instead of the oldest
+    /// after `after_seq` (`hookgate events`).
+    pub newest: bool,
 }
 
 /// Calls the backend function `$f` with the reader pool (`read`) or the writer pool (`write`).

@@ -44,6 +44,15 @@ use crate::metrics::Metrics;
 
 pub use hookgate_providers as providers;
 
+/// What `hookgate --version` prints after the name: the package version and the git commit the
+/// binary was built from (`unknown` when it was built outside a git checkout; see `build.rs`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("HOOKGATE_GIT_COMMIT"),
+    ")"
+);
+
 /// How often connections are reloaded from the database (changes made by the CLI or another
 /// process show up within this time; admin API changes apply at once).
 pub const CONNECTION_REFRESH: Duration = Duration::from_secs(2);
@@ -215,7 +224,12 @@ impl Gateway {
         listener: tokio::net::TcpListener,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> std::io::Result<()> {
-        let header_timeout = Duration::from_secs(self.state.config.header_timeout_secs);
+        let config = &self.state.config;
+        let limits = http::serve::Limits::new(
+            Duration::from_secs(config.header_timeout_secs),
+            Duration::from_secs(config.body_timeout_secs),
+            config.max_body_bytes,
+        );
         let router = app(self.state.clone());
         let signals = Arc::clone(&self.state.signals);
         // On shutdown, end event streams first: they would otherwise hold their connections open.
@@ -226,7 +240,7 @@ impl Gateway {
                 .store(true, std::sync::atomic::Ordering::Relaxed);
             signals.fires.notify_waiters();
         };
-        let result = http::serve::serve(listener, router, header_timeout, shutdown).await;
+        let result = http::serve::serve(listener, router, limits, shutdown).await;
         self.shutdown().await;
         result
     }

@@ -1,9 +1,10 @@
-//! `hookgate logs`: the ingest log, read from the database directly.
+//! `hookgate logs`: the ingest log, read from the database directly (`logs show <id>`, one
+//! whole record, is in `logs_show.rs`).
 
 use std::io::Write as _;
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, Subcommand};
 use hookgate_providers::ProviderId;
 
 use super::format_ms;
@@ -11,7 +12,10 @@ use crate::config::GlobalArgs;
 use crate::db::{IngestFilter, Outcome};
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct LogsArgs {
+    #[command(subcommand)]
+    pub command: Option<LogsCommand>,
     #[arg(long)]
     pub connection: Option<String>,
     #[arg(long, value_enum)]
@@ -29,12 +33,22 @@ pub struct LogsArgs {
     pub json: bool,
 }
 
+#[derive(Debug, Subcommand)]
+pub enum LogsCommand {
+    /// Show one record in full: headers (secrets redacted), body, reason, processing status,
+    /// contact and fires.
+    Show(super::logs_show::ShowArgs),
+}
+
 /// Runs `hookgate logs`: the newest `limit` records oldest first, then with `--follow` new ones
 /// as they arrive (polling every 500 ms).
 ///
 /// # Errors
 /// The database cannot be opened or read.
 pub async fn run(global: &GlobalArgs, args: LogsArgs) -> anyhow::Result<()> {
+    if let Some(LogsCommand::Show(show)) = args.command {
+        return super::logs_show::run(global, show).await;
+    }
     let (db, _) = super::open_store(global).await?;
     let mut filter = IngestFilter {
         connection: args.connection.clone(),
@@ -106,7 +120,7 @@ fn print_item(
     Ok(())
 }
 
-fn truncate(text: &str, max: usize) -> String {
+pub(super) fn truncate(text: &str, max: usize) -> String {
     if text.chars().count() <= max {
         text.to_owned()
     } else {

@@ -2,11 +2,16 @@
 //! Output is for people: tables and clear one-line errors. The gateway's settings themselves
 //! (flags, environment, file) are [`crate::config`]'s.
 
+pub mod backup;
 pub mod connections;
+pub mod contacts;
+pub mod events;
 pub mod keys;
 pub mod logs;
+pub mod logs_show;
 pub mod migrate;
 pub mod print_config;
+pub mod replay;
 pub mod send;
 pub mod serve;
 
@@ -19,7 +24,7 @@ use crate::db::Db;
 /// hookgate: an inbound webhook gateway. Verifies, durably stores and normalizes webhooks from
 /// Stripe, Clerk, Shopify, Stytch, Supabase, WorkOS, RevenueCat and Brevo.
 #[derive(Debug, Parser)]
-#[command(name = "hookgate", version, propagate_version = true)]
+#[command(name = "hookgate", version = crate::VERSION, propagate_version = true)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -39,8 +44,17 @@ pub enum Command {
     /// Manage connections in the database.
     #[command(subcommand)]
     Connections(connections::ConnectionsCommand),
-    /// Show the ingest log, newest last.
+    /// Show the ingest log, newest last; `logs show <id>` shows one record in full.
     Logs(logs::LogsArgs),
+    /// Run normalization again for a stored event (idempotent: it never fires twice).
+    Replay(replay::ReplayArgs),
+    /// Look up contacts.
+    #[command(subcommand)]
+    Contacts(contacts::ContactsCommand),
+    /// Show trigger fires, newest last; `--follow` prints new ones as they are made.
+    Events(events::EventsArgs),
+    /// Copy the SQLite database to a new file, consistently, while the gateway runs.
+    Backup(backup::BackupArgs),
     /// Sign a fixture the way its provider would and POST it to a receive URL.
     Send(send::SendArgs),
     /// Manage API keys for the events API.
@@ -60,6 +74,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Migrate => migrate::run(&global).await,
         Command::Connections(command) => connections::run(&global, command).await,
         Command::Logs(args) => logs::run(&global, args).await,
+        Command::Replay(args) => replay::run(&global, args).await,
+        Command::Contacts(command) => contacts::run(&global, command).await,
+        Command::Events(args) => events::run(&global, args).await,
+        Command::Backup(args) => backup::run(&global, args).await,
         Command::Send(args) => send::run(args).await,
         Command::Keys(command) => keys::run(&global, command).await,
     }

@@ -45,6 +45,7 @@ pub async fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         listen = %local,
         store = state.db.backend_name(),
         connections = state.registry.len(),
+        version = crate::VERSION,
         "hookgate is listening"
     );
     gateway.serve(listener, shutdown_signal()).await?;

@@ -143,20 +143,37 @@ fn summary_json(summary: &IngestSummary) -> serde_json::Value {
     serde_json::to_value(summary).unwrap_or(serde_json::Value::Null)
 }
 
+/// One ingest record as `GET /admin/ingest/<id>` and `hookgate logs show --json` show it: the
+/// full record ([`record_json`]) and `fires`, the sequence numbers of the fires it made.
+///
+/// # Errors
+/// The store cannot be read.
+pub async fn ingest_json(
+    db: &crate::db::Db,
+    id: &str,
+) -> Result<Option<serde_json::Value>, sqlx::Error> {
+    let Some(row) = db.get_ingest(id).await? else {
+        return Ok(None);
+    };
+    let mut value = record_json(&row);
+    let fires = db.fires_for_ingest(id).await?;
+    value["fires"] = fires
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .into();
+    Ok(Some(value))
+}
+
 async fn get_ingest(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, AppError> {
     require_admin(&state, &headers).await?;
-    let row = state.db.get_ingest(&id).await?.ok_or(AppError::NotFound)?;
-    let mut value = record_json(&row);
-    let fires = state.db.fires_for_ingest(&id).await?;
-    value["fires"] = fires
-        .iter()
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .into();
+    let value = ingest_json(&state.db, &id)
+        .await?
+        .ok_or(AppError::NotFound)?;
     Ok(Json(value))
 }
 
@@ -212,9 +229,14 @@ async fn get_contact(
         .get_contact(&workspace, &email)
         .await?
         .ok_or(AppError::NotFound)?;
+    Ok(Json(contact_json(&row)))
+}
+
+/// A contact as `GET /admin/contacts/<email>` and `hookgate contacts show --json` show it.
+pub fn contact_json(row: &crate::db::rows::ContactRow) -> serde_json::Value {
     let custom: serde_json::Value =
         serde_json::from_str(&row.custom_fields).unwrap_or_else(|_| serde_json::json!({}));
-    Ok(Json(serde_json::json!({
+    serde_json::json!({
         "email": row.email,
         "workspace": row.workspace,
         "first_name": row.first_name,
@@ -223,7 +245,7 @@ async fn get_contact(
         "custom_fields": custom,
         "created_at": row.created_at,
         "updated_at": row.updated_at,
-    })))
+    })
 }
 
 async fn list_connections(

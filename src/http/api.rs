@@ -107,6 +107,7 @@ async fn list_events(
             .map(|t| parse_time("before", t))
             .transpose()?,
         limit: limit + 1,
+        newest: false,
     };
     let mut fires = state.db.list_fires(&filter).await?;
     let done = fires.len() as i64 <= limit;
@@ -153,6 +154,7 @@ async fn stream_events(
         created_after: None,
         created_before: None,
         limit: 200,
+        newest: false,
     };
     let stream = futures_util::stream::unfold(
         (state, filter, VecDeque::<FireRow>::new()),

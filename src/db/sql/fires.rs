@@ -193,6 +193,12 @@ macro_rules! fire_queries {
             if let Some(v) = f.created_before {
                 q.push(" AND created_at < ").push_bind(v);
             }
+            if f.newest {
+                q.push(" ORDER BY seq DESC LIMIT ").push_bind(f.limit);
+                let mut fires: Vec<FireRow> = q.build_query_as().fetch_all(pool).await?;
+                fires.reverse();
+                return Ok(fires);
+            }
             q.push(" ORDER BY seq ASC LIMIT ").push_bind(f.limit);
             q.build_query_as().fetch_all(pool).await
         }
