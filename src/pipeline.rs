@@ -184,10 +184,13 @@ pub fn plan_event(
             let headers = stored_headers(&event.headers);
             // These bytes were verified when they arrived and have been stored since.
             let verified = Verified::from_store(provider, &headers, &event.body);
-            match provider
-                .adapter()
-                .normalize(&verified, &NormalizeContext { email_path })
-            {
+            match provider.adapter().normalize(
+                &verified,
+                &NormalizeContext {
+                    email_path,
+                    user_id_column: None,
+                },
+            ) {
                 Ok(events)
                     if events
                         .iter()

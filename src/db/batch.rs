@@ -208,12 +208,14 @@ mod tests {
                     .iter()
                     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                     .collect(),
+                ..Identity::default()
             },
             contact: ContactUpdate {
                 first_name: first.map(str::to_owned),
                 ..ContactUpdate::default()
             },
             event_fields: BTreeMap::new(),
+            ..NormalizedEvent::default()
         }
     }
 

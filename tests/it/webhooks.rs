@@ -78,7 +78,7 @@ pub fn kit(provider: ProviderId) -> Kit {
             secret: "it-revenuecat-auth-value",
             fixture: "INITIAL_PURCHASE.json",
             unmapped: Some(
-                r#"{"api_version":"1.0","event":{"id":"unmapped-transfer-1","type":"TRANSFER"}}"#,
+                r#"{"api_version":"1.0","event":{"id":"unmapped-alias-1","type":"SUBSCRIBER_ALIAS","app_user_id":"a"}}"#,
             ),
             options: plain,
         },
