@@ -118,6 +118,7 @@ async fn add(
         args.allow_ips,
         args.auth.as_deref(),
         args.email_path,
+        args.user_id_column,
         args.rate_limit_per_sec,
         args.rate_limit_burst,
         true,

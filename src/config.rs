@@ -301,6 +301,9 @@ pub struct ConnectionAddArgs {
     /// Supabase: where the contact email lives in the payload.
     #[arg(long)]
     pub email_path: Option<String>,
+    /// Supabase: the row column holding the `auth.users` id (`id` on `profiles`, `user_id`).
+    #[arg(long)]
+    pub user_id_column: Option<String>,
     #[arg(long)]
     pub rate_limit_per_sec: Option<u32>,
     #[arg(long)]
@@ -432,6 +435,7 @@ pub struct FileConnection {
     pub allow_ips: Vec<String>,
     pub auth: Option<String>,
     pub email_path: Option<String>,
+    pub user_id_column: Option<String>,
     pub rate_limit_per_sec: Option<u32>,
     pub rate_limit_burst: Option<u32>,
     pub enabled: Option<bool>,
@@ -449,6 +453,8 @@ pub struct ConnectionSpec {
     pub allow_ips: Vec<String>,
     pub auth: Option<AuthMode>,
     pub email_path: Option<String>,
+    /// Supabase: the row column that holds the `auth.users` id, given as `supabase_user_id`.
+    pub user_id_column: Option<String>,
     pub rate_limit_per_sec: Option<u32>,
     pub rate_limit_burst: Option<u32>,
     pub enabled: bool,
@@ -468,6 +474,7 @@ impl fmt::Debug for ConnectionSpec {
             .field("allow_ips", &self.allow_ips)
             .field("auth", &self.auth)
             .field("email_path", &self.email_path)
+            .field("user_id_column", &self.user_id_column)
             .field("enabled", &self.enabled)
             .finish()
     }
@@ -826,6 +833,7 @@ fn connection_from_file(c: &FileConnection) -> anyhow::Result<ConnectionSpec> {
         c.allow_ips.clone(),
         c.auth.as_deref(),
         c.email_path.clone(),
+        c.user_id_column.clone(),
         c.rate_limit_per_sec,
         c.rate_limit_burst,
         c.enabled.unwrap_or(true),
@@ -855,6 +863,7 @@ impl ConnectionSpec {
         allow_ips: Vec<String>,
         auth: Option<&str>,
         email_path: Option<String>,
+        user_id_column: Option<String>,
         rate_limit_per_sec: Option<u32>,
         rate_limit_burst: Option<u32>,
         enabled: bool,
@@ -891,6 +900,14 @@ impl ConnectionSpec {
                 bail!("email_path: {path:?} must be dot-separated keys like record.email");
             }
         }
+        if user_id_column.is_some() && provider != ProviderId::Supabase {
+            bail!("user_id_column: applies only to supabase connections");
+        }
+        if let Some(column) = &user_id_column {
+            if column.is_empty() || column.len() > 63 || column.contains('.') {
+                bail!("user_id_column: {column:?} must be one column name of the row, like id or user_id");
+            }
+        }
         if secrets.is_empty() {
             bail!("secrets: at least one secret is required (a connection without one would reject everything)");
         }
@@ -915,6 +932,7 @@ impl ConnectionSpec {
             allow_ips,
             auth,
             email_path,
+            user_id_column,
             rate_limit_per_sec,
             rate_limit_burst,
             enabled,
@@ -969,6 +987,7 @@ provider = "supabase"
 secrets = ["t"]
 auth = "query:token"
 email_path = "record.email"
+user_id_column = "id"
 "#,
         )
         .expect("loads");
@@ -977,6 +996,7 @@ email_path = "record.email"
         assert_eq!(config.connections[0].workspace, "acme");
         assert_eq!(config.connections[1].workspace, "default");
         assert!(!format!("{config:?}").contains("s3cret"));
+        assert_eq!(config.connections[2].user_id_column.as_deref(), Some("id"));
     }
 
     #[test]
@@ -994,6 +1014,9 @@ email_path = "record.email"
             ("[[connections]]\nid = \"a\"\nprovider = \"brevo\"\nsecrets = [\"x\"]\nallow_ips = [\"@nope\"]", "allow_ips[0]"),
             ("[[connections]]\nid = \"a\"\nprovider = \"brevo\"\nsecrets = [\"x\"]\nallow_ips = [\"1.2.3.4/99\"]", "allow_ips[0]"),
             ("[[connections]]\nid = \"a\"\nprovider = \"shopify\"\nsecrets = [\"x\"]\ntolerance_secs = 5", "tolerance_secs"),
+            ("[[connections]]\nid = \"a\"\nprovider = \"stripe\"\nsecrets = [\"x\"]\nuser_id_column = \"id\"", "user_id_column: applies only to supabase"),
+            ("[[connections]]\nid = \"a\"\nprovider = \"supabase\"\nsecrets = [\"x\"]\nuser_id_column = \"record.id\"", "user_id_column: \"record.id\" must be one column name"),
+            ("[[connections]]\nid = \"a\"\nprovider = \"supabase\"\nsecrets = [\"x\"]\nuser_id_column = \"\"", "user_id_column"),
             ("[[connections]]\nid = \"a\"\nprovider = \"stripe\"\nsecrets = [\"x\"]\nsecret = \"y\"", "secret"),
             ("[[connections]]\nid = \"a\"\nprovider = \"stripe\"\nsecrets = [\"x\"]\n[[connections]]\nid = \"a\"\nprovider = \"stripe\"\nsecrets = [\"x\"]", "twice"),
             ("admin_token = \"short\"", "admin_token"),

@@ -171,7 +171,7 @@ fn storable(mut event: hookgate_providers::NormalizedEvent) -> hookgate_provider
 /// Decides what to do with one stored event (pure apart from reading its bytes).
 pub fn plan_event(
     event: &ClaimedEvent,
-    email_path: Option<&str>,
+    context: &NormalizeContext<'_>,
     claimed_by: Option<String>,
     now_ms: i64,
 ) -> EventPlan {
@@ -184,13 +184,7 @@ pub fn plan_event(
             let headers = stored_headers(&event.headers);
             // These bytes were verified when they arrived and have been stored since.
             let verified = Verified::from_store(provider, &headers, &event.body);
-            match provider.adapter().normalize(
-                &verified,
-                &NormalizeContext {
-                    email_path,
-                    user_id_column: None,
-                },
-            ) {
+            match provider.adapter().normalize(&verified, context) {
                 Ok(events)
                     if events
                         .iter()
@@ -226,7 +220,8 @@ pub fn plan_event(
     }
 }
 
-/// Plans events with their connection's settings (Supabase `email_path`).
+/// Plans events with their connection's settings (Supabase `email_path` and
+/// `user_id_column`).
 pub fn plan_with(
     inner: &Inner,
     event: &ClaimedEvent,
@@ -234,8 +229,12 @@ pub fn plan_with(
     now_ms: i64,
 ) -> EventPlan {
     let live = inner.registry.get(&event.connection_id);
-    let email_path = live.as_ref().and_then(|l| l.spec.email_path.clone());
-    plan_event(event, email_path.as_deref(), claimed_by, now_ms)
+    let spec = live.as_ref().map(|l| &l.spec);
+    let context = NormalizeContext {
+        email_path: spec.and_then(|s| s.email_path.as_deref()),
+        user_id_column: spec.and_then(|s| s.user_id_column.as_deref()),
+    };
+    plan_event(event, &context, claimed_by, now_ms)
 }
 
 /// Runs one worker until the gateway stops. It holds the state weakly so it never keeps a

@@ -315,6 +315,7 @@ async fn create_connection(
         input.allow_ips,
         input.auth.as_deref(),
         input.email_path,
+        input.user_id_column,
         input.rate_limit_per_sec,
         input.rate_limit_burst,
         input.enabled.unwrap_or(true),

@@ -520,6 +520,7 @@ mod tests {
             None,
             None,
             None,
+            None,
             true,
         )
         .expect("spec");

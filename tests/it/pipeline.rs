@@ -702,6 +702,58 @@ async fn supabase_path_and_brevo_batch(backend: Backend) {
     assert_eq!(all_fires(&app).await.len(), 4);
 }
 
+/// Supabase `user_id_column`: a `profiles` row (no email column, as in Supabase's starter
+/// schema) resolves to the contact its `auth.users` row created, even when it arrives first.
+async fn supabase_profile_resolves_through_user_id(backend: Backend) {
+    let supa = kit(ProviderId::Supabase);
+    let app = TestApp::builder(backend)
+        .connection_with("supa", ProviderId::Supabase, &[supa.secret], |s| {
+            s.user_id_column = Some("id".into())
+        })
+        .start()
+        .await;
+    let profile = fixture(ProviderId::Supabase, "public.profiles.UPDATE--starter.json");
+    app.deliver(
+        ProviderId::Supabase,
+        "supa",
+        &profile,
+        supa.secret,
+        now_options(),
+    )
+    .await
+    .assert_outcome("accepted");
+    let counts = settle(&app.store.db).await;
+    assert_eq!(counts.get("unresolved"), Some(&1), "{counts:?}");
+    let user = fixture(ProviderId::Supabase, "auth.users.INSERT.json");
+    app.deliver(
+        ProviderId::Supabase,
+        "supa",
+        &user,
+        supa.secret,
+        now_options(),
+    )
+    .await
+    .assert_outcome("accepted");
+    let counts = settle(&app.store.db).await;
+    assert_eq!(counts.get("unresolved"), None, "{counts:?}");
+    assert_eq!(counts.get("processed"), Some(&2), "{counts:?}");
+    let fires = all_fires(&app).await;
+    let profile_fire = fires
+        .iter()
+        .find(|f| f["eventType"] == "supabase.public.profiles.UPDATE")
+        .expect("the profile fires once its user is known");
+    assert_eq!(profile_fire["payload"]["email"], "sam.rivera@example.com");
+    let contact = app
+        .admin_get("/admin/contacts/sam.rivera@example.com")
+        .await
+        .json();
+    assert_eq!(contact["custom_fields"]["supabase_username"], "samrivera");
+    assert_eq!(contact["custom_fields"]["supabase_deleted"], false);
+    // The option round-trips through the admin API's view of the connection.
+    let view = app.admin_get("/admin/connections/supa").await.json();
+    assert_eq!(view["user_id_column"], "id", "{view}");
+}
+
 /// A stored event row for [`batch_replays_events_in_order`].
 fn stored_row(n: usize) -> hookgate::db::NewIngest {
     hookgate::db::NewIngest {
@@ -838,5 +890,6 @@ backend_tests!(
     events_api_and_keys,
     event_stream,
     supabase_path_and_brevo_batch,
+    supabase_profile_resolves_through_user_id,
     batch_replays_events_in_order
 );

@@ -950,6 +950,7 @@ fn spec(id: &str, provider: ProviderId, secret: &str) -> ConnectionSpec {
         None,
         None,
         None,
+        None,
         true,
     )
     .expect("valid connection")

@@ -294,6 +294,7 @@ impl TestAppBuilder {
             None,
             None,
             None,
+            None,
             true,
         )
         .expect("valid connection");
