@@ -1,4 +1,5 @@
-//! Configuration: command line, `HOOKGATE_*` environment variables and the TOML file.
+//! The gateway's settings, from flags, `HOOKGATE_*` environment variables and the TOML file.
+//! The subcommands and their own arguments live in [`crate::cli`].
 //!
 //! Precedence is flag > environment > file > default, per key. clap reads flags and environment
 //! (each top-level setting is an `Option` so an unset one falls through to the file); the file is
@@ -14,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use anyhow::{bail, Context};
-use clap::{Args, Parser, Subcommand};
+use clap::Args;
 use hookgate_providers::{AuthKind, AuthMode, ProviderId, Secret};
 use ipnet::IpNet;
 use serde::Deserialize;
@@ -29,11 +30,11 @@ pub const DEFAULT_RATE_LIMIT_PER_SEC: u32 = 1000;
 pub const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
 pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 30;
 
-/// hookgate: an inbound webhook gateway. Verifies, durably stores and normalizes webhooks from
-/// Stripe, Clerk, Shopify, Stytch, Supabase, WorkOS, RevenueCat and Brevo.
-#[derive(Debug, Parser)]
-#[command(name = "hookgate", version, propagate_version = true)]
-pub struct Cli {
+/// Where the settings come from, and the settings every subcommand that opens the store needs:
+/// the `--config` file, the database and the key for secrets at rest. These are global flags of
+/// the command line (the `cli` module flattens them into its parser).
+#[derive(Debug, Clone, Default, Args)]
+pub struct GlobalArgs {
     /// TOML configuration file (see README "Configuration").
     #[arg(long, env = "HOOKGATE_CONFIG", global = true)]
     pub config: Option<PathBuf>,
@@ -51,146 +52,6 @@ pub struct Cli {
         hide_env_values = true
     )]
     pub secret_key: Option<KeyText>,
-
-    #[command(subcommand)]
-    pub command: Option<Command>,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the gateway (the default command).
-    Serve(ServeArgs),
-    /// Apply database migrations and exit.
-    Migrate,
-    /// Print the effective configuration with secrets redacted.
-    PrintConfig(ServeArgs),
-    /// Manage connections in the database.
-    #[command(subcommand)]
-    Connections(ConnectionsCommand),
-    /// Show the ingest log, newest last.
-    Logs(LogsArgs),
-    /// Sign a fixture the way its provider would and POST it to a receive URL.
-    Send(SendArgs),
-    /// Manage API keys for the events API.
-    #[command(subcommand)]
-    Keys(KeysCommand),
-    /// Load benchmark: a gateway and a baseline server under the same closed-loop load.
-    Bench(BenchArgs),
-    /// The benchmark's baseline: a minimal axum server that reads the body and answers 200.
-    #[command(hide = true)]
-    BenchBaseline {
-        #[arg(long, default_value = "127.0.0.1:0")]
-        listen: SocketAddr,
-    },
-}
-
-/// What `hookgate bench` measures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum Scenario {
-    /// Closed-loop throughput and latency against a baseline server.
-    #[default]
-    Load,
-    /// Paced normal deliveries, alone and then while `--slow-connections` clients trickle
-    /// headers or bodies a byte at a time.
-    Slowloris,
-    /// Paced deliveries on one connection, alone and then while another connection is flooded
-    /// at `--flood-factor` times its rate limit.
-    Fairness,
-}
-
-/// Options of `hookgate bench`.
-#[derive(Debug, Clone, Args)]
-pub struct BenchArgs {
-    /// load (closed-loop throughput), slowloris or fairness (paced deliveries under attack).
-    #[arg(long, value_enum, default_value_t = Scenario::Load)]
-    pub scenario: Scenario,
-    /// slowloris, fairness: normal deliveries per second (open loop, spread over `--senders`).
-    #[arg(long, default_value_t = 100.0)]
-    pub rate: f64,
-    /// slowloris, fairness: keep-alive connections carrying the paced normal deliveries.
-    #[arg(long, default_value_t = 4)]
-    pub senders: usize,
-    /// slowloris: attacker connections (half trickle headers, half trickle a body).
-    #[arg(long, default_value_t = 500)]
-    pub slow_connections: usize,
-    /// slowloris: the shortest pause between two trickled bytes, in ms (each attacker keeps
-    /// one pace between this and `--slow-max-ms`).
-    #[arg(long, default_value_t = 100)]
-    pub slow_min_ms: u64,
-    /// slowloris: the longest pause between two trickled bytes, in ms.
-    #[arg(long, default_value_t = 500)]
-    pub slow_max_ms: u64,
-    /// fairness: the per-connection rate limit of both connections (requests per second).
-    #[arg(long, default_value_t = 200)]
-    pub rate_limit: u32,
-    /// fairness: the flooded connection is offered this many times its rate limit.
-    #[arg(long, default_value_t = 10.0)]
-    pub flood_factor: f64,
-    /// fairness: client connections sending the flood.
-    #[arg(long, default_value_t = 32)]
-    pub flood_clients: usize,
-    /// slowloris, fairness: the gateway's `header_timeout_secs` (default: the gateway's own).
-    #[arg(long)]
-    pub header_timeout_secs: Option<u64>,
-    /// slowloris, fairness: the gateway's `body_timeout_secs` (default: the gateway's own).
-    #[arg(long)]
-    pub body_timeout_secs: Option<u64>,
-    /// Concurrent keep-alive connections (each a closed loop: send, wait, send).
-    #[arg(long, default_value_t = 64)]
-    pub connections: usize,
-    /// Measured seconds.
-    #[arg(long, default_value_t = 10.0)]
-    pub duration: f64,
-    /// Unmeasured seconds before measuring.
-    #[arg(long, default_value_t = 2.0)]
-    pub warmup: f64,
-    /// Body size in bytes (padding is added to reach it).
-    #[arg(long, default_value_t = 2048)]
-    pub body_bytes: usize,
-    /// Event shape: stripe (invoice.paid, Stripe-Signature) or clerk (user.created, Svix headers).
-    #[arg(long, default_value = "stripe")]
-    pub provider: String,
-    /// Store: `sqlite` (a fresh temporary file) or a `postgres://` server URL (a fresh schema in
-    /// it, dropped afterwards).
-    #[arg(long, default_value = "sqlite")]
-    pub store: String,
-    /// SQLite durability for the gateway under test.
-    #[arg(long, default_value = "full")]
-    pub durability: String,
-    /// CPU for the gateway and the baseline server (`taskset -c`); `none` to not pin. Run the
-    /// benchmark itself under `taskset -c 0` to pin the load generator.
-    #[arg(long, default_value = "1")]
-    pub server_cpu: String,
-    /// Skip the baseline server.
-    #[arg(long)]
-    pub no_baseline: bool,
-    /// Run the gateway without normalization workers.
-    #[arg(long)]
-    pub no_workers: bool,
-    /// Instead of the load test: seed this many ingest rows into a fresh store (directly, in
-    /// large batches), then time filtered `GET /admin/ingest` queries against a gateway on it.
-    #[arg(long)]
-    pub query_rows: Option<u64>,
-    /// Print the report as JSON.
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum KeysCommand {
-    /// Mint a key; it is printed once and only its hash is stored.
-    Create {
-        /// webhooks:read | webhooks:write | admin (repeatable).
-        #[arg(long = "scope", required = true)]
-        scopes: Vec<String>,
-        /// A name to recognise the key by.
-        #[arg(long, default_value = "unnamed")]
-        name: String,
-    },
-    /// List keys (never the keys themselves).
-    List,
-    /// Revoke a key by its id.
-    Revoke { id: String },
 }
 
 /// Settings of the running gateway; each also reads `HOOKGATE_<NAME>` and the file key `<name>`.
@@ -245,121 +106,6 @@ pub struct ServeArgs {
     pub no_workers: bool,
 }
 
-#[derive(Debug, Subcommand)]
-pub enum ConnectionsCommand {
-    /// Add a connection (or replace it with --replace).
-    Add(ConnectionAddArgs),
-    /// List connections (secrets are never shown).
-    List,
-    /// Show one connection (secrets are never shown).
-    Show { id: String },
-    /// Disable a connection: its receive URL answers 404 until it is enabled again.
-    Disable { id: String },
-    /// Enable a disabled connection.
-    Enable { id: String },
-    /// Add a new secret; the previous one stays valid until --drop-old (rotation window).
-    Rotate {
-        id: String,
-        /// The new secret (or use HOOKGATE_NEW_SECRET to keep it out of the shell history).
-        #[arg(long, env = "HOOKGATE_NEW_SECRET", hide_env_values = true)]
-        secret: String,
-        /// Remove every older secret now instead of keeping the previous one.
-        #[arg(long)]
-        drop_old: bool,
-    },
-    /// Delete a connection (its ingest log stays).
-    Remove { id: String },
-    /// Rewrite every connection's secrets encrypted with HOOKGATE_SECRET_KEY (plaintext rows
-    /// written before the key was set become encrypted; encrypted rows get a fresh nonce).
-    Reencrypt,
-}
-
-#[derive(Debug, Args)]
-pub struct ConnectionAddArgs {
-    /// Connection id, the last segment of the receive URL: [A-Za-z0-9_-]{1,64}.
-    pub id: String,
-    #[arg(long)]
-    pub provider: ProviderId,
-    /// The signing secret or shared secret (repeat for rotation); or HOOKGATE_SECRET.
-    #[arg(
-        long = "secret",
-        env = "HOOKGATE_SECRET",
-        hide_env_values = true,
-        value_delimiter = ','
-    )]
-    pub secrets: Vec<String>,
-    #[arg(long, default_value = "default")]
-    pub workspace: String,
-    #[arg(long)]
-    pub tolerance_secs: Option<u64>,
-    /// CIDR allowlist entries or `@<provider>` names (repeatable).
-    #[arg(long = "allow-ip")]
-    pub allow_ips: Vec<String>,
-    /// Shared-secret providers: bearer | basic | header:<Name> | query:<param>.
-    #[arg(long)]
-    pub auth: Option<String>,
-    /// Supabase: where the contact email lives in the payload.
-    #[arg(long)]
-    pub email_path: Option<String>,
-    /// Supabase: the row column holding the `auth.users` id (`id` on `profiles`, `user_id`).
-    #[arg(long)]
-    pub user_id_column: Option<String>,
-    #[arg(long)]
-    pub rate_limit_per_sec: Option<u32>,
-    #[arg(long)]
-    pub rate_limit_burst: Option<u32>,
-    /// Replace an existing connection with the same id.
-    #[arg(long)]
-    pub replace: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct LogsArgs {
-    #[arg(long)]
-    pub connection: Option<String>,
-    /// accepted | duplicate | ignored | rejected
-    #[arg(long)]
-    pub outcome: Option<String>,
-    #[arg(long)]
-    pub provider: Option<String>,
-    /// How many records to show first.
-    #[arg(long, default_value_t = 50)]
-    pub limit: u32,
-    /// Keep printing new records as they arrive.
-    #[arg(long, short)]
-    pub follow: bool,
-    /// Print JSON lines instead of a table.
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct SendArgs {
-    /// A fixture file: `fixtures/<provider>/<event>.json` (the provider is taken from the parent
-    /// directory unless --provider is given).
-    pub fixture: PathBuf,
-    /// The receive URL, e.g. http://127.0.0.1:8080/integrations/stripe/webhook/stripe-live
-    #[arg(long)]
-    pub url: String,
-    /// The connection's secret (or HOOKGATE_SEND_SECRET).
-    #[arg(long, env = "HOOKGATE_SEND_SECRET", hide_env_values = true)]
-    pub secret: String,
-    #[arg(long)]
-    pub provider: Option<ProviderId>,
-    /// Shared-secret providers: how to present the secret (default bearer).
-    #[arg(long)]
-    pub auth: Option<String>,
-    /// The delivery id to send (Svix `svix-id`, Shopify event id); default derived from the body.
-    #[arg(long)]
-    pub delivery_id: Option<String>,
-    /// Shopify topic; default taken from the file name (`customers__create.json`).
-    #[arg(long)]
-    pub topic: Option<String>,
-    /// Shift the signed timestamp by this many seconds (negative = in the past).
-    #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
-    pub skew_secs: i64,
-}
-
 /// The secret key's text as given on the command line or in the environment; parsed and
 /// validated by [`Config::load`] so that no error message (clap's included) can echo it.
 #[derive(Clone)]
@@ -388,6 +134,22 @@ pub enum Durability {
     Full,
     /// `synchronous=NORMAL`: survives a process crash, not a power loss.
     Normal,
+}
+
+impl Durability {
+    /// The name used on the command line and in the file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Durability::Full => "full",
+            Durability::Normal => "normal",
+        }
+    }
+}
+
+impl fmt::Display for Durability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl FromStr for Durability {
@@ -555,12 +317,12 @@ impl Config {
     ///
     /// # Errors
     /// A message naming the key or variable to fix.
-    pub fn load(cli: &Cli, args: &ServeArgs) -> anyhow::Result<Self> {
-        let file = match &cli.config {
+    pub fn load(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<Self> {
+        let file = match &global.config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
-        Self::from_file(file, cli, args)
+        Self::from_file(file, global, args)
     }
 
     /// The second half of [`Config::load`]: layers the flags and environment over a parsed file
@@ -569,14 +331,18 @@ impl Config {
     ///
     /// # Errors
     /// A message naming the key or variable to fix.
-    pub fn from_file(file: FileConfig, cli: &Cli, args: &ServeArgs) -> anyhow::Result<Self> {
-        let database_url = cli
+    pub fn from_file(
+        file: FileConfig,
+        global: &GlobalArgs,
+        args: &ServeArgs,
+    ) -> anyhow::Result<Self> {
+        let database_url = global
             .database_url
             .clone()
             .or(file.database_url.clone())
             .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
         check_database_url(&database_url)?;
-        let from_cli = cli.secret_key.as_ref().map(|k| k.0.as_str());
+        let from_cli = global.secret_key.as_ref().map(|k| k.0.as_str());
         let secret_key = match from_cli.or(file.secret_key.as_deref()) {
             Some(text) => Some(
                 SecretKey::parse(text)
@@ -952,13 +718,11 @@ mod tests {
 
     fn load(text: &str) -> anyhow::Result<Config> {
         let file = write(text);
-        let cli = Cli::parse_from([
-            "hookgate",
-            "--config",
-            &file.path().display().to_string(),
-            "serve",
-        ]);
-        Config::load(&cli, &ServeArgs::default())
+        let global = GlobalArgs {
+            config: Some(file.path().to_path_buf()),
+            ..GlobalArgs::default()
+        };
+        Config::load(&global, &ServeArgs::default())
     }
 
     #[test]
@@ -1035,17 +799,15 @@ user_id_column = "id"
     #[test]
     fn flags_override_file() {
         let file = write("listen = \"127.0.0.1:9090\"\nmax_body_bytes = 10");
-        let cli = Cli::parse_from([
-            "hookgate",
-            "--config",
-            &file.path().display().to_string(),
-            "serve",
-        ]);
+        let global = GlobalArgs {
+            config: Some(file.path().to_path_buf()),
+            ..GlobalArgs::default()
+        };
         let args = ServeArgs {
             listen: Some("127.0.0.1:7070".parse().expect("addr")),
             ..ServeArgs::default()
         };
-        let config = Config::load(&cli, &args).expect("loads");
+        let config = Config::load(&global, &args).expect("loads");
         assert_eq!(config.listen.port(), 7070);
         assert_eq!(config.max_body_bytes, 10);
     }

@@ -3,8 +3,7 @@
 
 #![no_main]
 
-use clap::Parser as _;
-use hookgate::config::{parse_file_config, Cli, Config, ServeArgs};
+use hookgate::config::{parse_file_config, Config, GlobalArgs, ServeArgs};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -14,10 +13,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(file) = parse_file_config(text) else {
         return;
     };
-    let Ok(cli) = Cli::try_parse_from(["hookgate", "serve"]) else {
-        return;
-    };
-    if let Err(error) = Config::from_file(file, &cli, &ServeArgs::default()) {
+    if let Err(error) = Config::from_file(file, &GlobalArgs::default(), &ServeArgs::default()) {
         let _ = format!("{error:#}");
     }
 });

@@ -38,7 +38,8 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use super::{
     drop_store, fresh_store, gateway_command, new_histogram, Generator, ServerProcess, CONNECTION,
 };
-use crate::config::{BenchArgs, Scenario, DEFAULT_BODY_TIMEOUT_SECS, DEFAULT_HEADER_TIMEOUT_SECS};
+use crate::cli::bench::{BenchArgs, Scenario};
+use crate::config::{DEFAULT_BODY_TIMEOUT_SECS, DEFAULT_HEADER_TIMEOUT_SECS};
 
 /// The connection the fairness scenario floods.
 const FLOOD_CONNECTION: &str = "flood";
@@ -456,7 +457,7 @@ fn open_files_limit() -> Option<u64> {
 /// # Errors
 /// Bad options, too few file descriptors, or the gateway or the store cannot be started.
 pub async fn run(args: &BenchArgs) -> anyhow::Result<ScenarioReport> {
-    let provider: ProviderId = args.provider.parse()?;
+    let provider = args.provider;
     if !matches!(provider, ProviderId::Stripe | ProviderId::Clerk) {
         bail!("--provider must be stripe or clerk");
     }

@@ -26,7 +26,7 @@ use http_body_util::{BodyExt as _, Full};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 
-use crate::config::BenchArgs;
+use crate::cli::bench::BenchArgs;
 use crate::db::Db;
 
 pub mod abuse;
@@ -162,7 +162,7 @@ pub(crate) fn gateway_command(
         .arg(url)
         .arg("serve")
         .arg("--durability")
-        .arg(&args.durability);
+        .arg(args.durability.as_str());
     if args.no_workers {
         cmd.arg("--no-workers");
     }
@@ -469,7 +469,7 @@ async fn drop_store(cleanup: Option<(String, String)>) {
 /// # Errors
 /// The servers cannot start or the store cannot be reached.
 pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
-    let provider: ProviderId = args.provider.parse()?;
+    let provider = args.provider;
     if !matches!(provider, ProviderId::Stripe | ProviderId::Clerk) {
         bail!("--provider must be stripe or clerk");
     }
@@ -577,7 +577,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         } else {
             "postgres".into()
         },
-        durability: args.durability.clone(),
+        durability: args.durability.to_string(),
         connections: args.connections,
         body_bytes: gen.body(0, 0).len(),
         duration_secs: args.duration,

@@ -1129,10 +1129,10 @@ async fn encrypted_at_rest(backend: Backend) {
     .await
     .expect("save");
     assert!(stored_secrets(&db, "late").await.starts_with("[\""));
-    hookgate::cli::connections_command(
+    hookgate::cli::connections::execute(
         &db,
         Some(&key),
-        hookgate::config::ConnectionsCommand::Reencrypt,
+        hookgate::cli::connections::ConnectionsCommand::Reencrypt,
     )
     .await
     .expect("reencrypt");

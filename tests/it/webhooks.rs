@@ -733,18 +733,18 @@ async fn send_every_fixture(backend: Backend) {
                 };
                 (format!("{p}-{i}"), Some(modes[i].to_owned()), secret)
             };
-            let args = hookgate::config::SendArgs {
+            let args = hookgate::cli::send::SendArgs {
                 fixture: file.clone(),
                 url: app.receive_url(p, &connection),
                 secret: secret.to_owned(),
                 provider: None,
-                auth: mode,
+                auth: mode.map(|m| m.parse().expect("auth mode")),
                 delivery_id: None,
                 topic: None,
                 skew_secs: 0,
             };
-            let request =
-                hookgate::cli::signed_request(&args, hookgate::now_ms()).expect("sign fixture");
+            let request = hookgate::cli::send::signed_request(&args, hookgate::now_ms())
+                .expect("sign fixture");
             let mut post = app.client.post(&request.url).body(request.body);
             for (name, value) in request.headers {
                 post = post.header(name, value);

@@ -1,0 +1,107 @@
+//! The command line: one file per subcommand, each holding its arguments (clap) and its handler.
+//! Output is for people: tables and clear one-line errors. The gateway's settings themselves
+//! (flags, environment, file) are [`crate::config`]'s.
+
+pub mod bench;
+pub mod connections;
+pub mod keys;
+pub mod logs;
+pub mod migrate;
+pub mod print_config;
+pub mod send;
+pub mod serve;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+
+use crate::config::{redact_url, Config, GlobalArgs, ServeArgs};
+use crate::db::Db;
+
+/// hookgate: an inbound webhook gateway. Verifies, durably stores and normalizes webhooks from
+/// Stripe, Clerk, Shopify, Stytch, Supabase, WorkOS, RevenueCat and Brevo.
+#[derive(Debug, Parser)]
+#[command(name = "hookgate", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway (the default command).
+    Serve(ServeArgs),
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Print the effective configuration with secrets redacted.
+    PrintConfig(ServeArgs),
+    /// Manage connections in the database.
+    #[command(subcommand)]
+    Connections(connections::ConnectionsCommand),
+    /// Show the ingest log, newest last.
+    Logs(logs::LogsArgs),
+    /// Sign a fixture the way its provider would and POST it to a receive URL.
+    Send(send::SendArgs),
+    /// Manage API keys for the events API.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
+    /// Load benchmark: a gateway and a baseline server under the same closed-loop load.
+    Bench(bench::BenchArgs),
+    /// The benchmark's baseline: a minimal axum server that reads the body and answers 200.
+    #[command(hide = true)]
+    BenchBaseline(bench::BaselineArgs),
+}
+
+/// Runs the parsed command line (`serve` when no subcommand is given).
+///
+/// # Errors
+/// A message saying what went wrong and what to do.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let Cli { global, command } = cli;
+    match command.unwrap_or_else(|| Command::Serve(ServeArgs::default())) {
+        Command::Serve(args) => serve::run(&global, &args).await,
+        Command::PrintConfig(args) => print_config::run(&global, &args),
+        Command::Migrate => migrate::run(&global).await,
+        Command::Connections(command) => connections::run(&global, command).await,
+        Command::Logs(args) => logs::run(&global, args).await,
+        Command::Send(args) => send::run(args).await,
+        Command::Keys(command) => keys::run(&global, command).await,
+        Command::Bench(args) => bench::run(args).await,
+        Command::BenchBaseline(args) => bench::baseline(args).await,
+    }
+}
+
+/// Opens the store for a subcommand that works on the database directly (the file's
+/// `database_url` and `secret_key` apply too).
+///
+/// # Errors
+/// The configuration is invalid or the database cannot be opened.
+pub async fn open_store(global: &GlobalArgs) -> anyhow::Result<(Db, Config)> {
+    let config = Config::load(global, &ServeArgs::default())?;
+    let db = Db::connect(&config.database_url, config.durability)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot open the database {}",
+                redact_url(&config.database_url)
+            )
+        })?;
+    Ok((db, config))
+}
+
+/// As [`open_store`], with the migrations applied.
+///
+/// # Errors
+/// As [`open_store`], or a migration fails.
+pub async fn open_migrated(global: &GlobalArgs) -> anyhow::Result<(Db, Config)> {
+    let (db, config) = open_store(global).await?;
+    db.migrate().await.context("migration failed")?;
+    Ok((db, config))
+}
+
+/// A log line's time: RFC 3339 in UTC.
+pub(crate) fn format_ms(ms: i64) -> String {
+    hookgate_providers::time::format_rfc3339_ms(ms)
+}
