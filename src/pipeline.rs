@@ -130,9 +130,11 @@ pub fn plan_event(
             let verified = Verified::from_store(provider, &headers, &event.body);
             match provider.adapter().normalize(&verified, context) {
                 Ok(events)
-                    if events
-                        .iter()
-                        .all(|e| e.identity.email.is_none() && e.identity.ids.is_empty()) =>
+                    if events.iter().all(|e| {
+                        e.identity.email.is_none()
+                            && e.identity.ids.is_empty()
+                            && e.every_contact_with.is_none()
+                    }) =>
                 {
                     Plan::Ignored(
                         "the event carries no contact identity (no email and no provider id)"
