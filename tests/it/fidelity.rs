@@ -386,7 +386,60 @@ async fn subscribed_is_ordered_by_its_own_time(backend: Backend) {
     assert_eq!(subscribed().await, true);
 }
 
+/// The Shopify topic header is not signed: a correctly signed order replayed under
+/// `customers/delete` is refused at the door (400 `unexpected_payload`, the ingest log naming
+/// the misfit), so it can never
+/// delete a contact. The same order under its own topic is accepted.
+async fn shopify_topic_must_fit_the_signed_body(backend: Backend) {
+    let shopify = kit(ProviderId::Shopify);
+    let app = TestApp::builder(backend)
+        .connection("shopify", ProviderId::Shopify, &[shopify.secret])
+        .start()
+        .await;
+    let order = fixture(ProviderId::Shopify, "orders__paid.json");
+    let refused = app
+        .deliver(
+            ProviderId::Shopify,
+            "shopify",
+            &order,
+            shopify.secret,
+            topic("customers/delete"),
+        )
+        .await;
+    refused.assert_error(400, "unexpected_payload");
+    let logged = app
+        .ingest_until("/admin/ingest?provider=shopify", |items| !items.is_empty())
+        .await;
+    assert_eq!(logged[0]["outcome"], "rejected", "{logged:?}");
+    assert!(
+        logged[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("X-Shopify-Topic does not fit the body, which is an Order")),
+        "{logged:?}"
+    );
+    app.deliver(
+        ProviderId::Shopify,
+        "shopify",
+        &order,
+        shopify.secret,
+        topic("orders/paid"),
+    )
+    .await
+    .assert_outcome("accepted");
+    let counts = settle(&app.store.db).await;
+    assert_eq!(counts.get("processed"), Some(&1), "{counts:?}");
+    let contact = app
+        .admin_get("/admin/contacts/bob.biller@example.com")
+        .await
+        .json();
+    assert_ne!(
+        contact["custom_fields"]["shopify_deleted"], true,
+        "{contact}"
+    );
+}
+
 backend_tests!(
+    shopify_topic_must_fit_the_signed_body,
     stripe_invoice_goes_to_the_linked_contact,
     dsync_deleted_marks_every_contact_of_the_directory,
     subscribed_is_ordered_by_its_own_time
