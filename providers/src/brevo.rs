@@ -253,6 +253,11 @@ fn contact_entry(
         _ => {}
     }
     out.event_field("brevo_api_key_name", e.get("api_key_name"));
+    // An attribute named like a fire-only field (`API_KEY_NAME`) must not make one key both.
+    let fire_only: Vec<String> = out.event_fields.keys().cloned().collect();
+    for key in fire_only {
+        out.contact.fields.remove(&key);
+    }
     Ok(out)
 }
 
@@ -449,6 +454,16 @@ mod tests {
             "unblocking is not an opt-in"
         );
         assert_eq!(events[0].contact.fields["brevo_lastname_2"], json!("x"));
+        // Attributes never stand in for the fields hookgate writes itself.
+        let clash = br#"{"event":"contact_updated","api_key_name":"sync","content":[{"email":"a@example.com","attributes":{"API_KEY_NAME":"x","LAST_EVENT":"y","DELETED":true}}]}"#;
+        let e = &run(clash).expect("normalizes")[0];
+        assert_eq!(e.event_fields["brevo_api_key_name"], json!("sync"));
+        assert!(!e.contact.fields.contains_key("brevo_api_key_name"));
+        assert_eq!(
+            e.contact.fields["brevo_last_event"],
+            json!("contact_updated")
+        );
+        assert_eq!(e.contact.fields["brevo_deleted"], json!(false));
         assert_eq!(events[0].occurred_at_ms, Some(10_000));
         for bad in [
             &br#"{"event":"contact_updated","content":[]}"#[..],
