@@ -542,6 +542,7 @@ provider = "supabase"
 secrets = ["t"]
 auth = "query:token"
 email_path = "record.email"
+user_id_column = "id"
 "#,
         )
         .expect("loads");
@@ -550,6 +551,7 @@ email_path = "record.email"
         assert_eq!(config.connections[0].workspace, "acme");
         assert_eq!(config.connections[1].workspace, "default");
         assert!(!format!("{config:?}").contains("s3cret"));
+        assert_eq!(config.connections[2].user_id_column.as_deref(), Some("id"));
     }
 
     #[test]
@@ -567,6 +569,9 @@ email_path = "record.email"
             ("[[connections]]\nid = \"a\"\nprovider = \"brevo\"\nsecrets = [\"x\"]\nallow_ips = [\"@nope\"]", "allow_ips[0]"),
             ("[[connections]]\nid = \"a\"\nprovider = \"brevo\"\nsecrets = [\"x\"]\nallow_ips = [\"1.2.3.4/99\"]", "allow_ips[0]"),
             ("[[connections]]\nid = \"a\"\nprovider = \"shopify\"\nsecrets = [\"x\"]\ntolerance_secs = 5", "tolerance_secs"),
+            ("[[connections]]\nid = \"a\"\nprovider = \"stripe\"\nsecrets = [\"x\"]\nuser_id_column = \"id\"", "user_id_column: applies only to supabase"),
+            ("[[connections]]\nid = \"a\"\nprovider = \"supabase\"\nsecrets = [\"x\"]\nuser_id_column = \"record.id\"", "user_id_column: \"record.id\" must be one column name"),
+            ("[[connections]]\nid = \"a\"\nprovider = \"supabase\"\nsecrets = [\"x\"]\nuser_id_column = \"\"", "user_id_column"),
             ("[[connections]]\nid = \"a\"\nprovider = \"stripe\"\nsecrets = [\"x\"]\nsecret = \"y\"", "secret"),
             ("[[connections]]\nid = \"a\"\nprovider = \"stripe\"\nsecrets = [\"x\"]\n[[connections]]\nid = \"a\"\nprovider = \"stripe\"\nsecrets = [\"x\"]", "twice"),
             ("admin_token = \"short\"", "admin_token"),

@@ -37,18 +37,22 @@ pub struct ContactState {
 
 impl ContactState {
     /// Applies `update`, made at provider time `at_ms`, field by field: a field is written only
-    /// when no newer event wrote it. Returns whether anything changed.
+    /// when no newer event wrote it. `subscribed` is timed by `update.subscribed_at_ms` when the
+    /// provider says when the consent itself changed, so an unchanged consent re-sent by a later
+    /// event is as old as the consent. Returns whether anything changed.
     pub fn merge(&mut self, update: &ContactUpdate, at_ms: i64) -> bool {
         let mut changed = false;
-        let newer_or_same = |times: &mut BTreeMap<String, i64>, key: &str| -> bool {
+        let newer_or_same_at = |times: &mut BTreeMap<String, i64>, key: &str, at: i64| -> bool {
             match times.get(key) {
-                Some(&t) if t > at_ms => false,
+                Some(&t) if t > at => false,
                 _ => {
-                    times.insert(key.to_owned(), at_ms);
+                    times.insert(key.to_owned(), at);
                     true
                 }
             }
         };
+        let newer_or_same =
+            |times: &mut BTreeMap<String, i64>, key: &str| newer_or_same_at(times, key, at_ms);
         if let Some(v) = &update.first_name {
             if newer_or_same(&mut self.field_times, "first_name")
                 && self.first_name.as_ref() != Some(v)
@@ -66,7 +70,10 @@ impl ContactState {
             }
         }
         if let Some(v) = update.subscribed {
-            if newer_or_same(&mut self.field_times, "subscribed") && self.subscribed != Some(v) {
+            let at = update.subscribed_at_ms.unwrap_or(at_ms);
+            if newer_or_same_at(&mut self.field_times, "subscribed", at)
+                && self.subscribed != Some(v)
+            {
                 self.subscribed = Some(v);
                 changed = true;
             }
@@ -212,6 +219,32 @@ mod tests {
         // Replaying the same event changes nothing.
         assert!(!c.merge(&update("New", "price_new"), 2_000));
         assert_eq!(c.field_times["first_name"], 2_000);
+    }
+
+    #[test]
+    fn subscribed_is_ordered_by_its_own_time_when_given() {
+        let consent = |subscribed: bool, at: Option<i64>| ContactUpdate {
+            subscribed: Some(subscribed),
+            subscribed_at_ms: at,
+            ..ContactUpdate::default()
+        };
+        let mut c = ContactState::default();
+        // Consent given at 1 000 (delivered at 1 000).
+        assert!(c.merge(&consent(true, Some(1_000)), 1_000));
+        // Another provider suppresses at 2 000.
+        assert!(c.merge(&consent(false, None), 2_000));
+        // A later event (3 000) re-sends the consent of 1 000 unchanged: it stays suppressed,
+        // and other fields of that event are still written at 3 000.
+        let mut resent = consent(true, Some(1_000));
+        resent.first_name = Some("Bob".into());
+        assert!(c.merge(&resent, 3_000));
+        assert_eq!(c.subscribed, Some(false));
+        assert_eq!(c.field_times["subscribed"], 2_000);
+        assert_eq!(c.field_times["first_name"], 3_000);
+        // A consent that changed after the suppression wins, with its own time.
+        assert!(c.merge(&consent(true, Some(2_500)), 2_600));
+        assert_eq!(c.subscribed, Some(true));
+        assert_eq!(c.field_times["subscribed"], 2_500);
     }
 
     #[test]

@@ -188,6 +188,7 @@ pub struct ConnectionWrite<'a> {
     pub allow_ips: String,
     pub auth: Option<String>,
     pub email_path: Option<&'a str>,
+    pub user_id_column: Option<&'a str>,
     pub rate_limit_per_sec: Option<i64>,
     pub rate_limit_burst: Option<i64>,
     pub enabled: bool,

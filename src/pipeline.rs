@@ -114,7 +114,7 @@ fn storable(mut event: hookgate_providers::NormalizedEvent) -> hookgate_provider
 /// Decides what to do with one stored event (pure apart from reading its bytes).
 pub fn plan_event(
     event: &ClaimedEvent,
-    email_path: Option<&str>,
+    context: &NormalizeContext<'_>,
     claimed_by: Option<String>,
     now_ms: i64,
 ) -> EventPlan {
@@ -127,14 +127,13 @@ pub fn plan_event(
             let headers = stored_headers(&event.headers);
             // These bytes were verified when they arrived and have been stored since.
             let verified = Verified::skip_verification(provider, &headers, &event.body);
-            match provider
-                .adapter()
-                .normalize(&verified, &NormalizeContext { email_path })
-            {
+            match provider.adapter().normalize(&verified, context) {
                 Ok(events)
-                    if events
-                        .iter()
-                        .all(|e| e.identity.email.is_none() && e.identity.ids.is_empty()) =>
+                    if events.iter().all(|e| {
+                        e.identity.email.is_none()
+                            && e.identity.ids.is_empty()
+                            && e.every_contact_with.is_none()
+                    }) =>
                 {
                     Plan::Ignored(
                         "the event carries no contact identity (no email and no provider id)"
@@ -180,11 +179,16 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Plans an event with its connection's settings (Supabase `email_path`).
+    /// Plans an event with its connection's settings (Supabase `email_path` and
+    /// `user_id_column`).
     pub fn plan(&self, event: &ClaimedEvent, claimed_by: Option<String>, now_ms: i64) -> EventPlan {
         let live = self.registry.get(&event.connection_id);
-        let email_path = live.as_ref().and_then(|l| l.spec.email_path.clone());
-        plan_event(event, email_path.as_deref(), claimed_by, now_ms)
+        let spec = live.as_ref().map(|l| &l.spec);
+        let context = NormalizeContext {
+            email_path: spec.and_then(|s| s.email_path.as_deref()),
+            user_id_column: spec.and_then(|s| s.user_id_column.as_deref()),
+        };
+        plan_event(event, &context, claimed_by, now_ms)
     }
 
     /// Plans and applies one stored event now, without a claim (an operator's replay), and

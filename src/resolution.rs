@@ -5,14 +5,22 @@
 //! The store reads in two steps, each a few multi-row statements:
 //! 1. the id links ([`Batch::links_to_read`]): every `<provider>_*_id` the batch's events carry;
 //! 2. the contacts ([`Batch::contacts_to_read`]): every email the events carry, and every email
-//!    those stored links point to.
+//!    those stored links point to; and every stored contact an event for many contacts selects
+//!    ([`Batch::selections_to_read`]).
 //!
 //! [`Batch::replay`] then takes the events in order, exactly as one statement at a time would:
 //! - an event's contact is its own email, else the first of its ids with a link
-//!   ([`resolve_email`]), as the links stand at that point of the batch;
+//!   ([`resolve_email`]), as the links stand at that point of the batch; an email the provider
+//!   marks as an old copy (`email_is_fallback`, a Stripe invoice's `customer_email`) comes after
+//!   the linked ids instead;
 //! - the contact is merged field by field, newest provider time wins ([`ContactState::merge`]);
+//!   `subscribed` is ordered by its own time when the event gives one (`subscribed_at_ms`);
 //! - the event's ids are linked to that email; a link moves only to an event at least as recent
-//!   ([`link_ids`]), and a new or moved link reveals an identity that parked events may wait for;
+//!   ([`link_ids`]), never to a fallback email, and a new or moved link reveals an identity that
+//!   parked events may wait for;
+//! - an event for many contacts (`every_contact_with`, WorkOS `dsync.deleted`) is merged into
+//!   every contact whose field matches, as they stand at that point of the batch, with one fire
+//!   each;
 //! - an event with no email and no known id is parked `unresolved` on its ids.
 //!
 //! Rules about which id resolves first, or how a contact merges, belong in [`resolve_email`],
@@ -151,7 +159,9 @@ pub struct Link {
 pub struct Snapshot {
     /// Every stored link among [`Batch::links_to_read`] (missing ones do not exist).
     pub links: HashMap<LinkKey, Link>,
-    /// Every key of [`Batch::contacts_to_read`]: `Some` the stored contact, `None` not stored.
+    /// Every key of [`Batch::contacts_to_read`]: `Some` the stored contact, `None` not stored;
+    /// and every stored contact whose custom field matches one of
+    /// [`Batch::selections_to_read`].
     pub contacts: HashMap<ContactKey, Option<ContactState>>,
 }
 
@@ -291,6 +301,22 @@ impl<'a> Batch<'a> {
         wanted
     }
 
+    /// Step 2 also reads, by workspace, every stored contact whose custom field `key` holds
+    /// the string `value` for these `(key, value)` pairs: the contacts the batch's events for
+    /// many contacts select.
+    pub fn selections_to_read(&self) -> BTreeMap<String, BTreeSet<(String, String)>> {
+        let mut wanted: BTreeMap<String, BTreeSet<(String, String)>> = BTreeMap::new();
+        for (plan, event) in self.events() {
+            if let Some(selector) = &event.every_contact_with {
+                wanted
+                    .entry(plan.workspace.clone())
+                    .or_default()
+                    .insert((selector.key.clone(), selector.value.clone()));
+            }
+        }
+        wanted
+    }
+
     /// Replays the batch over `snapshot`. `field_known(workspace, key)` says whether a field
     /// definition is already stored.
     ///
@@ -338,14 +364,7 @@ impl<'a> Batch<'a> {
                     }
                     let mut waiting: Vec<(String, String)> = Vec::new();
                     let mut contact_email = None;
-                    for event in events {
-                        let Some(email) = resolve_email(&state.links, &plan.workspace, event)
-                        else {
-                            waiting.extend(event.identity.ids.iter().cloned());
-                            continue;
-                        };
-                        let at_ms = event.occurred_at_ms.unwrap_or(plan.received_at);
-                        state.merge_contact(&plan.workspace, &email, event, at_ms)?;
+                    let mut define = |out: &mut Replay, event: &NormalizedEvent| {
                         for (key, value) in &event.contact.fields {
                             let id = (plan.workspace.clone(), key.clone());
                             if field_known(&plan.workspace, key) || !fields_seen.insert(id) {
@@ -358,6 +377,45 @@ impl<'a> Batch<'a> {
                                 provider: plan.provider.clone(),
                             });
                         }
+                    };
+                    let new_fire = |key: String, email: &str, event: &NormalizedEvent| NewFire {
+                        plan: index,
+                        key,
+                        workspace: plan.workspace.clone(),
+                        trigger: format!("{}.{}", plan.provider, event.event_type),
+                        provider: plan.provider.clone(),
+                        ingest_id: plan.ingest_id.clone(),
+                        email: email.to_owned(),
+                        payload: fire_payload(email, event),
+                        occurred_at: event.occurred_at_ms,
+                    };
+                    for event in events {
+                        let at_ms = event.occurred_at_ms.unwrap_or(plan.received_at);
+                        if let Some(selector) = &event.every_contact_with {
+                            // A change to many contacts: each matching contact, one fire each
+                            // (keyed by its email too), no id to link and nothing to park.
+                            let emails = state.matching(&plan.workspace, selector);
+                            for email in &emails {
+                                state.merge_contact(&plan.workspace, email, event, at_ms)?;
+                                let key =
+                                    format!("{}:{}:{email}", plan.connection_id, event.event_id);
+                                out.fires.push(new_fire(key, email, event));
+                            }
+                            if !emails.is_empty() {
+                                define(&mut out, event);
+                            }
+                            if let [only] = emails.as_slice() {
+                                contact_email = Some(only.clone());
+                            }
+                            continue;
+                        }
+                        let Some(email) = resolve_email(&state.links, &plan.workspace, event)
+                        else {
+                            waiting.extend(event.identity.ids.iter().cloned());
+                            continue;
+                        };
+                        state.merge_contact(&plan.workspace, &email, event, at_ms)?;
+                        define(&mut out, event);
                         let revealed = link_ids(
                             &mut state.links,
                             &plan.workspace,
@@ -367,17 +425,8 @@ impl<'a> Batch<'a> {
                         );
                         out.revealed
                             .extend(revealed.into_iter().map(|link| (link, index)));
-                        out.fires.push(NewFire {
-                            plan: index,
-                            key: format!("{}:{}", plan.connection_id, event.event_id),
-                            workspace: plan.workspace.clone(),
-                            trigger: format!("{}.{}", plan.provider, event.event_type),
-                            provider: plan.provider.clone(),
-                            ingest_id: plan.ingest_id.clone(),
-                            email: email.clone(),
-                            payload: fire_payload(&email, event),
-                            occurred_at: event.occurred_at_ms,
-                        });
+                        let key = format!("{}:{}", plan.connection_id, event.event_id);
+                        out.fires.push(new_fire(key, &email, event));
                         contact_email = Some(email);
                     }
                     if waiting.is_empty() {
@@ -417,24 +466,34 @@ impl<'a> Batch<'a> {
 
 /// The contact an event belongs to: its own email, else the email its first linked id points
 /// to (ids are listed most specific first), as the links stand at this point of the batch.
+///
+/// An email marked `email_is_fallback` is an old copy (a Stripe invoice's `customer_email`,
+/// frozen when the invoice was finalized): a linked id wins over it, and it is used only for an
+/// identity nobody has linked yet.
 pub fn resolve_email(
     links: &HashMap<LinkKey, LinkSlot>,
     workspace: &str,
     event: &NormalizedEvent,
 ) -> Option<String> {
-    let direct = event.identity.email.as_deref().and_then(normalize_email);
-    direct.or_else(|| {
+    let direct = || event.identity.email.as_deref().and_then(normalize_email);
+    let linked = || {
         event.identity.ids.iter().find_map(|(key, value)| {
             links
                 .get(&(workspace.to_owned(), key.clone(), value.clone()))
                 .map(|l| l.link.email.clone())
         })
-    })
+    };
+    if event.identity.email_is_fallback {
+        linked().or_else(direct)
+    } else {
+        direct().or_else(linked)
+    }
 }
 
 /// Links `ids` to `email`, as `INSERT … ON CONFLICT DO UPDATE … WHERE seen_at <= new AND email
 /// <> new` would: a link moves only to an event at least as recent. Returns the links that are
-/// new or moved: only those reveal an identity.
+/// new or moved: only those reveal an identity. (A fallback email reaches here only when none
+/// of the event's ids is linked, so it creates links but never moves one.)
 pub fn link_ids(
     links: &mut HashMap<LinkKey, LinkSlot>,
     workspace: &str,
@@ -571,6 +630,30 @@ impl State {
         Ok(())
     }
 
+    /// The contacts an event for many contacts applies to: every contact of `workspace` whose
+    /// custom field `selector.key` holds the string `selector.value`, as the batch stands at
+    /// this point (stored ones the snapshot read, and ones the batch created or changed), by
+    /// email.
+    fn matching(&self, workspace: &str, selector: &hookgate_providers::FieldMatch) -> Vec<String> {
+        let mut emails: Vec<String> = self
+            .contacts
+            .iter()
+            .filter(|((w, _), slot)| {
+                w == workspace
+                    && (slot.stored || slot.dirty)
+                    && slot
+                        .state
+                        .custom_fields
+                        .get(&selector.key)
+                        .and_then(|v| v.as_str())
+                        == Some(selector.value.as_str())
+            })
+            .map(|((_, email), _)| email.clone())
+            .collect();
+        emails.sort_unstable();
+        emails
+    }
+
     fn into_writes(self, out: &mut Replay) {
         let mut contacts: Vec<(ContactKey, ContactState)> = self
             .contacts
@@ -607,9 +690,11 @@ mod tests {
                     .iter()
                     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                     .collect(),
+                ..Identity::default()
             },
             contact: ContactUpdate::default(),
             event_fields: BTreeMap::new(),
+            ..NormalizedEvent::default()
         }
     }
 
@@ -822,6 +907,145 @@ mod tests {
         let owned = owned(&plans);
         let batch = Batch::new(&plans, &owned);
         assert!(batch.replay(Snapshot::default(), |_, _| false).is_err());
+    }
+
+    #[test]
+    fn a_fallback_email_loses_to_a_linked_id_and_never_moves_the_link() {
+        let invoice = |id: &str, at: i64| {
+            let mut e = event(id, Some("old@x.io"), &[("stripe_customer_id", "cus_1")], at);
+            e.identity.email_is_fallback = true;
+            e
+        };
+        // The customer is linked to its current address; a later invoice carries the old one.
+        let plans = vec![plan("1", vec![invoice("inv", 50)])];
+        let claims = owned(&plans);
+        let batch = Batch::new(&plans, &claims);
+        let snapshot = read(
+            &batch,
+            &[(key("stripe_customer_id", "cus_1"), "new@x.io", 10)],
+            &[("new@x.io", ContactState::default())],
+        );
+        let replay = batch.replay(snapshot, |_, _| false).expect("replays");
+        assert_eq!(replay.fires[0].email, "new@x.io");
+        assert!(replay.links.is_empty(), "the link stays where it was");
+        assert!(
+            replay.contacts.iter().all(|((_, e), _)| e != "old@x.io"),
+            "no contact for the stale address"
+        );
+
+        // An unknown customer: the fallback is all there is, and it makes the link.
+        let plans = vec![
+            plan("1", vec![invoice("inv", 50)]),
+            plan(
+                "2",
+                vec![event("sub", None, &[("stripe_customer_id", "cus_1")], 60)],
+            ),
+        ];
+        let claims = owned(&plans);
+        let batch = Batch::new(&plans, &claims);
+        let replay = batch
+            .replay(read(&batch, &[], &[]), |_, _| false)
+            .expect("replays");
+        let emails: Vec<&str> = replay.fires.iter().map(|f| f.email.as_str()).collect();
+        assert_eq!(emails, ["old@x.io", "old@x.io"]);
+        assert_eq!(replay.links.len(), 1);
+        // Without the mark, the event's own email wins, as for any other event.
+        let mut plain = invoice("inv", 50);
+        plain.identity.email_is_fallback = false;
+        let links: HashMap<LinkKey, LinkSlot> = [(
+            key("stripe_customer_id", "cus_1"),
+            LinkSlot {
+                link: Link {
+                    email: "new@x.io".into(),
+                    seen_at: 10,
+                },
+                dirty: false,
+            },
+        )]
+        .into();
+        assert_eq!(
+            resolve_email(&links, "w", &plain).as_deref(),
+            Some("old@x.io")
+        );
+    }
+
+    #[test]
+    fn an_event_for_many_contacts_reaches_every_match_as_the_batch_stands() {
+        let member = |id: &str, email: &str, directory: &str| {
+            let mut e = event(id, Some(email), &[], 10);
+            e.contact
+                .fields
+                .insert("workos_directory_id".into(), serde_json::json!(directory));
+            e
+        };
+        let mut deleted = event("gone", None, &[], 20);
+        deleted.every_contact_with = Some(hookgate_providers::FieldMatch {
+            key: "workos_directory_id".into(),
+            value: "dir_1".into(),
+        });
+        deleted
+            .contact
+            .fields
+            .insert("workos_deleted".into(), serde_json::json!(true));
+        let stored = |directory: &str| ContactState {
+            custom_fields: [(
+                "workos_directory_id".to_owned(),
+                serde_json::json!(directory),
+            )]
+            .into_iter()
+            .collect(),
+            ..ContactState::default()
+        };
+        // One member stored before the batch, one created earlier in it, one of another
+        // directory, and one stored member the batch moves to another directory first.
+        let plans = vec![
+            plan("1", vec![member("m2", "b@x.io", "dir_1")]),
+            plan("2", vec![member("m3", "c@x.io", "dir_2")]),
+            plan("3", vec![member("m4", "d@x.io", "dir_9")]),
+            plan("4", vec![deleted]),
+        ];
+        let owned = owned(&plans);
+        let batch = Batch::new(&plans, &owned);
+        let selections = batch.selections_to_read();
+        assert_eq!(
+            selections["w"],
+            [("workos_directory_id".to_owned(), "dir_1".to_owned())].into()
+        );
+        let mut snapshot = read(&batch, &[], &[("d@x.io", stored("dir_1"))]);
+        // The store adds the stored contacts the selection matches.
+        snapshot
+            .contacts
+            .insert(("w".into(), "a@x.io".into()), Some(stored("dir_1")));
+        snapshot
+            .contacts
+            .insert(("w".into(), "d@x.io".into()), Some(stored("dir_1")));
+        let replay = batch.replay(snapshot, |_, _| true).expect("replays");
+        assert_eq!(
+            statuses(&replay),
+            ["processed", "processed", "processed", "processed"]
+        );
+        let marked: Vec<(&str, &str)> = replay
+            .fires
+            .iter()
+            .filter(|f| f.plan == 3)
+            .map(|f| (f.email.as_str(), f.key.as_str()))
+            .collect();
+        assert_eq!(
+            marked,
+            [("a@x.io", "c:gone:a@x.io"), ("b@x.io", "c:gone:b@x.io")]
+        );
+        let deleted_flag = |email: &str| {
+            replay
+                .contacts
+                .iter()
+                .find(|((_, e), _)| e == email)
+                .and_then(|(_, c)| c.custom_fields.get("workos_deleted").cloned())
+        };
+        assert_eq!(deleted_flag("a@x.io"), Some(serde_json::json!(true)));
+        assert_eq!(deleted_flag("b@x.io"), Some(serde_json::json!(true)));
+        assert_eq!(deleted_flag("c@x.io"), None);
+        assert_eq!(deleted_flag("d@x.io"), None);
+        assert!(replay.parked.is_empty() && replay.links.is_empty());
     }
 
     #[test]

@@ -211,6 +211,7 @@ pub fn provider(provider: ProviderId, data: &[u8]) {
     }
     let context = NormalizeContext {
         email_path: input.email_path.as_deref(),
+        user_id_column: input.email_path.as_deref().and_then(|p| p.rsplit('.').next()),
     };
     let normalized = adapter.normalize(&verified, &context);
     if let Err(error) = &normalized {
@@ -300,15 +301,31 @@ pub fn check_agreement(
         );
     }
     if !is_batch(provider, meta) {
-        assert_eq!(events.len(), 1, "{provider}: one delivery, several events");
-        assert_eq!(
-            events[0].event_id, meta.event_id,
-            "{provider}: event ids differ"
-        );
-        assert_eq!(
-            events[0].event_type, meta.event_type,
-            "{provider}: event types differ"
-        );
+        // One event with the delivery's id, or several (a Brevo contact event naming several
+        // contacts, a RevenueCat TRANSFER) whose ids are the delivery's or derived from it.
+        let derived = format!("{}:", meta.event_id);
+        let mut ids = std::collections::HashSet::new();
+        for event in events {
+            assert!(
+                event.event_id == meta.event_id || event.event_id.starts_with(&derived),
+                "{provider}: event id {} is not the delivery's",
+                event.event_id
+            );
+            assert!(
+                ids.insert(event.event_id.as_str()),
+                "{provider}: repeated event id"
+            );
+            assert_eq!(
+                event.event_type, meta.event_type,
+                "{provider}: event types differ"
+            );
+        }
+        if events.len() == 1 {
+            assert_eq!(
+                events[0].event_id, meta.event_id,
+                "{provider}: event ids differ"
+            );
+        }
     }
 }
 

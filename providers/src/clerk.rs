@@ -14,7 +14,8 @@
 //!   `organization.created`, `organizationMembership.created`. `occurred_at_ms` is the body's
 //!   `timestamp` (already Unix ms).
 //! - Email: for `user.*`, the entry of `data.email_addresses[]` whose `id` is
-//!   `data.primary_email_address_id` (else the first entry); for memberships,
+//!   `data.primary_email_address_id`; only when that id is null, the first verified entry (never
+//!   an unverified one, nor a fallback when the id names no entry); for memberships,
 //!   `data.public_user_data.identifier` only when it contains `@` (it can be a phone number or a
 //!   username). `user.deleted`, `session.created` and `organization.created` have none and
 //!   resolve by `clerk_user_id`.
@@ -22,7 +23,7 @@
 //!   `data.public_user_data.user_id` (membership), `data.created_by` (organization: the creator).
 //! - Contact fields: `clerk_user_id`, `clerk_username`, `clerk_external_id`,
 //!   `clerk_email_verified`, `clerk_created_at`, `clerk_last_sign_in_at` (Unix ms),
-//!   `clerk_deleted` (`true` on user.deleted).
+//!   `clerk_deleted` (`true` on user.deleted, `false` on user.created and user.updated).
 //! - Fire-only fields: `clerk_session_id`, `clerk_ip_address`, `clerk_organization_id`,
 //!   `clerk_organization_name`, `clerk_organization_slug`, `clerk_role`, `clerk_membership_id`.
 
@@ -131,11 +132,14 @@ fn user(out: &mut NormalizedEvent, data: &Value) -> Result<(), NormalizeError> {
         .map(Vec::as_slice)
         .unwrap_or_default();
     // The primary address is named by id, not by position: after a change it can be any entry.
-    let primary = text(data, "primary_email_address_id");
-    let chosen = addresses
-        .iter()
-        .find(|a| primary.is_some() && text(a, "id") == primary)
-        .or_else(|| addresses.first());
+    // Only a user with no primary at all falls back, and only to an address they verified: an
+    // unverified address (or one the primary id no longer names) may not be theirs.
+    let chosen = match text(data, "primary_email_address_id") {
+        Some(primary) => addresses.iter().find(|a| text(a, "id") == Some(primary)),
+        None => addresses
+            .iter()
+            .find(|a| text(a, "verification.status") == Some("verified")),
+    };
     if let Some(address) = chosen {
         out.set_email(text(address, "email_address"));
         if let Some(status) = text(address, "verification.status") {
@@ -147,6 +151,8 @@ fn user(out: &mut NormalizedEvent, data: &Value) -> Result<(), NormalizeError> {
     out.field("clerk_external_id", data.get("external_id"));
     out.field("clerk_created_at", data.get("created_at"));
     out.field("clerk_last_sign_in_at", data.get("last_sign_in_at"));
+    // A user created again (or updated) after a delete is no longer deleted.
+    out.set_field("clerk_deleted", false);
     Ok(())
 }
 
@@ -275,10 +281,34 @@ mod tests {
         )
         .expect("normalizes");
         assert_eq!(
-            events[0].identity.email.as_deref(),
-            Some("first@example.com"),
-            "falls back to the first entry"
+            events[0].identity.email, None,
+            "a primary id that names no entry gives no email"
         );
+        let run = |body: &[u8]| {
+            testkit::normalize(
+                ProviderId::Clerk,
+                &[("svix-id", "msg_1")],
+                body,
+                &NormalizeContext::default(),
+            )
+            .expect("normalizes")
+            .remove(0)
+        };
+        let no_primary = br#"{"type":"user.created","data":{"id":"user_1","primary_email_address_id":null,"email_addresses":[{"id":"idn_a","email_address":"typo@example.com","verification":{"status":"unverified"}},{"id":"idn_b","email_address":"real@example.com","verification":{"status":"verified"}}]}}"#;
+        let e = run(no_primary);
+        assert_eq!(
+            e.identity.email.as_deref(),
+            Some("real@example.com"),
+            "without a primary, the first verified address"
+        );
+        assert_eq!(e.contact.fields["clerk_deleted"], serde_json::json!(false));
+        let unverified = br#"{"type":"user.created","data":{"id":"user_1","primary_email_address_id":null,"email_addresses":[{"id":"idn_a","email_address":"typo@example.com","verification":{"status":"unverified"}}]}}"#;
+        let e = run(unverified);
+        assert_eq!(
+            e.identity.email, None,
+            "an unverified address is never taken"
+        );
+        assert_eq!(e.identity.ids[0].1, "user_1");
     }
 
     #[test]

@@ -311,6 +311,10 @@ pub struct NormalizeContext<'a> {
     /// Supabase: dot path of the contact email in the payload (default `record.email`, and
     /// `old_record.email` for DELETE).
     pub email_path: Option<&'a str>,
+    /// Supabase: the row column that holds the `auth.users` id (`id` on a `profiles` table keyed
+    /// by the user's id, `user_id` on a table that references it). Its value is given as
+    /// `supabase_user_id`, so a row without an email resolves to the user's contact.
+    pub user_id_column: Option<&'a str>,
 }
 
 /// How an event identifies its contact.
@@ -321,6 +325,13 @@ pub struct Identity {
     /// `(<provider>_*_id field, value)` pairs that identify the contact when there is no email
     /// (or that a later email-less event will be resolved by), most specific first.
     pub ids: Vec<(String, String)>,
+    /// The email is a copy the provider may have taken long ago (a Stripe invoice's
+    /// `customer_email` is frozen when the invoice is finalized), not the contact's current
+    /// address. When one of `ids` is already linked to a contact, the event belongs to that
+    /// contact and this email is ignored; it is used only when no id is known, and it never
+    /// moves an existing id link to another contact.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub email_is_fallback: bool,
 }
 
 /// What an event changes on its contact.
@@ -330,13 +341,28 @@ pub struct ContactUpdate {
     pub last_name: Option<String>,
     /// `Some(false)` for unsubscribes, hard bounces, spam complaints; `Some(true)` for opt-ins.
     pub subscribed: Option<bool>,
+    /// When the provider says `subscribed` last changed (Unix ms), when it says so separately
+    /// from the event (Shopify's `email_marketing_consent.consent_updated_at`). The pipeline
+    /// orders `subscribed` by this time rather than the event's, so a consent state re-sent
+    /// unchanged by a later event cannot undo a newer suppression from another provider.
+    /// `None`: `subscribed` changed when the event happened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscribed_at_ms: Option<i64>,
     /// Custom fields, each key `<provider>_<snake_case_name>`, values JSON scalars (string,
     /// number, boolean). Provider ids are strings of their exact digits.
     pub fields: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
+/// Contacts selected by one of their fields: every contact whose custom field `key` holds the
+/// string `value` (for example every contact with `workos_directory_id` = the deleted directory).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FieldMatch {
+    pub key: String,
+    pub value: String,
+}
+
 /// One normalized event: what the pipeline turns into a contact upsert and a trigger fire.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct NormalizedEvent {
     /// The dedupe key of this event: the ingest event id, or for an element of a Brevo batch,
     /// that element's own key (`sha256:<hex>` of its canonical JSON).
@@ -351,6 +377,11 @@ pub struct NormalizedEvent {
     /// Extra fields for the trigger fire's payload only (not stored on the contact), e.g. an
     /// invoice amount. Keys `<provider>_*`, JSON scalars.
     pub event_fields: std::collections::BTreeMap<String, serde_json::Value>,
+    /// A change to many contacts at once: when set, `contact` applies to every existing contact
+    /// that matches (each gets its own fire), `identity` is empty, and no contact is created.
+    /// WorkOS `dsync.deleted` uses it: a deleted directory is sent without a delete per user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every_contact_with: Option<FieldMatch>,
 }
 
 /// Why a verified event could not be normalized.

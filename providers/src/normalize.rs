@@ -188,10 +188,7 @@ impl NormalizedEvent {
         NormalizedEvent {
             event_id: event_id.into(),
             event_type: event_type.into(),
-            occurred_at_ms: None,
-            identity: crate::Identity::default(),
-            contact: crate::ContactUpdate::default(),
-            event_fields: std::collections::BTreeMap::new(),
+            ..NormalizedEvent::default()
         }
     }
 

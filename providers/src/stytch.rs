@@ -22,7 +22,7 @@
 //! - Contact fields: `stytch_user_id` or `stytch_member_id` (identity), `stytch_status`,
 //!   `stytch_email_verified`, `stytch_external_id`, `stytch_roles` (comma-joined role ids),
 //!   `stytch_organization_id`, `stytch_is_admin` (members), `stytch_vertical`,
-//!   `stytch_project_id`, `stytch_deleted` (deletes).
+//!   `stytch_project_id`, `stytch_deleted` (`true` on deletes, `false` on creates and updates).
 //! - Fire-only fields: `stytch_event_id` (the body's event id).
 
 use serde_json::Value;
@@ -90,8 +90,15 @@ impl Provider for Stytch {
         match (parts.next(), parts.next()) {
             (Some("user"), Some("delete")) => deleted(&mut out, &body, "stytch_user_id")?,
             (Some("member"), Some("delete")) => deleted(&mut out, &body, "stytch_member_id")?,
-            (Some("user"), _) => user(&mut out, &body)?,
-            (Some("member"), _) => member(&mut out, &body)?,
+            (Some("user"), _) => {
+                user(&mut out, &body)?;
+                // Created again (or updated) after a delete: no longer deleted.
+                out.set_field("stytch_deleted", false);
+            }
+            (Some("member"), _) => {
+                member(&mut out, &body)?;
+                out.set_field("stytch_deleted", false);
+            }
             _ => return Err(NormalizeError::Unsupported(event_type)),
         }
         Ok(vec![out])

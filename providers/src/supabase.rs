@@ -19,13 +19,16 @@
 //!   or `old_record.email` for DELETE; a configured path starting with `record.` reads
 //!   `old_record.` on DELETE, since `record` is null there.
 //! - Identity: `supabase_user_id` = the row's `id` for `auth.users`; for any other table
-//!   `supabase_<table>_id`. Names only from `first_name` / `last_name` columns.
+//!   `supabase_<table>_id`. With the connection's `user_id_column` (the column holding the
+//!   `auth.users` id, such as `id` on a `profiles` table or `user_id`), that column's value is
+//!   given first as `supabase_user_id`, so rows without an email resolve to the user's contact.
+//!   Names only from `first_name` / `last_name` columns.
 //! - Contact fields: `supabase_<column>` for every scalar column of the row (nulls, empty strings,
 //!   JSON objects and arrays skipped), except `id` (it is the identity field), the email column,
 //!   `first_name`/`last_name` (core fields) and credentials: columns whose name contains
 //!   `password`, `token`, `secret` or `api_key` (`auth.users` holds a password hash and
-//!   confirmation tokens, which must never reach a contact or a fire). Plus `supabase_table` and
-//!   `supabase_schema`.
+//!   confirmation tokens, which must never reach a contact or a fire). Plus `supabase_table`,
+//!   `supabase_schema` and `supabase_deleted` (`true` on DELETE, `false` on INSERT and UPDATE).
 //! - Fire-only fields: `supabase_changed_columns` (UPDATE: comma-joined columns that differ).
 //! - `occurred_at_ms`: the row's `updated_at` when present and RFC 3339; none for DELETE (the
 //!   deletion time is not in the payload).
@@ -117,6 +120,11 @@ impl Provider for Supabase {
         } else {
             format!("supabase_{}_id", snake_case(table))
         };
+        // The user's id first: it is what an `auth.users` event links to the user's email, so a
+        // row without an email (a `profiles` row) resolves through it.
+        if let Some(column) = context.user_id_column {
+            out.add_id("supabase_user_id", row.get(column).and_then(id_text));
+        }
         out.add_id(&id_key, row.get("id").and_then(id_text));
         out.set_name(
             row.get("first_name").and_then(|v| v.as_str()),
@@ -133,9 +141,11 @@ impl Provider for Supabase {
             }
             out.field(&key, Some(value));
         }
-        // Written last so a column called `table` or `schema` cannot hide them.
+        // Written last so a column called `table`, `schema` or `deleted` cannot hide them.
         out.set_field("supabase_table", table);
         out.set_field("supabase_schema", schema);
+        // A row inserted again after a delete is no longer deleted.
+        out.set_field("supabase_deleted", deleting);
 
         if op == "UPDATE" {
             if let Some(old) = body.get("old_record").and_then(|v| v.as_object()) {
@@ -206,7 +216,10 @@ mod tests {
     }
 
     fn run(body: &[u8], email_path: Option<&str>) -> NormalizedEvent {
-        let context = NormalizeContext { email_path };
+        let context = NormalizeContext {
+            email_path,
+            ..NormalizeContext::default()
+        };
         let mut events =
             testkit::normalize(ProviderId::Supabase, &[], body, &context).expect("normalizes");
         assert_eq!(events.len(), 1);
@@ -230,6 +243,46 @@ mod tests {
         assert_eq!(e.contact.fields["supabase_table"], json!("profiles"));
         assert!(!e.contact.fields.contains_key("supabase_email"));
         assert_eq!(e.occurred_at_ms, None);
+    }
+
+    #[test]
+    fn a_profile_without_email_resolves_through_the_user_id_column() {
+        let body = testkit::fixture(ProviderId::Supabase, "public.profiles.UPDATE--starter.json");
+        let plain = run(&body, None);
+        assert_eq!(plain.identity.email, None);
+        assert_eq!(plain.identity.ids[0].0, "supabase_profiles_id");
+        let context = NormalizeContext {
+            user_id_column: Some("id"),
+            ..NormalizeContext::default()
+        };
+        let events =
+            testkit::normalize(ProviderId::Supabase, &[], &body, &context).expect("normalizes");
+        let user = "5b1e9c3a-7d24-4f86-9a0b-2c8e6f4d1a73";
+        assert_eq!(
+            events[0].identity.ids,
+            vec![
+                ("supabase_user_id".to_owned(), user.to_owned()),
+                ("supabase_profiles_id".to_owned(), user.to_owned()),
+            ]
+        );
+        assert_eq!(events[0].contact.fields["supabase_user_id"], json!(user));
+        assert_eq!(events[0].contact.fields["supabase_deleted"], json!(false));
+        // A table that references the user: the id of the row and the user's id differ.
+        let orders = br#"{"type": "DELETE", "table": "orders", "record": null, "schema": "public", "old_record": {"id": 7, "total": 12, "user_id": "u-1"}}"#;
+        let context = NormalizeContext {
+            user_id_column: Some("user_id"),
+            ..NormalizeContext::default()
+        };
+        let events =
+            testkit::normalize(ProviderId::Supabase, &[], orders, &context).expect("normalizes");
+        assert_eq!(
+            events[0].identity.ids,
+            vec![
+                ("supabase_user_id".to_owned(), "u-1".to_owned()),
+                ("supabase_orders_id".to_owned(), "7".to_owned()),
+            ]
+        );
+        assert_eq!(events[0].contact.fields["supabase_deleted"], json!(true));
     }
 
     #[test]

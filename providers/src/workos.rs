@@ -12,19 +12,25 @@
 //!
 //! Normalizing:
 //! - Mapped types: `user.created|updated|deleted`, `dsync.user.created|updated|deleted`,
-//!   `authentication.*_succeeded`, `session.created`. `occurred_at_ms` is the envelope's
-//!   `created_at` (RFC 3339), else `data.updated_at`.
+//!   `dsync.deleted`, `authentication.*_succeeded`, `session.created`. `occurred_at_ms` is the
+//!   envelope's `created_at` (RFC 3339), else `data.updated_at`.
+//! - `dsync.deleted` (a whole directory, sent without a delete per user) names no contact: it is
+//!   a change to every contact whose `workos_directory_id` is the directory's id
+//!   ([`crate::NormalizedEvent::every_contact_with`]), which get `workos_deleted = true`.
 //! - Email: `data.email`, else the `primary` entry of `data.emails[]` (directory users).
 //!   `session.created` has none and resolves by `workos_user_id`; the impersonator's email is
 //!   never read.
 //! - Identity: `workos_user_id` = `data.id` (user.*) or `data.user_id` (authentication.*,
 //!   session.created); `workos_directory_user_id` = `data.id` (dsync.user.*).
 //! - Contact fields: the identity fields, `workos_email_verified`, `workos_external_id`,
-//!   `workos_last_sign_in_at` (Unix ms), `workos_deleted` (user.deleted), `workos_directory_id`,
-//!   `workos_organization_id`, `workos_state`, `workos_role`, `workos_job_title`.
+//!   `workos_last_sign_in_at` (Unix ms), `workos_deleted` (`true` on user.deleted,
+//!   dsync.user.deleted and dsync.deleted, `false` on the created and updated events),
+//!   `workos_directory_id`, `workos_organization_id`, `workos_state`, `workos_role`,
+//!   `workos_job_title` (`data.job_title`, else `data.custom_attributes.job_title`, where WorkOS
+//!   now maps it).
 //! - Fire-only fields: `workos_ip_address`, `workos_user_agent`, `workos_auth_type`
 //!   (authentication.*), `workos_session_id`, `workos_auth_method`, `workos_impersonated`
-//!   (session.created).
+//!   (session.created), `workos_directory_name`, `workos_directory_type` (dsync.deleted).
 
 use serde_json::Value;
 
@@ -56,6 +62,7 @@ pub fn is_mapped(event_type: &str) -> bool {
             | "dsync.user.created"
             | "dsync.user.updated"
             | "dsync.user.deleted"
+            | "dsync.deleted"
             | "session.created"
     ) || (event_type.starts_with("authentication.") && event_type.ends_with("_succeeded"))
 }
@@ -106,6 +113,7 @@ impl Provider for Workos {
         match event_type.as_str() {
             "user.created" | "user.updated" | "user.deleted" => user(&mut out, data)?,
             "session.created" => session(&mut out, data)?,
+            "dsync.deleted" => directory_deleted(&mut out, data)?,
             t if t.starts_with("dsync.user.") => directory_user(&mut out, data)?,
             t if t.starts_with("authentication.") => authentication(&mut out, data)?,
             other => return Err(NormalizeError::Unsupported(other.to_owned())),
@@ -137,9 +145,22 @@ fn user(out: &mut NormalizedEvent, data: &Value) -> Result<(), NormalizeError> {
     if let Some(ms) = text(data, "last_sign_in_at").and_then(rfc3339_ms) {
         out.set_field("workos_last_sign_in_at", ms);
     }
-    if out.event_type == "user.deleted" {
-        out.set_field("workos_deleted", true);
-    }
+    // A user created again after a delete is no longer deleted.
+    out.set_field("workos_deleted", out.event_type == "user.deleted");
+    Ok(())
+}
+
+/// `dsync.deleted`: the directory is gone, and WorkOS sends no `dsync.user.deleted` for its
+/// users, so every contact synced from it is marked.
+fn directory_deleted(out: &mut NormalizedEvent, data: &Value) -> Result<(), NormalizeError> {
+    let id = id_at(data, "id").ok_or_else(|| shape("dsync.deleted without `data.id`"))?;
+    out.every_contact_with = Some(crate::FieldMatch {
+        key: "workos_directory_id".to_owned(),
+        value: id,
+    });
+    out.set_field("workos_deleted", true);
+    out.event_field("workos_directory_name", data.get("name"));
+    out.event_field("workos_directory_type", data.get("type"));
     Ok(())
 }
 
@@ -153,7 +174,13 @@ fn directory_user(out: &mut NormalizedEvent, data: &Value) -> Result<(), Normali
     out.field("workos_organization_id", data.get("organization_id"));
     out.field("workos_state", data.get("state"));
     out.field("workos_role", lookup(data, "role.slug"));
-    out.field("workos_job_title", data.get("job_title"));
+    // WorkOS deprecated the top-level `job_title`; it is a custom attribute now.
+    let job_title = data
+        .get("job_title")
+        .filter(|v| v.as_str().is_some_and(|s| !s.trim().is_empty()))
+        .or_else(|| lookup(data, "custom_attributes.job_title"));
+    out.field("workos_job_title", job_title);
+    out.set_field("workos_deleted", out.event_type == "dsync.user.deleted");
     Ok(())
 }
 
@@ -287,9 +314,57 @@ mod tests {
     }
 
     #[test]
+    fn deletes_and_job_titles() {
+        let deleted = one("dsync.user.deleted.json");
+        assert_eq!(
+            deleted.contact.fields["workos_deleted"],
+            serde_json::json!(true)
+        );
+        let updated = one("dsync.user.updated.json");
+        assert_eq!(
+            updated.contact.fields["workos_deleted"],
+            serde_json::json!(false)
+        );
+        // The fixture has no top-level job_title, as current directory users do.
+        assert_eq!(
+            updated.contact.fields["workos_job_title"],
+            serde_json::json!("Senior Software Engineer")
+        );
+        assert_eq!(
+            one("user.created.json").contact.fields["workos_deleted"],
+            serde_json::json!(false)
+        );
+        assert_eq!(
+            one("user.deleted.json").contact.fields["workos_deleted"],
+            serde_json::json!(true)
+        );
+
+        let directory = one("dsync.deleted.json");
+        assert_eq!(directory.identity.email, None);
+        assert!(directory.identity.ids.is_empty());
+        assert_eq!(
+            directory.every_contact_with,
+            Some(crate::FieldMatch {
+                key: "workos_directory_id".into(),
+                value: "directory_01K5W3A7P2R9M4X8T1V6B3N5QZ".into()
+            })
+        );
+        assert_eq!(
+            directory.contact.fields["workos_deleted"],
+            serde_json::json!(true)
+        );
+        let body = br#"{"id":"event_9","event":"dsync.deleted","data":{"object":"directory"}}"#;
+        assert!(matches!(
+            testkit::normalize(ProviderId::Workos, &[], body, &NormalizeContext::default()),
+            Err(NormalizeError::UnexpectedShape(_))
+        ));
+    }
+
+    #[test]
     fn mapped_types() {
         assert!(is_mapped("authentication.password_succeeded"));
         assert!(is_mapped("dsync.user.deleted"));
+        assert!(is_mapped("dsync.deleted"));
         assert!(!is_mapped("authentication.password_failed"));
         assert!(!is_mapped("organization.created"));
     }

@@ -6,6 +6,7 @@
 
 use anyhow::bail;
 use clap::Args;
+use hookgate_providers::NormalizeContext;
 
 use crate::config::GlobalArgs;
 use crate::db::Known;
@@ -37,14 +38,17 @@ pub async fn run(global: &GlobalArgs, args: ReplayArgs) -> anyhow::Result<()> {
             None => bail!("no ingest record {id:?} (ids are the first column of `hookgate logs`)"),
         }
     };
-    // The connection's settings as stored (a Supabase `email_path`); a removed connection
-    // replays with the defaults.
-    let email_path = db
-        .get_connection(&event.connection_id)
-        .await?
-        .and_then(|c| c.email_path);
+    // The connection's settings as stored (Supabase `email_path` and `user_id_column`); a
+    // removed connection replays with the defaults.
+    let connection = db.get_connection(&event.connection_id).await?;
+    let context = NormalizeContext {
+        email_path: connection.as_ref().and_then(|c| c.email_path.as_deref()),
+        user_id_column: connection
+            .as_ref()
+            .and_then(|c| c.user_id_column.as_deref()),
+    };
     let now = crate::now_ms();
-    let plan = plan_event(&event, email_path.as_deref(), None, now);
+    let plan = plan_event(&event, &context, None, now);
     let applied = db
         .apply_plans(std::slice::from_ref(&plan), &Known::default(), now)
         .await?;

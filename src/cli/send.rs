@@ -71,6 +71,10 @@ pub fn signed_request(args: &SendArgs, now_ms: i64) -> anyhow::Result<SignedRequ
                 .file_stem()
                 .and_then(|s| s.to_str())
                 .unwrap_or("")
+                // `__` stands for `/`; a `--<variant>` suffix names a second fixture of a topic.
+                .split("--")
+                .next()
+                .unwrap_or("")
                 .replace("__", "/")
         })
     });

@@ -48,6 +48,10 @@ pub struct ConnectionInput {
     /// Supabase: where the contact email lives in the payload.
     #[arg(long)]
     pub email_path: Option<String>,
+    /// Supabase: the row column holding the `auth.users` id (`id` on `profiles`, `user_id`),
+    /// given as `supabase_user_id` so rows without an email resolve to the user's contact.
+    #[arg(long)]
+    pub user_id_column: Option<String>,
     /// Requests per second (default: the gateway's `rate_limit_per_sec`).
     #[arg(long)]
     pub rate_limit_per_sec: Option<u32>,
@@ -79,6 +83,7 @@ impl fmt::Debug for ConnectionInput {
             .field("allow_ips", &self.allow_ips)
             .field("auth", &self.auth)
             .field("email_path", &self.email_path)
+            .field("user_id_column", &self.user_id_column)
             .field("rate_limit_per_sec", &self.rate_limit_per_sec)
             .field("rate_limit_burst", &self.rate_limit_burst)
             .field("enabled", &self.enabled)
@@ -98,6 +103,8 @@ pub struct ConnectionSpec {
     pub allow_ips: Vec<String>,
     pub auth: Option<AuthMode>,
     pub email_path: Option<String>,
+    /// Supabase: the row column that holds the `auth.users` id, given as `supabase_user_id`.
+    pub user_id_column: Option<String>,
     pub rate_limit_per_sec: Option<u32>,
     pub rate_limit_burst: Option<u32>,
     pub enabled: bool,
@@ -117,6 +124,7 @@ impl fmt::Debug for ConnectionSpec {
             .field("allow_ips", &self.allow_ips)
             .field("auth", &self.auth)
             .field("email_path", &self.email_path)
+            .field("user_id_column", &self.user_id_column)
             .field("enabled", &self.enabled)
             .finish()
     }
@@ -134,6 +142,7 @@ impl ConnectionInput {
             allow_ips: Vec::new(),
             auth: None,
             email_path: None,
+            user_id_column: None,
             rate_limit_per_sec: None,
             rate_limit_burst: None,
             enabled: None,
@@ -154,6 +163,7 @@ impl ConnectionInput {
             allow_ips,
             auth,
             email_path,
+            user_id_column,
             rate_limit_per_sec,
             rate_limit_burst,
             enabled,
@@ -190,6 +200,14 @@ impl ConnectionInput {
                 bail!("email_path: {path:?} must be dot-separated keys like record.email");
             }
         }
+        if user_id_column.is_some() && provider != ProviderId::Supabase {
+            bail!("user_id_column: applies only to supabase connections");
+        }
+        if let Some(column) = &user_id_column {
+            if column.is_empty() || column.len() > 63 || column.contains('.') {
+                bail!("user_id_column: {column:?} must be one column name of the row, like id or user_id");
+            }
+        }
         if secrets.is_empty() {
             bail!("secrets: at least one secret is required (a connection without one would reject everything)");
         }
@@ -214,6 +232,7 @@ impl ConnectionInput {
             allow_ips,
             auth,
             email_path,
+            user_id_column,
             rate_limit_per_sec,
             rate_limit_burst,
             enabled: enabled.unwrap_or(true),

@@ -14,6 +14,7 @@ pub struct ConnectionRow {
     pub allow_ips: String,
     pub auth: Option<String>,
     pub email_path: Option<String>,
+    pub user_id_column: Option<String>,
     pub rate_limit_per_sec: Option<i64>,
     pub rate_limit_burst: Option<i64>,
     pub enabled: bool,

@@ -79,7 +79,7 @@ pub fn kit(provider: ProviderId) -> Kit {
             secret: example_secret(provider),
             fixture: "INITIAL_PURCHASE.json",
             unmapped: Some(
-                r#"{"api_version":"1.0","event":{"id":"unmapped-transfer-1","type":"TRANSFER"}}"#,
+                r#"{"api_version":"1.0","event":{"id":"unmapped-alias-1","type":"SUBSCRIBER_ALIAS","app_user_id":"a"}}"#,
             ),
             options: plain,
         },

@@ -14,22 +14,38 @@
 //!
 //! Normalizing (`normalize.rs`):
 //! - Mapped topics: `customers/create`, `customers/update`, `customers/delete`,
-//!   `customers_email_marketing_consent/update`, `orders/create`, `orders/paid`.
+//!   `customers_email_marketing_consent/update`, `customer.tags_added`,
+//!   `customer.tags_removed`, `customers/purchasing_summary`, `orders/create`, `orders/paid`.
+//!   From API version 2025-01 customer bodies no longer carry `tags`, `email_marketing_consent`
+//!   or the order totals; those arrive on the tag, consent and purchasing-summary topics.
+//! - The topic header is not signed, so a mapped topic must fit the signed body: a body that
+//!   shows it is another resource (its `admin_graphql_api_id`, order-only keys, a consent or a
+//!   customer-event shape) is refused, so a valid body cannot be replayed under another topic
+//!   (an order as `customers/delete`).
 //! - Email: `email` (customers/*), `email` else `customer.email` (orders/*), `email_address`
-//!   (consent); none on customers/delete, which resolves by `shopify_customer_id`.
+//!   (consent); none on customers/delete and the customer-event topics, which resolve by
+//!   `shopify_customer_id` (from `customerId`, a `gid://shopify/Customer/<id>`).
 //!   Names: `first_name`/`last_name` (orders: of `customer`).
-//! - `occurred_at_ms`: `X-Shopify-Triggered-At` (or `shopify-triggered-at`), else the body's
-//!   `updated_at` (consent: `consent_updated_at`).
+//! - `occurred_at_ms`: from the signed body only, never from the unsigned
+//!   `X-Shopify-Triggered-At` header: `updated_at` (customers, orders),
+//!   `email_marketing_consent.consent_updated_at` (consent), `occurredAt` (tags, purchasing
+//!   summary); none for customers/delete.
 //! - `subscribed`: consent state `subscribed` → true; `not_subscribed`, `unsubscribed`,
-//!   `redacted` → false (also from a customer's `email_marketing_consent`).
+//!   `redacted` → false (also from an older customer body's `email_marketing_consent`), with
+//!   `subscribed_at_ms` = the consent's `consent_updated_at`, so a customers/update re-sending
+//!   an unchanged consent is as old as the consent, not as the update.
 //! - Contact fields: `shopify_customer_id` (identity, exact digits), `shopify_shop_domain` (from
 //!   the header), `shopify_state`, `shopify_verified_email`, `shopify_phone`,
-//!   `shopify_currency`, `shopify_tags`, `shopify_total_spent` and `shopify_orders_count` (older
-//!   API versions), `shopify_email_marketing_state`, `shopify_email_marketing_opt_in_level`,
-//!   `shopify_deleted`, `shopify_last_order_id`, `shopify_last_order_total`.
+//!   `shopify_currency`, `shopify_tags` (older API versions), `shopify_tag_<tag>` (`true` when
+//!   added, `false` when removed), `shopify_total_spent`, `shopify_total_spent_currency` and
+//!   `shopify_orders_count` (purchasing summary; older customer bodies),
+//!   `shopify_email_marketing_state`, `shopify_email_marketing_opt_in_level`, `shopify_deleted`
+//!   (`true` on customers/delete, `false` on create and update), `shopify_last_order_id`,
+//!   `shopify_last_order_total`.
 //! - Fire-only fields: `shopify_order_id`, `shopify_order_name`, `shopify_order_number`,
 //!   `shopify_total_price`, `shopify_subtotal_price`, `shopify_total_tax`,
-//!   `shopify_financial_status`, `shopify_fulfillment_status`, `shopify_buyer_accepts_marketing`.
+//!   `shopify_financial_status`, `shopify_fulfillment_status`, `shopify_buyer_accepts_marketing`,
+//!   `shopify_tags_added`, `shopify_tags_removed`.
 
 mod normalize;
 
@@ -48,9 +64,69 @@ pub const MAPPED: &[&str] = &[
     "customers/update",
     "customers/delete",
     "customers_email_marketing_consent/update",
+    "customer.tags_added",
+    "customer.tags_removed",
+    "customers/purchasing_summary",
     "orders/create",
     "orders/paid",
 ];
+
+/// The kind of resource a mapped topic carries.
+fn topic_kind(topic: &str) -> Option<&'static str> {
+    Some(match topic {
+        "customers/create" | "customers/update" | "customers/delete" => "customer",
+        "customers_email_marketing_consent/update" => "consent",
+        "customer.tags_added" | "customer.tags_removed" | "customers/purchasing_summary" => {
+            "customer_event"
+        }
+        "orders/create" | "orders/paid" => "order",
+        _ => return None,
+    })
+}
+
+/// The kind of resource a body shows it is, when it shows it: its `admin_graphql_api_id`, keys
+/// only an order has, or the shape of a consent update or a customer event. `None` when the body
+/// says nothing either way (small hand-made payloads).
+fn body_kind(body: &serde_json::Map<String, serde_json::Value>) -> Option<&'static str> {
+    if let Some(gid) = body.get("admin_graphql_api_id").and_then(|v| v.as_str()) {
+        return Some(
+            match gid
+                .strip_prefix("gid://shopify/")
+                .and_then(|r| r.split('/').next())
+            {
+                Some("Customer") => "customer",
+                Some("Order") => "order",
+                _ => "other",
+            },
+        );
+    }
+    if ["line_items", "order_number", "financial_status"]
+        .iter()
+        .any(|key| body.contains_key(*key))
+    {
+        return Some("order");
+    }
+    if body.contains_key("customerId") {
+        return Some("customer_event");
+    }
+    if body.contains_key("email_address") && body.contains_key("email_marketing_consent") {
+        return Some("consent");
+    }
+    None
+}
+
+/// Why a signed body cannot be the topic's resource, by what the body is.
+fn misfit(body: &'static str) -> IdentifyError {
+    IdentifyError::UnexpectedShape(match body {
+        "customer" => "the X-Shopify-Topic does not fit the body, which is a Customer",
+        "order" => "the X-Shopify-Topic does not fit the body, which is an Order",
+        "consent" => "the X-Shopify-Topic does not fit the body, which is an email consent update",
+        "customer_event" => {
+            "the X-Shopify-Topic does not fit the body, which is a customer event (customerId)"
+        }
+        _ => "the X-Shopify-Topic does not fit the body, which is another resource",
+    })
+}
 
 /// One of Shopify's two header naming schemes.
 struct HeaderSet {
@@ -125,7 +201,13 @@ impl Provider for Shopify {
             .or_else(|| header_str(headers, set.webhook_id))
             .filter(|t| !t.is_empty())
             .ok_or(IdentifyError::MissingHeader("X-Shopify-Event-Id"))?;
-        as_object(body)?;
+        let object = as_object(body)?;
+        // The topic is unsigned: a mapped topic must fit what the signed body shows it is.
+        if let (Some(expected), Some(found)) = (topic_kind(topic), body_kind(object)) {
+            if expected != found {
+                return Err(misfit(found));
+            }
+        }
         Ok(EventMeta {
             event_id: format!("{topic}:{id}"),
             event_type: topic.to_owned(),
@@ -200,6 +282,61 @@ mod tests {
     #[test]
     fn published_vectors() {
         testkit::published_vectors(ProviderId::Shopify);
+    }
+
+    #[test]
+    fn a_topic_that_does_not_fit_the_body_is_refused() {
+        let identify = |topic: &'static str, body: &[u8]| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert("x-shopify-topic", topic.parse().expect("v"));
+            headers.insert("x-shopify-event-id", "e1".parse().expect("v"));
+            Shopify.identify(&Verified::skip_verification(
+                ProviderId::Shopify,
+                &headers,
+                body,
+            ))
+        };
+        let order = testkit::fixture(ProviderId::Shopify, "orders__paid.json");
+        let customer = testkit::fixture(ProviderId::Shopify, "customers__update.json");
+        let consent = testkit::fixture(
+            ProviderId::Shopify,
+            "customers_email_marketing_consent__update.json",
+        );
+        let tags = testkit::fixture(ProviderId::Shopify, "customer.tags_added.json");
+        for (topic, body, what) in [
+            ("customers/delete", &order, "an Order"),
+            ("customers/update", &order, "an Order"),
+            ("orders/paid", &customer, "a Customer"),
+            (
+                "customers_email_marketing_consent/update",
+                &customer,
+                "a Customer",
+            ),
+            ("customers/update", &consent, "an email consent update"),
+            ("customers/delete", &tags, "a customer event"),
+            ("customer.tags_removed", &order, "an Order"),
+        ] {
+            let error = identify(topic, body).expect_err(topic);
+            assert!(error.to_string().contains(what), "{topic}: {error}");
+            assert_eq!(error.code(), "unexpected_payload");
+            // normalize starts from identify, so the event fails with the same reason.
+            let headers = [("x-shopify-topic", topic), ("x-shopify-event-id", "e1")];
+            let failed = testkit::normalize(
+                ProviderId::Shopify,
+                &headers,
+                body,
+                &NormalizeContext::default(),
+            );
+            assert!(
+                matches!(&failed, Err(NormalizeError::UnexpectedShape(m)) if m.contains(what)),
+                "{topic}: {failed:?}"
+            );
+        }
+        // Every fixture fits its own topic; unmapped topics are not checked.
+        assert!(identify("orders/paid", &order).is_ok());
+        assert!(identify("customers/delete", &customer).is_ok());
+        assert!(identify("customer.tags_removed", &tags).is_ok());
+        assert!(identify("orders/cancelled", &customer).is_ok());
     }
 
     #[test]

@@ -42,9 +42,8 @@ fn customer(out: &mut NormalizedEvent, object: &Value) -> Result<(), NormalizeEr
     let (first, last) = text(object, "name").map(split_name).unwrap_or_default();
     out.set_name(first.as_deref(), last.as_deref());
     out.field("stripe_phone", object.get("phone"));
-    if out.event_type == "customer.deleted" {
-        out.set_field("stripe_deleted", true);
-    }
+    // A customer created again (or updated) after a delete is no longer deleted.
+    out.set_field("stripe_deleted", out.event_type == "customer.deleted");
     Ok(())
 }
 
@@ -61,6 +60,12 @@ fn checkout(out: &mut NormalizedEvent, object: &Value) -> Result<(), NormalizeEr
     out.add_id("stripe_customer_id", id_at(object, "customer"));
     if let Some(subscription) = id_at(object, "subscription") {
         out.set_field("stripe_subscription_id", subscription);
+    }
+    // What the buyer ticked when the session collected promotional consent.
+    match text(object, "consent.promotions") {
+        Some("opt_in") => out.contact.subscribed = Some(true),
+        Some("opt_out") => out.contact.subscribed = Some(false),
+        _ => {}
     }
     out.set_event_field("stripe_checkout_session_id", id);
     out.event_field("stripe_amount_total", object.get("amount_total"));
@@ -127,11 +132,15 @@ fn subscription(
     Ok(())
 }
 
-/// `invoice.*`: the email is the invoice's `customer_email` (a copy taken at finalization).
+/// `invoice.*`: the invoice's `customer_email` is a copy taken when the invoice was finalized,
+/// so a late or retried `invoice.paid` can carry an address the customer has since changed.
+/// With a customer id it is only a fallback: the customer's linked contact wins.
 fn invoice(out: &mut NormalizedEvent, object: &Value) -> Result<(), NormalizeError> {
     let id = id_at(object, "id").ok_or_else(|| shape("an invoice without `id`"))?;
     out.set_email(text(object, "customer_email"));
-    out.add_id("stripe_customer_id", id_at(object, "customer"));
+    let customer = id_at(object, "customer");
+    out.identity.email_is_fallback = customer.is_some() && out.identity.email.is_some();
+    out.add_id("stripe_customer_id", customer);
     // Current API versions nest the subscription under `parent`; older ones have it on top.
     let subscription = id_at(object, "parent.subscription_details.subscription")
         .or_else(|| id_at(object, "subscription"));
@@ -222,15 +231,66 @@ mod tests {
     fn checkout_uses_customer_details_not_customer_email() {
         let e = normalize_one(STRIPE, &[], "checkout.session.completed.json");
         assert_eq!(e.identity.email.as_deref(), Some("jenny.rosen@example.com"));
+        assert!(
+            !e.identity.email_is_fallback,
+            "the buyer typed this address"
+        );
+        assert_eq!(
+            e.contact.subscribed,
+            Some(true),
+            "consent.promotions opt_in"
+        );
         assert_eq!(e.contact.first_name.as_deref(), Some("Jenny"));
         assert_eq!(e.contact.last_name.as_deref(), Some("Rosen"));
         assert_eq!(e.event_fields["stripe_amount_total"], json!(2900));
     }
 
     #[test]
+    fn checkout_consent_sets_subscribed() {
+        for (promotions, expected) in [
+            (json!("opt_in"), Some(true)),
+            (json!("opt_out"), Some(false)),
+            (json!(null), None),
+        ] {
+            let body = json!({
+                "id": "evt_c", "type": "checkout.session.completed", "created": 1,
+                "data": {"object": {
+                    "id": "cs_1", "customer": "cus_1",
+                    "customer_details": {"email": "a@example.com"},
+                    "consent": {"promotions": promotions, "terms_of_service": null}
+                }}
+            });
+            let events = normalize(
+                STRIPE,
+                &[],
+                body.to_string().as_bytes(),
+                &NormalizeContext::default(),
+            )
+            .expect("normalizes");
+            assert_eq!(events[0].contact.subscribed, expected, "{promotions}");
+        }
+    }
+
+    #[test]
+    fn customer_events_write_the_deleted_flag_both_ways() {
+        for (name, deleted) in [
+            ("customer.created.json", false),
+            ("customer.updated.json", false),
+            ("customer.deleted.json", true),
+        ] {
+            let e = normalize_one(STRIPE, &[], name);
+            assert_eq!(e.contact.fields["stripe_deleted"], json!(deleted), "{name}");
+        }
+    }
+
+    #[test]
     fn invoices_give_email_customer_and_amounts() {
         let e = normalize_one(STRIPE, &[], "invoice.payment_failed.json");
         assert_eq!(e.identity.email.as_deref(), Some("jenny.rosen@example.com"));
+        assert!(
+            e.identity.email_is_fallback,
+            "an invoice's customer_email is a frozen copy"
+        );
         assert_eq!(e.identity.ids, vec![customer_id()]);
         assert_eq!(
             e.contact.fields["stripe_subscription_id"],

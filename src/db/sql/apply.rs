@@ -16,7 +16,7 @@ macro_rules! apply_queries {
         /// events to be processed again, and the unique idempotency key keeps fires exactly-once.
         ///
         /// The rows the batch touches are read up front (the id links, then every contact they
-        /// and the batch name), the events are replayed over them in order
+        /// and the batch name or select), the events are replayed over them in order
         /// ([`crate::resolution::Batch::replay`]), and the results are written with multi-row
         /// statements: about ten statements a batch instead of about seven an event.
         pub(crate) async fn apply_plans(
@@ -33,7 +33,13 @@ macro_rules! apply_queries {
             let owned = ingest::still_claimed(&mut tx, plans).await?;
             let batch = Batch::new(plans, &owned);
             let links = contacts::read_links(&mut tx, &batch.links_to_read()).await?;
-            let stored = contacts::read_contacts(&mut tx, &batch.contacts_to_read(&links)).await?;
+            let mut stored =
+                contacts::read_contacts(&mut tx, &batch.contacts_to_read(&links)).await?;
+            for (key, contact) in
+                contacts::read_selected(&mut tx, &batch.selections_to_read()).await?
+            {
+                stored.entry(key).or_insert(None).get_or_insert(contact);
+            }
             let replay = batch
                 .replay(
                     Snapshot {

@@ -2,7 +2,7 @@
 
 pub(crate) const CONNECTION_COLUMNS: &str =
     "id, provider, workspace, secrets, tolerance_secs, allow_ips, auth, \
-    email_path, rate_limit_per_sec, rate_limit_burst, enabled, source, created_at, updated_at";
+    email_path, user_id_column, rate_limit_per_sec, rate_limit_burst, enabled, source, created_at, updated_at";
 
 macro_rules! connection_queries {
     ($db:ty) => {
@@ -30,14 +30,14 @@ macro_rules! connection_queries {
             let conflict = if replace {
                 "ON CONFLICT (id) DO UPDATE SET provider = excluded.provider, workspace = excluded.workspace, \
                  secrets = excluded.secrets, tolerance_secs = excluded.tolerance_secs, allow_ips = excluded.allow_ips, \
-                 auth = excluded.auth, email_path = excluded.email_path, rate_limit_per_sec = excluded.rate_limit_per_sec, \
+                 auth = excluded.auth, email_path = excluded.email_path, user_id_column = excluded.user_id_column, rate_limit_per_sec = excluded.rate_limit_per_sec, \
                  rate_limit_burst = excluded.rate_limit_burst, enabled = excluded.enabled, source = excluded.source, \
                  updated_at = excluded.updated_at"
             } else {
                 "ON CONFLICT (id) DO NOTHING"
             };
             let sql = format!(
-                "INSERT INTO connections ({CONNECTION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) {conflict}"
+                "INSERT INTO connections ({CONNECTION_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14) {conflict}"
             );
             let done = sqlx::query(&sql)
                 .bind(c.id)
@@ -48,6 +48,7 @@ macro_rules! connection_queries {
                 .bind(&c.allow_ips)
                 .bind(c.auth.as_deref())
                 .bind(c.email_path)
+                .bind(c.user_id_column)
                 .bind(c.rate_limit_per_sec)
                 .bind(c.rate_limit_burst)
                 .bind(c.enabled)

@@ -4,6 +4,19 @@
 pub(crate) const CONTACT_COLUMNS: &str =
     "workspace, email, first_name, last_name, subscribed, custom_fields, field_times, created_at, updated_at";
 
+/// `text` with `LIKE`'s wildcards and the escape character (`\`) escaped, for a pattern
+/// written with `ESCAPE '\'`.
+pub(crate) fn like_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 macro_rules! contact_queries {
     ($db:ty) => {
         use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -14,7 +27,7 @@ macro_rules! contact_queries {
         use crate::contacts::ContactState;
         use crate::db::rows::ContactRow;
         use crate::db::sql::chunks;
-        use crate::db::sql::contacts::CONTACT_COLUMNS;
+        use crate::db::sql::contacts::{like_escape, CONTACT_COLUMNS};
         use crate::resolution::{ContactKey, FieldDefinition, Link, LinkKey, Parked};
 
         /// The stored links among `wanted` (workspace → (id name, value)).
@@ -66,6 +79,44 @@ macro_rules! contact_queries {
                 }
                 for email in emails {
                     contacts.entry((workspace.clone(), email.clone())).or_insert(None);
+                }
+            }
+            Ok(contacts)
+        }
+
+        /// Every stored contact of `wanted` (workspace → (field, value)) whose custom field
+        /// holds that string: the contacts an event for many contacts selects.
+        ///
+        /// `custom_fields` is compact JSON text on both backends, so a `LIKE` on the
+        /// `"field":"value"` fragment finds the candidates portably (a full scan of the
+        /// workspace's contacts, for rare events such as a deleted directory); each candidate is
+        /// then checked exactly, since SQLite's `LIKE` ignores ASCII case.
+        pub(crate) async fn read_selected(
+            conn: &mut Conn,
+            wanted: &BTreeMap<String, BTreeSet<(String, String)>>,
+        ) -> Result<HashMap<ContactKey, ContactState>, sqlx::Error> {
+            let mut contacts = HashMap::new();
+            for (workspace, selectors) in wanted {
+                for (field, value) in selectors {
+                    let fragment = format!(
+                        "{}:{}",
+                        serde_json::Value::String(field.clone()),
+                        serde_json::Value::String(value.clone())
+                    );
+                    let pattern = format!("%{}%", like_escape(&fragment));
+                    let rows: Vec<ContactRow> = sqlx::query_as(&format!(
+                        "SELECT {CONTACT_COLUMNS} FROM contacts WHERE workspace = $1 AND custom_fields LIKE $2 ESCAPE '\\'"
+                    ))
+                    .bind(workspace)
+                    .bind(pattern)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                    for row in rows {
+                        let state = row.state();
+                        if state.custom_fields.get(field).and_then(|v| v.as_str()) == Some(value.as_str()) {
+                            contacts.insert((row.workspace, row.email), state);
+                        }
+                    }
                 }
             }
             Ok(contacts)
@@ -206,3 +257,14 @@ macro_rules! contact_queries {
 }
 
 pub(crate) use contact_queries;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn like_patterns_escape_wildcards_and_the_escape_character() {
+        assert_eq!(
+            super::like_escape(r#""workos_directory_id":"dir_1%\x""#),
+            r#""workos\_directory\_id":"dir\_1\%\\x""#
+        );
+    }
+}
