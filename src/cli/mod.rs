@@ -2,7 +2,6 @@
 //! Output is for people: tables and clear one-line errors. The gateway's settings themselves
 //! (flags, environment, file) are [`crate::config`]'s.
 
-pub mod bench;
 pub mod connections;
 pub mod keys;
 pub mod logs;
@@ -47,11 +46,6 @@ pub enum Command {
     /// Manage API keys for the events API.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
-    /// Load benchmark: a gateway and a baseline server under the same closed-loop load.
-    Bench(bench::BenchArgs),
-    /// The benchmark's baseline: a minimal axum server that reads the body and answers 200.
-    #[command(hide = true)]
-    BenchBaseline(bench::BaselineArgs),
 }
 
 /// Runs the parsed command line (`serve` when no subcommand is given).
@@ -68,8 +62,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Logs(args) => logs::run(&global, args).await,
         Command::Send(args) => send::run(args).await,
         Command::Keys(command) => keys::run(&global, command).await,
-        Command::Bench(args) => bench::run(args).await,
-        Command::BenchBaseline(args) => bench::baseline(args).await,
     }
 }
 
