@@ -14,9 +14,6 @@ const NOT_IN_ANY_FIXTURE: &[(&str, &str)] = &[
     ("clerk", "clerk_external_id"),
     ("clerk", "clerk_username"),
     ("shopify", "shopify_fulfillment_status"),
-    ("shopify", "shopify_orders_count"),
-    ("shopify", "shopify_tags"),
-    ("shopify", "shopify_total_spent"),
     ("stripe", "stripe_cancel_at"),
     ("stripe", "stripe_trial_end"),
 ];

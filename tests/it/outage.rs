@@ -362,7 +362,7 @@ impl Sample {
         (200..300).contains(&self.status)
     }
 
-    /// The refusal README "Receiving" documents while the store cannot commit.
+    /// The refusal the gateway owes while the store cannot commit.
     fn refused_as_specified(&self) -> bool {
         let status = if self.provider == ProviderId::Brevo {
             429

@@ -1,4 +1,4 @@
-//! The receive path over real HTTP: every row of the status table (README "Receiving") for every provider,
+//! The receive path over real HTTP: every row of the status table (README) for every provider,
 //! exact deduplication under concurrency, and never a 2xx for an event the store did not commit.
 
 use std::time::Duration;
