@@ -86,10 +86,10 @@ pub async fn execute(
                     .map_or_else(|| "?".to_owned(), |n| n.to_string());
                 println!(
                     "{:<24} {:<11} {:<12} {:<8} {:<7} {:<9} {}",
-                    v.id,
-                    v.provider,
-                    v.workspace,
-                    v.enabled,
+                    v.row.id,
+                    v.row.provider,
+                    v.row.workspace,
+                    v.row.enabled,
                     count,
                     v.secrets_encrypted,
                     v.receive_path

@@ -94,50 +94,26 @@ impl Live {
 /// What the admin API and CLI show of a connection: never its secrets.
 #[derive(Debug, Clone, Serialize)]
 pub struct ConnectionView {
-    pub id: String,
-    pub provider: String,
-    pub workspace: String,
+    /// Every stored setting but the secrets (see [`ConnectionRow`]'s serialized form).
+    #[serde(flatten)]
+    pub row: ConnectionRow,
     pub receive_path: String,
     /// How many secrets are valid; `None` when they are encrypted and cannot be decrypted here.
     pub secrets_count: Option<usize>,
     /// Whether the secrets are stored encrypted (`HOOKGATE_SECRET_KEY`).
     pub secrets_encrypted: bool,
-    pub tolerance_secs: Option<i64>,
-    pub allow_ips: Vec<String>,
-    pub auth: Option<String>,
-    pub email_path: Option<String>,
-    pub user_id_column: Option<String>,
-    pub rate_limit_per_sec: Option<i64>,
-    pub rate_limit_burst: Option<i64>,
-    pub enabled: bool,
-    pub source: String,
-    pub created_at: i64,
-    pub updated_at: i64,
 }
 
 impl ConnectionView {
     /// The view of `row`; `key` decrypts encrypted secrets just to count them.
     pub fn new(row: &ConnectionRow, key: Option<&SecretKey>) -> Self {
         ConnectionView {
-            id: row.id.clone(),
-            provider: row.provider.clone(),
-            workspace: row.workspace.clone(),
             receive_path: format!("/integrations/{}/webhook/{}", row.provider, row.id),
             secrets_count: crypto::decode_secrets(&row.id, &row.secrets, key)
                 .ok()
                 .map(|s| s.len()),
             secrets_encrypted: crypto::is_encrypted(&row.secrets),
-            tolerance_secs: row.tolerance_secs,
-            allow_ips: serde_json::from_str(&row.allow_ips).unwrap_or_default(),
-            auth: row.auth.clone(),
-            email_path: row.email_path.clone(),
-            user_id_column: row.user_id_column.clone(),
-            rate_limit_per_sec: row.rate_limit_per_sec,
-            rate_limit_burst: row.rate_limit_burst,
-            enabled: row.enabled,
-            source: row.source.clone(),
-            created_at: row.created_at,
-            updated_at: row.updated_at,
+            row: row.clone(),
         }
     }
 }

@@ -2,7 +2,9 @@
 //! reads it from a `[[connections]]` table of the file and from `POST /admin/connections`, clap
 //! flattens it into `hookgate connections add`), and [`ConnectionSpec`], the validated form,
 //! made in one place, [`ConnectionInput::into_spec`]. Adding a field touches this input, the
-//! spec, the row (`db::rows::ConnectionRow`, `db::ConnectionWrite`) and the migration.
+//! spec, the row (`db::rows::ConnectionRow`, whose serialized form is also what the APIs show;
+//! `db::ConnectionWrite` and the column lists of `db/sql/connections.rs`; the two conversions
+//! `connections::spec_from_row` and `connections::save`) and the migration.
 
 use std::fmt;
 

@@ -2,15 +2,19 @@
 
 use serde::Serialize;
 
-/// A stored connection, secrets included: this type never leaves the process (see
-/// [`crate::connections::ConnectionView`] for what the APIs show).
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// A stored connection. Its serialized form is what the APIs show of it (flattened into
+/// [`crate::connections::ConnectionView`]), so a new column appears there without more code:
+/// `secrets` is never serialized, and `Debug` leaves it out too.
+#[derive(Clone, Serialize, sqlx::FromRow)]
 pub struct ConnectionRow {
     pub id: String,
     pub provider: String,
     pub workspace: String,
+    #[serde(skip)]
     pub secrets: String,
     pub tolerance_secs: Option<i64>,
+    /// A JSON array of strings, shown as that array.
+    #[serde(serialize_with = "json_array_text")]
     pub allow_ips: String,
     pub auth: Option<String>,
     pub email_path: Option<String>,
@@ -21,6 +25,23 @@ pub struct ConnectionRow {
     pub source: String,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+impl std::fmt::Debug for ConnectionRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionRow")
+            .field("id", &self.id)
+            .field("provider", &self.provider)
+            .field("workspace", &self.workspace)
+            .field("secrets", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// Serializes a column holding a JSON array of strings as that array (empty if it is not one).
+fn json_array_text<S: serde::Serializer>(text: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    let items: Vec<String> = serde_json::from_str(text).unwrap_or_default();
+    serializer.collect_seq(items)
 }
 
 /// An ingest log entry without its headers and body (lists).
