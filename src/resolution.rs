@@ -27,6 +27,7 @@ use std::fmt;
 use hookgate_providers::NormalizedEvent;
 
 use crate::contacts::{fire_payload, json_type, normalize_email, ContactState};
+use crate::custom;
 
 /// What processing decided for one claimed event.
 #[derive(Debug, Clone)]
@@ -367,15 +368,27 @@ impl<'a> Batch<'a> {
                         );
                         out.revealed
                             .extend(revealed.into_iter().map(|link| (link, index)));
+                        // A custom trigger's id is its own; its payload keeps nested values.
+                        let (trigger, payload) = if plan.provider == custom::SOURCE {
+                            (
+                                event.event_type.clone(),
+                                custom::fire_payload(&email, event),
+                            )
+                        } else {
+                            (
+                                format!("{}.{}", plan.provider, event.event_type),
+                                fire_payload(&email, event),
+                            )
+                        };
                         out.fires.push(NewFire {
                             plan: index,
                             key: format!("{}:{}", plan.connection_id, event.event_id),
                             workspace: plan.workspace.clone(),
-                            trigger: format!("{}.{}", plan.provider, event.event_type),
+                            trigger,
                             provider: plan.provider.clone(),
                             ingest_id: plan.ingest_id.clone(),
                             email: email.clone(),
-                            payload: fire_payload(&email, event),
+                            payload,
                             occurred_at: event.occurred_at_ms,
                         });
                         contact_email = Some(email);

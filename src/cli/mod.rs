@@ -4,12 +4,14 @@
 
 pub mod bench;
 pub mod connections;
+pub mod fire;
 pub mod keys;
 pub mod logs;
 pub mod migrate;
 pub mod print_config;
 pub mod send;
 pub mod serve;
+pub mod triggers;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -47,6 +49,11 @@ pub enum Command {
     /// Manage API keys for the events API.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Define custom triggers and list the trigger catalog.
+    #[command(subcommand)]
+    Triggers(triggers::TriggersCommand),
+    /// Fire a custom trigger (stored for the gateway's pipeline).
+    Fire(fire::FireArgs),
     /// Load benchmark: a gateway and a baseline server under the same closed-loop load.
     Bench(bench::BenchArgs),
     /// The benchmark's baseline: a minimal axum server that reads the body and answers 200.
@@ -68,6 +75,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Logs(args) => logs::run(&global, args).await,
         Command::Send(args) => send::run(args).await,
         Command::Keys(command) => keys::run(&global, command).await,
+        Command::Triggers(command) => triggers::run(&global, command).await,
+        Command::Fire(args) => fire::run(&global, args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::BenchBaseline(args) => bench::baseline(args).await,
     }

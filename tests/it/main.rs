@@ -9,6 +9,7 @@ mod bench_smoke;
 mod cli;
 mod cluster;
 mod crash;
+mod custom;
 mod outage;
 mod pipeline;
 mod secrets;
