@@ -345,6 +345,9 @@ pub fn check_occurred_at(value: &Value, now_ms: i64) -> Result<i64, String> {
 
 /// What an accepted fire stores as its ingest body: enough to process it later, and to tell a
 /// retry with the same key (same trigger and payload) from a conflicting reuse of the key.
+///
+/// When events carry a `messageId`, the one a fire will get belongs here too: made when the fire
+/// is accepted (so `202` can answer it), and used by the pipeline when it writes the event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StoredFire {

@@ -200,6 +200,10 @@ pub async fn accept_fire(
     let workspace = workspace.unwrap_or_else(|| "default".into());
     custom::check_workspace(&workspace)
         .map_err(|e| AppError::Invalid(format!("workspace: {e}")))?;
+    // An id no definition could have names no custom trigger (and is never sent to the store).
+    if custom::check_trigger_id(&trigger).is_err() {
+        return Err(AppError::NotFound);
+    }
     let Some(definition) = db
         .get_trigger(&workspace, &trigger)
         .await?

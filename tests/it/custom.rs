@@ -199,6 +199,7 @@ async fn fires_status_table_and_processing(backend: Backend) {
         ("app.unknown", "acme"),
         ("stripe.invoice.paid", "acme"),
         ("app.signup", "other"),
+        ("app.\u{0}signup", "acme"),
     ] {
         let mut b = body.clone();
         b["triggerEventId"] = json!(trigger);
