@@ -19,7 +19,6 @@
 //! `hookgate-providers` crate.
 
 pub mod auth;
-pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod connections;

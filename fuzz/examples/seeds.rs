@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use hookgate_providers::{AuthMode, ProviderId, Request, SignOptions, VerifyOptions};
+use hookgate_providers::{testkit, AuthMode, ProviderId, Request, SignOptions, VerifyOptions};
 
 fn main() -> std::io::Result<()> {
     for provider in ProviderId::ALL {
@@ -20,11 +20,10 @@ fn main() -> std::io::Result<()> {
         paths.sort();
         for path in paths {
             let body = std::fs::read(&path)?;
+            let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("seed");
             let options = SignOptions {
-                now_ms: hookgate_fuzz::NOW_MS,
-                delivery_id: Some("msg_seed".to_owned()),
-                event_type: Some("customers/create".to_owned()),
                 auth: Some(AuthMode::Bearer),
+                ..testkit::fixture_sign_options(provider, stem, hookgate_fuzz::NOW_MS)
             };
             let adapter = provider.adapter();
             let Ok(signed) = adapter.sign(&body, &hookgate_fuzz::secret(provider), &options) else {
@@ -60,7 +59,6 @@ fn main() -> std::io::Result<()> {
                     path.display()
                 );
             }
-            let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("seed");
             std::fs::write(corpus.join(format!("signed-{stem}")), input)?;
             std::fs::copy(&path, corpus.join(stem))?;
         }

@@ -31,18 +31,9 @@ const QUERY: &str = ":query";
 const EMAIL_PATH: &str = ":email-path";
 
 /// A secret of the provider's real format, so `verify` gets past its secret checks and compares
-/// signatures for real.
+/// signatures for real (the shared test kit's; shared-secret ones are valid in every auth mode).
 pub fn secret(provider: ProviderId) -> Secret {
-    Secret::new(match provider {
-        // Stripe keys the HMAC with the `whsec_` text itself.
-        ProviderId::Stripe => "whsec_fuzzFUZZfuzzFUZZfuzzFUZZfuzz",
-        // Svix secrets are `whsec_` + base64 of the key bytes.
-        ProviderId::Clerk | ProviderId::Stytch => "whsec_ZnV6ei1rZXktZnV6ei1rZXktZnV6ei1rZXk=",
-        ProviderId::Shopify => "shpss_fuzzfuzzfuzzfuzzfuzzfuzzfuzz",
-        ProviderId::Workos => "fuzz-workos-secret-fuzz",
-        // `user:password`, so the same secret is valid in every auth mode (basic included).
-        ProviderId::Supabase | ProviderId::Revenuecat | ProviderId::Brevo => "fuzz:shared-secret",
-    })
+    Secret::new(hookgate_providers::testkit::example_secret(provider))
 }
 
 /// The header names the provider's adapter reads, plus the pseudo names.

@@ -29,8 +29,10 @@ pub mod stytch;
 pub mod supabase;
 pub mod workos;
 
-#[cfg(test)]
-mod testkit;
+/// Test scaffolding (example secrets, the signer, the conformance checks): this crate's own
+/// tests, and with the `testkit` feature the gateway's tests, the fuzz targets and the benchmark.
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 
 use std::fmt;
 use std::str::FromStr;

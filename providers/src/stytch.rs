@@ -183,13 +183,7 @@ mod tests {
     fn conformance() {
         let body =
             br#"{"source":"DASHBOARD","object_type":"user","action":"CREATE","id":"user-test-1"}"#;
-        testkit::signed_provider_conformance(
-            &Stytch,
-            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-            "whsec_c3R5dGNoLXJvdGF0ZWQ=",
-            body,
-            &SignOptions::default(),
-        );
+        testkit::signed_provider_conformance(&Stytch, body, &SignOptions::default());
     }
 
     #[test]

@@ -1,6 +1,13 @@
-//! Shared checks every provider's unit tests run: the conformance list (happy path, tampered
-//! body, wrong secret, rotation, stale and future timestamps, missing and garbled headers) and the
-//! provider-published signature vectors in `fixtures/<provider>/vectors.toml`.
+//! Test scaffolding shared by every test of hookgate, so that no test keeps its own copy:
+//! - example secrets in each provider's real format ([`example_secret`], [`rotated_secret`]);
+//! - the signer: what a provider would send with a body ([`sign`], [`headers`],
+//!   [`fixture_sign_options`]);
+//! - the conformance checks every adapter's unit tests run (happy path, tampered body, wrong
+//!   secret, rotation, stale and future timestamps, missing and garbled headers) and the
+//!   provider-published signature vectors in `fixtures/<provider>/vectors.toml`.
+//!
+//! Compiled for this crate's tests, and with the `testkit` feature for the gateway's tests, the
+//! fuzz targets and the benchmark. The product never enables it.
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 
@@ -9,9 +16,97 @@ use crate::{
     VerifyOptions,
 };
 
+/// A secret of the provider's real format, so that `verify` gets past its secret checks and
+/// compares signatures for real. Shared-secret providers get a `user:password` value, which is
+/// valid in every `auth` mode (Basic included).
+pub fn example_secret(provider: ProviderId) -> &'static str {
+    match provider {
+        // Stripe keys the HMAC with the `whsec_` text itself.
+        ProviderId::Stripe => "whsec_example_stripe_signing_secret",
+        // Svix secrets are `whsec_` + base64 of the key bytes.
+        ProviderId::Clerk => "whsec_ZXhhbXBsZS1jbGVyay1zdml4LWtleQ==",
+        ProviderId::Stytch => "whsec_ZXhhbXBsZS1zdHl0Y2gtc3ZpeC1rZXk=",
+        ProviderId::Shopify => "shpss_example_shopify_client_secret",
+        ProviderId::Workos => "example_workos_webhook_secret",
+        ProviderId::Supabase => "hookgate:example-supabase-secret",
+        ProviderId::Revenuecat => "hookgate:example-revenuecat-secret",
+        ProviderId::Brevo => "hookgate:example-brevo-secret",
+    }
+}
+
+/// A second secret of the same format, different from [`example_secret`]: the other half of a
+/// rotation, or simply a wrong secret.
+pub fn rotated_secret(provider: ProviderId) -> &'static str {
+    match provider {
+        ProviderId::Stripe => "whsec_rotated_stripe_signing_secret",
+        ProviderId::Clerk | ProviderId::Stytch => "whsec_cm90YXRlZC1zdml4LXNpZ25pbmcta2V5",
+        ProviderId::Shopify => "shpss_rotated_shopify_client_secret",
+        ProviderId::Workos => "rotated_workos_webhook_secret",
+        ProviderId::Supabase | ProviderId::Revenuecat | ProviderId::Brevo => {
+            "hookgate:rotated-shared-secret"
+        }
+    }
+}
+
+/// The sign options a delivery of `fixtures/<provider>/<stem>.json` needs besides the clock:
+/// Shopify's topic comes from the file name (`__` stands for `/`, a variant after `--` is not
+/// part of it), Svix's `svix-id` and Shopify's event id are stable per fixture.
+pub fn fixture_sign_options(provider: ProviderId, stem: &str, now_ms: i64) -> SignOptions {
+    let topic = stem.split("--").next().unwrap_or(stem);
+    let digest = crate::body_digest(stem.as_bytes());
+    let slug: String = stem
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    let mut options = SignOptions {
+        now_ms,
+        ..SignOptions::default()
+    };
+    match provider {
+        ProviderId::Clerk | ProviderId::Stytch => options.delivery_id = Some(format!("msg_{slug}")),
+        ProviderId::Shopify => {
+            options.event_type = Some(topic.replace("__", "/"));
+            // A UUID-shaped event id.
+            options.delivery_id = Some(format!(
+                "{}-{}-{}-{}-{}",
+                &digest[..8],
+                &digest[8..12],
+                &digest[12..16],
+                &digest[16..20],
+                &digest[20..32]
+            ));
+        }
+        _ => {}
+    }
+    options
+}
+
+/// Signs `body` as `provider` would with `secret`: the headers to send and, for query-string
+/// auth, the query.
+///
+/// # Panics
+/// When the adapter cannot sign (a secret of the wrong format) or makes a header value `http`
+/// refuses: both are bugs in the test or the adapter.
+pub fn sign(
+    provider: ProviderId,
+    body: &[u8],
+    secret: &str,
+    options: &SignOptions,
+) -> (HeaderMap, Option<String>) {
+    let signed = provider
+        .adapter()
+        .sign(body, &Secret::new(secret), options)
+        .unwrap_or_else(|e| panic!("{provider}: sign: {e}"));
+    (headers(&signed), signed.query)
+}
+
 const NOW_MS: i64 = 1_700_000_000_000;
 
-pub(crate) fn headers(signed: &Signed) -> HeaderMap {
+/// The signed headers as a `HeaderMap`.
+///
+/// # Panics
+/// When a header value is one `http` refuses.
+pub fn headers(signed: &Signed) -> HeaderMap {
     let mut map = HeaderMap::new();
     for (name, value) in &signed.headers {
         map.append(
@@ -44,16 +139,11 @@ fn verify(
 }
 
 /// The conformance list for a provider that signs its deliveries.
-pub(crate) fn signed_provider_conformance(
-    provider: &dyn Provider,
-    secret: &str,
-    rotated: &str,
-    body: &[u8],
-    base: &SignOptions,
-) {
+/// The secrets are [`example_secret`] and, as the second of a rotation, [`rotated_secret`].
+pub fn signed_provider_conformance(provider: &dyn Provider, body: &[u8], base: &SignOptions) {
     assert_eq!(provider.auth_kind(), AuthKind::Signature);
-    let first = Secret::new(secret);
-    let second = Secret::new(rotated);
+    let first = Secret::new(example_secret(provider.id()));
+    let second = Secret::new(rotated_secret(provider.id()));
     let both = [first.clone(), second.clone()];
     let sign = |secret: &Secret, now_ms: i64| {
         let options = SignOptions {
@@ -202,7 +292,7 @@ pub(crate) fn signed_provider_conformance(
 }
 
 /// The conformance list for a shared-secret provider, in every `auth` mode.
-pub(crate) fn shared_secret_conformance(provider: &dyn Provider, body: &[u8]) {
+pub fn shared_secret_conformance(provider: &dyn Provider, body: &[u8]) {
     assert_eq!(provider.auth_kind(), AuthKind::SharedSecret);
     assert_eq!(provider.default_tolerance_secs(), None);
     let both = [
@@ -292,7 +382,7 @@ fn provider_header_name(name: &str) -> &'static str {
 
 /// Runs every vector in `fixtures/<provider>/vectors.toml` (published by the provider or its
 /// official SDK tests; each records its source).
-pub(crate) fn published_vectors(provider: ProviderId) {
+pub fn published_vectors(provider: ProviderId) {
     let path = format!(
         "{}/../fixtures/{}/vectors.toml",
         env!("CARGO_MANIFEST_DIR"),
@@ -337,7 +427,18 @@ pub(crate) fn published_vectors(provider: ProviderId) {
                 assert!(result.is_ok(), "{name}: expected valid, got {result:?}");
                 valid += 1;
             }
-            "invalid" => assert!(result.is_err(), "{name}: expected invalid"),
+            // Each invalid vector fails for its own reason (a tampered body, a stale timestamp,
+            // a header that cannot hold a signature), named by its `error` code.
+            "invalid" => {
+                let expected = v["error"]
+                    .as_str()
+                    .expect("an invalid vector names its error");
+                assert_eq!(
+                    result.as_ref().err().map(VerifyError::code),
+                    Some(expected),
+                    "{name}: expected {expected}, got {result:?}"
+                );
+            }
             other => panic!("{name}: unknown expectation {other}"),
         }
     }
@@ -345,7 +446,7 @@ pub(crate) fn published_vectors(provider: ProviderId) {
 }
 
 /// The bytes of `fixtures/<provider>/<name>`, exactly as stored.
-pub(crate) fn fixture(provider: ProviderId, name: &str) -> Vec<u8> {
+pub fn fixture(provider: ProviderId, name: &str) -> Vec<u8> {
     let path = format!(
         "{}/../fixtures/{}/{name}",
         env!("CARGO_MANIFEST_DIR"),
@@ -355,7 +456,7 @@ pub(crate) fn fixture(provider: ProviderId, name: &str) -> Vec<u8> {
 }
 
 /// Normalizes `body` as if it had been verified with these headers and stored.
-pub(crate) fn normalize(
+pub fn normalize(
     provider: ProviderId,
     headers: &[(&str, &str)],
     body: &[u8],
@@ -373,7 +474,7 @@ pub(crate) fn normalize(
 }
 
 /// Normalizes a fixture that must give exactly one event.
-pub(crate) fn normalize_one(
+pub fn normalize_one(
     provider: ProviderId,
     headers: &[(&str, &str)],
     name: &str,

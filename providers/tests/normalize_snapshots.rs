@@ -1,19 +1,22 @@
-//! Every fixture, normalized and snapshotted, and the checks every provider must pass.
+//! Every fixture, normalized and snapshotted, and the checks every provider must
+//! pass.
 //!
 //! For each provider, `insta::glob!` walks `fixtures/<id>/*.json` (the `vectors.toml` files are
 //! not JSON, so they are skipped). Each fixture is sent through the provider's own `sign` to get
 //! the headers it would really arrive with, verified, then identified and normalized from the
 //! stored bytes (`Verified::skip_verification`), as the pipeline does. A new fixture therefore means a
-//! new snapshot to review with `cargo insta review` (or `INSTA_UPDATE=always`).
+//! new snapshot, and a mapping change a changed one: review each with `cargo insta review`,
+//! reading every value against the fixture, rather than accepting them all at once.
 //!
 //! Snapshots are named `<provider>@<fixture file>.snap`, because two providers can have fixtures
 //! with the same file name (`session.created.json`).
 
 use std::path::{Path, PathBuf};
 
+use hookgate_providers::testkit;
 use hookgate_providers::{
-    NormalizeContext, NormalizedEvent, ProviderId, Request, Secret, SignOptions, Verified,
-    VerifyError, VerifyOptions,
+    NormalizeContext, NormalizedEvent, ProviderId, Request, Secret, Verified, VerifyError,
+    VerifyOptions,
 };
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{json, Value};
@@ -37,18 +40,12 @@ fn fixture_files(provider: ProviderId) -> Vec<PathBuf> {
     files
 }
 
-/// A secret the provider accepts (Svix secrets must be `whsec_` + base64), and a different one.
+/// A secret the provider accepts, and a different one (the shared test kit's).
 fn secrets(provider: ProviderId) -> (Secret, Secret) {
-    match provider {
-        ProviderId::Clerk | ProviderId::Stytch => (
-            Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
-            Secret::new("whsec_dGVzdC1yb3RhdGVkLXNlY3JldA=="),
-        ),
-        _ => (
-            Secret::new("hookgate-test-secret"),
-            Secret::new("another-secret"),
-        ),
-    }
+    (
+        Secret::new(testkit::example_secret(provider)),
+        Secret::new(testkit::rotated_secret(provider)),
+    )
 }
 
 /// When Shopify says each fixture's action happened (`X-Shopify-Triggered-At`, as Shopify
@@ -72,31 +69,7 @@ fn delivery_headers(provider: ProviderId, path: &Path, body: &[u8], secret: &Sec
         .file_stem()
         .and_then(|s| s.to_str())
         .expect("utf-8 file name");
-    let slug: String = stem
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect();
-    let digest = hookgate_providers::body_digest(stem.as_bytes());
-    let mut options = SignOptions {
-        now_ms: NOW_MS,
-        ..SignOptions::default()
-    };
-    match provider {
-        ProviderId::Clerk | ProviderId::Stytch => options.delivery_id = Some(format!("msg_{slug}")),
-        ProviderId::Shopify => {
-            options.event_type = Some(stem.replace("__", "/"));
-            // A UUID-shaped event id, stable per fixture.
-            options.delivery_id = Some(format!(
-                "{}-{}-{}-{}-{}",
-                &digest[..8],
-                &digest[8..12],
-                &digest[12..16],
-                &digest[16..20],
-                &digest[20..32]
-            ));
-        }
-        _ => {}
-    }
+    let options = testkit::fixture_sign_options(provider, stem, NOW_MS);
     let signed = provider
         .adapter()
         .sign(body, secret, &options)

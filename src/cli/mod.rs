@@ -2,7 +2,6 @@
 //! Output is for people: tables and clear one-line errors. The gateway's settings themselves
 //! (flags, environment, file) are [`crate::config`]'s.
 
-pub mod bench;
 pub mod connections;
 pub mod fire;
 pub mod keys;
@@ -54,11 +53,6 @@ pub enum Command {
     Triggers(triggers::TriggersCommand),
     /// Fire a custom trigger (stored for the gateway's pipeline).
     Fire(fire::FireArgs),
-    /// Load benchmark: a gateway and a baseline server under the same closed-loop load.
-    Bench(bench::BenchArgs),
-    /// The benchmark's baseline: a minimal axum server that reads the body and answers 200.
-    #[command(hide = true)]
-    BenchBaseline(bench::BaselineArgs),
 }
 
 /// Runs the parsed command line (`serve` when no subcommand is given).
@@ -77,8 +71,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(command) => keys::run(&global, command).await,
         Command::Triggers(command) => triggers::run(&global, command).await,
         Command::Fire(args) => fire::run(&global, args).await,
-        Command::Bench(args) => bench::run(args).await,
-        Command::BenchBaseline(args) => bench::baseline(args).await,
     }
 }
 

@@ -120,6 +120,11 @@ impl Server {
 }
 
 impl Server {
+    /// Whether the process is still running (it has not exited or died on its own).
+    pub fn running(&mut self) -> bool {
+        self.child.try_wait().expect("wait").is_none()
+    }
+
     /// SIGKILL: no shutdown, no draining, as a crash or an OOM kill would end it.
     pub fn kill(mut self) {
         let _ = self.child.kill();

@@ -3,6 +3,11 @@
 //! every event that got a 2xx is stored exactly once, every stored event is processed, each has
 //! exactly one fire, and no email has two contacts.
 //!
+//! A kill is told apart from a crash or hang of the gateway's own: before each kill the gateway
+//! answers `/healthz` and is still running, every request left unanswered failed after the kill
+//! (a connection error, not a time-out), and the requests in flight at the kills and the events
+//! reprocessed after them are counted and must both be above zero.
+//!
 //! `HOOKGATE_CRASH_CYCLES` sets the number of cycles (3 by default, as CI runs it);
 //! `HOOKGATE_CRASH_SEED` replays the random kill moments and traffic of an earlier run (the seed
 //! is printed).
@@ -28,6 +33,8 @@ const CLIENTS: usize = 24;
 const EMAILS: usize = 40;
 /// Share (in percent) of requests that redeliver an event already acknowledged.
 const REDELIVER_PERCENT: u32 = 10;
+/// Cycles added at most when the planned ones caught no request in flight or no claimed batch.
+const EXTRA_CYCLES: u64 = 7;
 
 #[expect(clippy::disallowed_methods, reason = "tests read their own settings")]
 fn setting(name: &str) -> Option<u64> {
@@ -50,16 +57,28 @@ fn event(n: usize) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Posts event `n`, signed now. `None` when no answer came back (the gateway died).
-async fn post(client: &reqwest::Client, url: &str, n: usize) -> Option<(u16, String)> {
-    let response = signed_stripe(client, url, event(n)).send().await.ok()?;
+/// Posts event `n`, signed now: the status and outcome, or the error when no answer came back
+/// (the gateway died).
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    n: usize,
+) -> Result<(u16, String), reqwest::Error> {
+    let response = signed_stripe(client, url, event(n)).send().await?;
     let status = response.status().as_u16();
-    let text = response.text().await.ok()?;
+    let text = response.text().await?;
     let outcome = serde_json::from_str::<Value>(&text)
         .ok()
         .and_then(|v| v["status"].as_str().map(str::to_owned))
         .unwrap_or(text);
-    Some((status, outcome))
+    Ok((status, outcome))
+}
+
+/// A request that got no answer: when its error came, and the error.
+struct Unanswered {
+    at: Instant,
+    timed_out: bool,
+    error: String,
 }
 
 /// What the clients learned, across cycles.
@@ -77,14 +96,14 @@ struct Ledger {
 }
 
 /// One client: sends until its request gets no answer (the gateway was killed) or `stop`.
-/// Returns how many of its requests were in flight when the gateway died (0 or 1).
+/// Returns its request that got no answer, if any (at most one: it stops there).
 async fn client(
     url: String,
     ledger: Arc<Mutex<Ledger>>,
     next: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     seed: u64,
-) -> usize {
+) -> Option<Unanswered> {
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(1)
         .timeout(Duration::from_secs(20))
@@ -108,19 +127,23 @@ async fn client(
         let answer = post(&http, &url, n).await;
         let mut ledger = ledger.lock().expect("lock");
         match answer {
-            None => {
+            Err(error) => {
                 if !ledger.acked.contains(&n) {
                     ledger.unanswered.insert(n);
                 }
-                return 1;
+                return Some(Unanswered {
+                    at: Instant::now(),
+                    timed_out: error.is_timeout(),
+                    error: error.to_string(),
+                });
             }
-            Some((200, outcome)) if !redelivery || outcome == "duplicate" => {
+            Ok((200, outcome)) if !redelivery || outcome == "duplicate" => {
                 ledger.acked.insert(n);
             }
-            Some((status, outcome)) => ledger.wrong.push((n, status, outcome)),
+            Ok((status, outcome)) => ledger.wrong.push((n, status, outcome)),
         }
     }
-    0
+    None
 }
 
 fn start(dir: &std::path::Path, db_url: &str) -> impl std::future::Future<Output = Server> {
@@ -145,6 +168,26 @@ async fn accepted(db: &Db) -> Vec<(String, Option<String>, i32)> {
     rows.into_iter()
         .map(|r| (r.event_id.unwrap_or_default(), r.status, r.attempts))
         .collect()
+}
+
+/// Events claimed by a worker whose lease has not expired yet. Right after a SIGKILL, before
+/// a new gateway starts, these were claimed by the killed process: they will be reprocessed.
+async fn leased(db: &Db) -> i64 {
+    const LEASED: &str =
+        "SELECT COUNT(*) FROM ingest WHERE status = 'pending' AND claimed_until > $1";
+    let now = hookgate::now_ms();
+    match db {
+        Db::Sqlite { readers, .. } => sqlx::query_scalar(LEASED)
+            .bind(now)
+            .fetch_one(readers)
+            .await
+            .expect("leased"),
+        Db::Postgres(pool) => sqlx::query_scalar(LEASED)
+            .bind(now)
+            .fetch_one(pool)
+            .await
+            .expect("leased"),
+    }
 }
 
 /// `(email, rows)` for every email with more than one contact row, ignoring case and spaces.
@@ -190,9 +233,20 @@ async fn crash_loop(backend: Backend) {
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let next = Arc::new(AtomicUsize::new(0));
     let mut in_flight_at_kills = 0;
+    let mut leased_at_kills = 0;
+    let probe = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
 
-    for cycle in 1..=cycles {
-        let server = start(dir.path(), &db_url).await;
+    // After the planned cycles, a few more if no kill has yet caught a request in flight or a
+    // claimed batch, so that both counts asserted below are about this run, not luck.
+    let mut cycle = 0;
+    while cycle < cycles
+        || (cycle < cycles + EXTRA_CYCLES && (in_flight_at_kills == 0 || leased_at_kills == 0))
+    {
+        cycle += 1;
+        let mut server = start(dir.path(), &db_url).await;
         let url = server.url("/integrations/stripe/webhook/stripe");
         let stop = Arc::new(AtomicBool::new(false));
         let acked_before = ledger.lock().expect("lock").acked.len();
@@ -209,21 +263,73 @@ async fn crash_loop(backend: Backend) {
             .collect();
         let delay = Duration::from_millis(rng.random_range(200..=1500));
         tokio::time::sleep(delay).await;
+        // From the last planned cycle on, while no kill has caught a claimed batch (the workers
+        // often keep up, leaving nothing claimed at a random moment), the kill waits for one.
+        let timed = cycle >= cycles && leased_at_kills == 0;
+        if timed {
+            let deadline = Instant::now() + Duration::from_secs(3);
+            while leased(&store.db).await == 0 && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+        }
+        // The SIGKILL must be what ends this gateway: it still answers, and it is still running.
+        let health = probe.get(server.url("/healthz")).send().await;
+        assert!(
+            health.as_ref().is_ok_and(|r| r.status().is_success()),
+            "cycle {cycle}: the gateway does not answer /healthz before the kill: {health:?}\n{}",
+            server.log()
+        );
+        assert!(
+            server.running(),
+            "cycle {cycle}: the gateway exited on its own before the kill\n{}",
+            server.log()
+        );
+        let killed_at = Instant::now();
         tokio::task::spawn_blocking(move || server.kill())
             .await
             .expect("kill");
+        let leased_now = leased(&store.db).await;
+        leased_at_kills += leased_now;
         stop.store(true, Ordering::Relaxed);
         let mut in_flight = 0;
         for c in clients {
-            in_flight += c.await.expect("client");
+            let Some(unanswered) = c.await.expect("client") else {
+                continue;
+            };
+            in_flight += 1;
+            assert!(
+                unanswered.at >= killed_at && !unanswered.timed_out,
+                "cycle {cycle}: a request went unanswered {} the kill ({}): {}",
+                if unanswered.at < killed_at {
+                    "before"
+                } else {
+                    "after a time-out, not at"
+                },
+                if unanswered.timed_out {
+                    "timed out"
+                } else {
+                    "connection error"
+                },
+                unanswered.error
+            );
         }
         in_flight_at_kills += in_flight;
         let acked = ledger.lock().expect("lock").acked.len() - acked_before;
         println!(
-            "  cycle {cycle}: SIGKILL after {} ms, {acked} new events acknowledged, {in_flight} requests in flight",
-            delay.as_millis()
+            "  cycle {cycle}: SIGKILL after {} ms{}, {acked} new events acknowledged, {in_flight} requests in flight, \
+             {leased_now} events under a killed gateway's lease",
+            delay.as_millis(),
+            if timed { " (timed to a claimed batch)" } else { "" }
         );
     }
+    assert!(
+        in_flight_at_kills > 0,
+        "no request was in flight at any of the {cycle} kills"
+    );
+    assert!(
+        leased_at_kills > 0,
+        "none of the {cycle} kills left events under a killed gateway's lease"
+    );
 
     // A last gateway drains everything the killed ones left pending or claimed (claims of a
     // killed process expire after the lease).
@@ -238,7 +344,7 @@ async fn crash_loop(backend: Backend) {
     let mut stored_before_kill = 0;
     for n in &retried {
         let answer = post(&http, &url, *n).await;
-        let Some((200, outcome)) = answer else {
+        let Ok((200, outcome)) = answer else {
             panic!(
                 "redelivery of {} after the last restart: {answer:?}",
                 event_id(*n)
@@ -342,8 +448,12 @@ async fn crash_loop(backend: Backend) {
     );
 
     let reclaimed = rows.iter().filter(|(_, _, attempts)| *attempts > 1).count();
+    assert!(
+        reclaimed > 0,
+        "no event was reprocessed after a kill, though {leased_at_kills} were claimed at the kills"
+    );
     println!(
-        "crash loop ({name}) summary: {cycles} cycles, {} requests ({} redeliveries of acknowledged events), \
+        "crash loop ({name}) summary: {cycle} cycles, {} requests ({} redeliveries of acknowledged events), \
          {} events acknowledged, {in_flight_at_kills} requests in flight at the kills, {} events stored, \
          {} redelivered after the last kill ({stored_before_kill} of them stored before it), {reclaimed} reprocessed after a kill, {} fires, {contacts} contacts",
         ledger.requests,

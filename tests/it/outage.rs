@@ -14,7 +14,9 @@ use sha2::{Digest as _, Sha256};
 use sqlx::Connection as _;
 
 use crate::cli::{hookgate, Server};
-use crate::support::{now_options, postgres_via, Backend, Delivered, Proxy, TestApp, TestStore};
+use crate::support::{
+    cannot_run, now_options, postgres_via, Backend, Delivered, Proxy, TestApp, TestStore,
+};
 use crate::webhooks::kit;
 
 fn stripe_event(n: u32) -> Vec<u8> {
@@ -183,7 +185,7 @@ async fn sqlite_write_lock_outage() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_connection_outage() {
     let Some(Backend::Postgres(url)) = Backend::postgres() else {
-        return; // The PostgreSQL half did not run (scripts/test says so).
+        return; // Not run, and said so (under CI, `Backend::postgres` fails instead).
     };
     let schema = crate::support::new_pg_schema(&url).await;
     let (target, _) = postgres_via(&url, 1);
@@ -237,9 +239,9 @@ enum Outage {
     /// storage layer that turns read-only. Even root cannot write an immutable file, so this
     /// models "the file becomes unwritable" where `chmod` cannot.
     SqliteImmutable(std::path::PathBuf),
-    /// Where `chattr` does not work (no CAP_LINUX_IMMUTABLE, or a filesystem without the
-    /// attribute): another connection holds SQLite's write lock past the busy timeout, as a
-    /// long `sqlite3` session or backup would; commits fail with SQLITE_BUSY.
+    /// Another connection holds SQLite's write lock past the busy timeout, as a long `sqlite3`
+    /// session or backup would: commits fail with SQLITE_BUSY (a different failure from an I/O
+    /// error, with its own test).
     SqliteLocked(String, Option<sqlx::SqliteConnection>),
     /// PostgreSQL: the network path is cut (connections reset, new ones refused).
     PostgresCut(Proxy),
@@ -271,23 +273,26 @@ impl Outage {
             .is_ok_and(|s| s.success())
     }
 
-    /// The SQLite outage this machine can make: immutable files if `chattr +i` works here.
-    fn sqlite(db: &std::path::Path, url: &str) -> Outage {
+    /// Immutable SQLite files, if `chattr +i` works here (the `chattr` tool, CAP_LINUX_IMMUTABLE
+    /// and a filesystem with the attribute); otherwise what is missing, for [`cannot_run`].
+    fn sqlite_immutable(db: &std::path::Path) -> Result<Outage, String> {
         let probe = db.with_file_name("chattr-probe");
         std::fs::write(&probe, b"x").expect("probe file");
         let files = [probe.clone()];
-        let works = Outage::chattr("+i", &files)
-            && std::fs::OpenOptions::new()
-                .append(true)
-                .open(&probe)
-                .is_err()
-            && Outage::chattr("-i", &files);
-        std::fs::remove_file(&probe).ok();
-        if works {
-            Outage::SqliteImmutable(db.to_owned())
+        let result = if !Outage::chattr("+i", &files) {
+            Err("`chattr +i` fails (is the `chattr` tool installed, with CAP_LINUX_IMMUTABLE, on a filesystem with the immutable attribute?)".to_owned())
+        } else if std::fs::OpenOptions::new()
+            .append(true)
+            .open(&probe)
+            .is_ok()
+        {
+            Err("`chattr +i` succeeds but the file stays writable".to_owned())
         } else {
-            Outage::SqliteLocked(url.to_owned(), None)
-        }
+            Ok(Outage::SqliteImmutable(db.to_owned()))
+        };
+        Outage::chattr("-i", &files);
+        std::fs::remove_file(&probe).ok();
+        result
     }
 
     async fn begin(&mut self) {
@@ -357,7 +362,7 @@ impl Sample {
         (200..300).contains(&self.status)
     }
 
-    /// The refusal README "Receiving" documents while the store cannot commit.
+    /// The refusal the gateway owes while the store cannot commit.
     fn refused_as_specified(&self) -> bool {
         let status = if self.provider == ProviderId::Brevo {
             429
@@ -577,11 +582,10 @@ async fn sqlite_io_errors_never_acknowledge() {
         .expect("dir")
         .path()
         .join("hookgate.db");
-    let mut outage = Outage::sqlite(&file, &app.store.url);
-    if !matches!(outage, Outage::SqliteImmutable(_)) {
-        println!("chattr +i does not work here: sqlite_io_errors_never_acknowledge did NOT run");
-        return;
-    }
+    let mut outage = match Outage::sqlite_immutable(&file) {
+        Ok(outage) => outage,
+        Err(missing) => return cannot_run("sqlite_io_errors_never_acknowledge", &missing),
+    };
     outage.begin().await;
     for n in 1..=6 {
         let answer = app
@@ -841,12 +845,24 @@ async fn outage_under_load(mut outage: Outage, db_url: &str, check: &Db) {
     assert!(status.success(), "the gateway stops cleanly");
 }
 
-/// SQLite: the database file becomes unwritable in the middle of a sustained load.
+/// SQLite: the database file becomes unwritable (I/O errors) in the middle of a sustained load.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_unwritable_under_load() {
     let store = TestStore::new(&Backend::Sqlite).await;
     let file = store._dir.as_ref().expect("dir").path().join("hookgate.db");
-    let outage = Outage::sqlite(&file, &store.url);
+    let outage = match Outage::sqlite_immutable(&file) {
+        Ok(outage) => outage,
+        Err(missing) => return cannot_run("sqlite_unwritable_under_load", &missing),
+    };
+    outage_under_load(outage, &store.binary_url(), &store.db).await;
+}
+
+/// SQLite: another connection holds the write lock past the busy timeout (SQLITE_BUSY, not an
+/// I/O error) in the middle of a sustained load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_write_locked_under_load() {
+    let store = TestStore::new(&Backend::Sqlite).await;
+    let outage = Outage::SqliteLocked(store.url.clone(), None);
     outage_under_load(outage, &store.binary_url(), &store.db).await;
 }
 
@@ -854,7 +870,7 @@ async fn sqlite_unwritable_under_load() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_cut_under_load() {
     let Some(backend @ Backend::Postgres(_)) = Backend::postgres() else {
-        return; // The PostgreSQL half did not run (scripts/test says so).
+        return; // Not run, and said so (under CI, `Backend::postgres` fails instead).
     };
     let Backend::Postgres(url) = &backend else {
         unreachable!()

@@ -3,7 +3,9 @@
 //! `Backend::Sqlite` uses a temporary database file; `Backend::Postgres` a fresh schema in the
 //! database named by `HOOKGATE_TEST_POSTGRES_URL` (old test schemas are dropped as new ones are
 //! made). When that variable is set and the server cannot be reached, tests fail: they never
-//! skip silently. `backend_tests!` turns one scenario into a `sqlite` and a `postgres` test.
+//! skip silently. Under CI (`CI` set) a missing variable, tool or capability fails the test
+//! that needs it, naming what is missing ([`cannot_run`]). `backend_tests!` turns one scenario
+//! into a `sqlite` and a `postgres` test.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -26,12 +28,39 @@ pub enum Backend {
 }
 
 impl Backend {
-    /// The PostgreSQL backend if `HOOKGATE_TEST_POSTGRES_URL` is set.
+    /// The PostgreSQL backend if `HOOKGATE_TEST_POSTGRES_URL` is set. Under CI (see [`in_ci`]) a
+    /// missing URL fails the calling test instead: the PostgreSQL half must not vanish quietly.
     pub fn postgres() -> Option<Backend> {
         #[expect(clippy::disallowed_methods, reason = "tests read their own settings")]
-        let url = std::env::var("HOOKGATE_TEST_POSTGRES_URL").ok()?;
-        Some(Backend::Postgres(url))
+        match std::env::var("HOOKGATE_TEST_POSTGRES_URL") {
+            Ok(url) if !url.is_empty() => Some(Backend::Postgres(url)),
+            _ => {
+                cannot_run(
+                    "this PostgreSQL test",
+                    "HOOKGATE_TEST_POSTGRES_URL is not set",
+                );
+                None
+            }
+        }
     }
+}
+
+/// Whether the suite runs under CI: `CI` is set to anything but empty, `0` or `false` (CI
+/// services set it; `.ci/run` sets it too).
+pub fn in_ci() -> bool {
+    #[expect(clippy::disallowed_methods, reason = "tests read their own settings")]
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
+}
+
+/// A test that cannot run on this machine because `missing` (a tool, a capability, a setting).
+/// Under CI that fails the test, naming what is missing; elsewhere it prints that the test did
+/// NOT run and the caller returns.
+pub fn cannot_run(test: &str, missing: &str) {
+    assert!(
+        !in_ci(),
+        "{test} cannot run: {missing}. Under CI this is a failure, not a skip."
+    );
+    println!("{test} did NOT run: {missing} (under CI this fails)");
 }
 
 /// Generates `mod <name> { sqlite, postgres }` tests calling `<name>(backend)`.
@@ -47,8 +76,9 @@ macro_rules! backend_tests {
 
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn postgres() {
-                    // Without HOOKGATE_TEST_POSTGRES_URL the PostgreSQL half does not run;
-                    // scripts/test says so plainly. With it set, an unreachable server fails.
+                    // Without HOOKGATE_TEST_POSTGRES_URL the PostgreSQL half does not run
+                    // (scripts/test says so plainly), and under CI that fails the test. With
+                    // it set, an unreachable server fails.
                     if let Some(backend) = $crate::support::Backend::postgres() {
                         super::$name(backend).await;
                     }

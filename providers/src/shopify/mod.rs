@@ -194,13 +194,7 @@ mod tests {
     #[test]
     fn conformance() {
         let body = br#"{"id":706405506930370084,"email":"bob@example.com"}"#;
-        testkit::signed_provider_conformance(
-            &Shopify,
-            "shpss_client_secret",
-            "shpss_second",
-            body,
-            &opts(),
-        );
+        testkit::signed_provider_conformance(&Shopify, body, &opts());
     }
 
     #[test]

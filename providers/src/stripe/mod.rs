@@ -107,13 +107,7 @@ mod tests {
     #[test]
     fn conformance() {
         let body = br#"{"id":"evt_1","object":"event","type":"invoice.paid","data":{"object":{}}}"#;
-        testkit::signed_provider_conformance(
-            &Stripe,
-            "whsec_test_secret",
-            "whsec_rotated",
-            body,
-            &SignOptions::default(),
-        );
+        testkit::signed_provider_conformance(&Stripe, body, &SignOptions::default());
     }
 
     #[test]
@@ -167,20 +161,43 @@ mod tests {
             .expect("sign");
         let good = signed.headers[0].1.clone();
         let (t, v1) = good.split_once(',').expect("t and v1");
-        let value = format!("{t},v0={},v1={},{v1}", "ab".repeat(32), "00".repeat(32));
-        let mut headers = http::HeaderMap::new();
-        headers.insert("stripe-signature", value.parse().expect("header"));
-        let req = Request {
-            headers: &headers,
-            body,
-            query: None,
+        let valid_mac = v1.strip_prefix("v1=").expect("v1 entry");
+        let verify = |value: String| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert("stripe-signature", value.parse().expect("header"));
+            let req = Request {
+                headers: &headers,
+                body,
+                query: None,
+            };
+            let opts = VerifyOptions {
+                now_ms: now,
+                tolerance_secs: None,
+                auth: None,
+            };
+            Stripe
+                .verify(&req, std::slice::from_ref(&secret), &opts)
+                .map(|_| ())
         };
-        let opts = VerifyOptions {
-            now_ms: now,
-            tolerance_secs: None,
-            auth: None,
-        };
-        assert!(Stripe.verify(&req, &[secret], &opts).is_ok());
+        // The valid v1 entry after a wrong one (and a v0 entry) passes.
+        assert_eq!(
+            verify(format!(
+                "{t},v0={},v1={},{v1}",
+                "ab".repeat(32),
+                "00".repeat(32)
+            )),
+            Ok(())
+        );
+        // v0 is ignored: a delivery whose only valid signature is its v0 entry (the right MAC,
+        // under the legacy scheme name) is refused, whichever entry comes first.
+        assert_eq!(
+            verify(format!("{t},v0={valid_mac},v1={}", "00".repeat(32))),
+            Err(VerifyError::SignatureMismatch)
+        );
+        assert_eq!(
+            verify(format!("{t},v1={},v0={valid_mac}", "00".repeat(32))),
+            Err(VerifyError::SignatureMismatch)
+        );
     }
 
     #[test]

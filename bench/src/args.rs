@@ -1,14 +1,36 @@
-//! `hookgate bench` and the hidden `hookgate bench-baseline`: the load generator's arguments and
-//! wiring (the generator itself is [`crate::bench`]).
+//! The command line of `hookgate-bench`: the benchmark's options, and the hidden `baseline`
+//! subcommand the benchmark starts its baseline server with.
 
 use std::net::SocketAddr;
 
 use clap::Args;
 use hookgate_providers::ProviderId;
 
-use crate::db::Durability;
+use hookgate::db::Durability;
 
-/// What `hookgate bench` measures.
+/// `hookgate-bench`: how much verified, durably stored traffic one machine absorbs, and how the
+/// gateway holds under abusive clients.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "hookgate-bench",
+    version,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub bench: BenchArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// The benchmark's baseline: a minimal axum server that reads the body and answers 200.
+    #[command(hide = true)]
+    Baseline(BaselineArgs),
+}
+
+/// What `hookgate-bench` measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Scenario {
     /// Closed-loop throughput and latency against a baseline server.
@@ -22,7 +44,7 @@ pub enum Scenario {
     Fairness,
 }
 
-/// Options of `hookgate bench`.
+/// Options of `hookgate-bench`.
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
     /// load (closed-loop throughput), slowloris or fairness (paced deliveries under attack).
@@ -98,70 +120,19 @@ pub struct BenchArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// The `hookgate` binary to benchmark (default: the one next to this binary, as
+    /// `cargo build --release --workspace` leaves them).
+    #[arg(long)]
+    pub hookgate: Option<std::path::PathBuf>,
+    /// Load test: keep the store after the run (a SQLite file in a directory that is not
+    /// removed, or the PostgreSQL schema) and name it in the report, so that it can be inspected.
+    #[arg(long)]
+    pub keep_store: bool,
 }
 
-/// Options of `hookgate bench-baseline`.
+/// Options of `hookgate-bench baseline`.
 #[derive(Debug, Clone, Args)]
 pub struct BaselineArgs {
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
-}
-
-/// Runs `hookgate bench`: the query timings (`--query-rows`), an abuse scenario or the load test.
-///
-/// # Errors
-/// The benchmark cannot run, or acknowledged deliveries are missing from the store.
-pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    if let Some(rows) = args.query_rows {
-        let timings = crate::bench::query_test(&args, rows).await?;
-        if args.json {
-            println!("{}", serde_json::to_string_pretty(&timings)?);
-        } else {
-            println!("GET /admin/ingest with {rows} stored rows (200 requests each, half paging with the cursor):");
-            for t in &timings {
-                println!(
-                    "  {:<58} p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  ({} items)",
-                    t.query, t.p50_ms, t.p99_ms, t.max_ms, t.items
-                );
-            }
-        }
-        return Ok(());
-    }
-    if args.scenario != Scenario::Load {
-        let report = crate::bench::abuse::run(&args).await?;
-        if args.json {
-            println!("{}", serde_json::to_string_pretty(&report)?);
-        } else {
-            crate::bench::abuse::print(&report);
-        }
-        if report.missing > 0 {
-            anyhow::bail!(
-                "{} acknowledged deliveries are missing from the store",
-                report.missing
-            );
-        }
-        return Ok(());
-    }
-    let json = args.json;
-    let report = crate::bench::run(args).await?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        crate::bench::print(&report);
-    }
-    if report.missing > 0 {
-        anyhow::bail!(
-            "{} acknowledged events are missing from the store",
-            report.missing
-        );
-    }
-    Ok(())
-}
-
-/// Runs `hookgate bench-baseline`.
-///
-/// # Errors
-/// The address cannot be bound.
-pub async fn baseline(args: BaselineArgs) -> anyhow::Result<()> {
-    crate::bench::baseline(args.listen).await
 }

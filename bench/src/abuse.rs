@@ -1,4 +1,4 @@
-//! `hookgate bench --scenario slowloris|fairness`: do abusive clients stop normal deliveries?
+//! `hookgate-bench --scenario slowloris|fairness`: do abusive clients stop normal deliveries?
 //!
 //! Both scenarios measure the same thing twice. Normal deliveries are paced: `--rate` requests
 //! per second, open loop over `--senders` keep-alive connections, each request a unique,
@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use hookgate_providers::ProviderId;
@@ -35,11 +35,12 @@ use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use super::{
+use hookgate::config::{DEFAULT_BODY_TIMEOUT_SECS, DEFAULT_HEADER_TIMEOUT_SECS};
+
+use crate::args::{BenchArgs, Scenario};
+use crate::load::{
     drop_store, fresh_store, gateway_command, new_histogram, Generator, ServerProcess, CONNECTION,
 };
-use crate::cli::bench::{BenchArgs, Scenario};
-use crate::config::{DEFAULT_BODY_TIMEOUT_SECS, DEFAULT_HEADER_TIMEOUT_SECS};
 
 /// The connection the fairness scenario floods.
 const FLOOD_CONNECTION: &str = "flood";
@@ -489,7 +490,7 @@ pub async fn run(args: &BenchArgs) -> anyhow::Result<ScenarioReport> {
         bail!("--rate-limit, --flood-factor and --flood-clients must be positive");
     }
 
-    let exe = std::env::current_exe().context("cannot find the hookgate binary")?;
+    let exe = crate::gateway_binary(args)?;
     let dir = tempfile::tempdir()?;
     let gen = Arc::new(Generator::new(provider, args.body_bytes));
     let flood_gen = Arc::new(Generator::for_connection(
@@ -723,7 +724,7 @@ pub fn print(report: &ScenarioReport) {
         );
     };
     println!(
-        "hookgate bench --scenario {}: {} events, {} deliveries/s over {} connections, {} s measured per phase, store {}",
+        "hookgate-bench --scenario {}: {} events, {} deliveries/s over {} connections, {} s measured per phase, store {}",
         report.scenario,
         report.provider,
         report.rate,

@@ -1,4 +1,4 @@
-//! `hookgate bench`: how much verified, durably stored traffic one machine absorbs.
+//! The load test: how much verified, durably stored traffic one machine absorbs.
 //!
 //! The benchmark starts a real `hookgate serve` child process on a fresh store (pinned to
 //! `--server-cpu` with `taskset`), and a baseline child (a minimal axum POST handler that reads
@@ -26,14 +26,12 @@ use http_body_util::{BodyExt as _, Full};
 use hyper_util::rt::TokioIo;
 use serde::Serialize;
 
-use crate::cli::bench::BenchArgs;
-use crate::db::Db;
+use hookgate::db::Db;
+use hookgate_providers::testkit::example_secret;
 
-pub mod abuse;
+use crate::args::BenchArgs;
 
-const SECRET_STRIPE: &str = "whsec_bench_signing_secret";
-const SECRET_CLERK: &str = "whsec_YmVuY2gtc3ZpeC1zaWduaW5nLWtleQ==";
-const CONNECTION: &str = "bench";
+pub(crate) const CONNECTION: &str = "bench";
 
 /// One side's load result.
 #[derive(Debug, Clone, Serialize)]
@@ -77,16 +75,18 @@ pub struct Report {
     pub drain_secs: Option<f64>,
     /// Events normalized per second over the run (load start to drained).
     pub normalization_rate: Option<f64>,
+    /// With `--keep-store`: where the run's store is.
+    pub kept_store: Option<KeptStore>,
 }
 
 /// A child server process, killed on drop.
-struct ServerProcess {
+pub(crate) struct ServerProcess {
     child: Child,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
 }
 
 impl ServerProcess {
-    fn spawn(mut cmd: Command) -> anyhow::Result<ServerProcess> {
+    pub(crate) fn spawn(mut cmd: Command) -> anyhow::Result<ServerProcess> {
         let mut child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -111,12 +111,12 @@ impl ServerProcess {
         Ok(ServerProcess { child, addr })
     }
 
-    fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Peak resident set (VmHWM) in MiB.
-    fn peak_rss_mib(&self) -> f64 {
+    pub(crate) fn peak_rss_mib(&self) -> f64 {
         let status =
             std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         status
@@ -127,7 +127,7 @@ impl ServerProcess {
     }
 
     /// User + system CPU seconds so far.
-    fn cpu_secs(&self) -> f64 {
+    pub(crate) fn cpu_secs(&self) -> f64 {
         let stat =
             std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).unwrap_or_default();
         // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
@@ -189,7 +189,7 @@ fn which(program: &str) -> bool {
 }
 
 /// Builds unique, signed requests of one provider's shape.
-struct Generator {
+pub(crate) struct Generator {
     provider: ProviderId,
     /// The connection id the requests are sent to.
     connection: String,
@@ -198,11 +198,15 @@ struct Generator {
 }
 
 impl Generator {
-    fn new(provider: ProviderId, body_bytes: usize) -> Self {
+    pub(crate) fn new(provider: ProviderId, body_bytes: usize) -> Self {
         Self::for_connection(provider, body_bytes, CONNECTION)
     }
 
-    fn for_connection(provider: ProviderId, body_bytes: usize, connection: &str) -> Self {
+    pub(crate) fn for_connection(
+        provider: ProviderId,
+        body_bytes: usize,
+        connection: &str,
+    ) -> Self {
         // The random half of a ULID: two generators made in the same millisecond (the fairness
         // scenario's victim and flood) still get different event ids.
         let run = ulid::Ulid::new().to_string().to_lowercase()[16..].to_owned();
@@ -217,14 +221,14 @@ impl Generator {
         g
     }
 
-    fn event_id(&self, conn: usize, n: u64) -> String {
+    pub(crate) fn event_id(&self, conn: usize, n: u64) -> String {
         match self.provider {
             ProviderId::Clerk => format!("msg_{}{conn:03}{n:09}", self.run),
             _ => format!("evt_{}_{conn}_{n}", self.run),
         }
     }
 
-    fn body(&self, conn: usize, n: u64) -> String {
+    pub(crate) fn body(&self, conn: usize, n: u64) -> String {
         let customer = (conn as u64 * 1_000_003 + n) % 5000;
         match self.provider {
             ProviderId::Clerk => format!(
@@ -243,21 +247,18 @@ impl Generator {
     }
 
     /// The receive path of the generator's connection.
-    fn path(&self) -> String {
+    pub(crate) fn path(&self) -> String {
         format!(
             "/integrations/{}/webhook/{}",
             self.provider, self.connection
         )
     }
 
-    fn secret(&self) -> &'static str {
-        match self.provider {
-            ProviderId::Clerk => SECRET_CLERK,
-            _ => SECRET_STRIPE,
-        }
+    pub(crate) fn secret(&self) -> &'static str {
+        example_secret(self.provider)
     }
 
-    fn request(
+    pub(crate) fn request(
         &self,
         conn: usize,
         n: u64,
@@ -266,7 +267,7 @@ impl Generator {
         let id = self.event_id(conn, n);
         let body = self.body(conn, n);
         let options = SignOptions {
-            now_ms: crate::now_ms(),
+            now_ms: hookgate::now_ms(),
             delivery_id: Some(id.clone()),
             ..SignOptions::default()
         };
@@ -285,7 +286,7 @@ impl Generator {
 }
 
 /// Latencies in microseconds, from 1 µs to 60 s, 3 significant digits.
-fn new_histogram() -> Histogram<u64> {
+pub(crate) fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("constant histogram bounds are valid")
 }
 
@@ -424,13 +425,13 @@ async fn load(
 }
 
 /// A fresh store for the run: (URL for the gateway, handle for checks, cleanup).
-async fn fresh_store(
+pub(crate) async fn fresh_store(
     args: &BenchArgs,
     dir: &std::path::Path,
 ) -> anyhow::Result<(String, Db, Option<(String, String)>)> {
     if args.store == "sqlite" {
         let url = format!("sqlite://{}", dir.join("bench.db").display());
-        let db = Db::connect(&url, crate::db::Durability::Full).await?;
+        let db = Db::connect(&url, hookgate::db::Durability::Full).await?;
         db.migrate().await?;
         return Ok((url, db, None));
     }
@@ -452,9 +453,33 @@ async fn fresh_store(
     Ok((url, db, Some((args.store.clone(), schema))))
 }
 
+/// Where a store kept with `--keep-store` is: the SQLite file, or the schema in the PostgreSQL
+/// database given with `--store` (not repeated here: its URL may hold a password).
+#[derive(Debug, Clone, Serialize)]
+pub struct KeptStore {
+    pub sqlite_path: Option<std::path::PathBuf>,
+    pub postgres_schema: Option<String>,
+}
+
+/// Keeps the run's store instead of removing it: the temporary directory stays, the schema
+/// is not dropped.
+pub(crate) fn keep_store(dir: tempfile::TempDir, cleanup: Option<(String, String)>) -> KeptStore {
+    let dir = dir.keep();
+    match cleanup {
+        Some((_, schema)) => KeptStore {
+            sqlite_path: None,
+            postgres_schema: Some(schema),
+        },
+        None => KeptStore {
+            sqlite_path: Some(dir.join("bench.db")),
+            postgres_schema: None,
+        },
+    }
+}
+
 /// Drops the PostgreSQL schema `fresh_store` made (nothing to do for SQLite: the temporary
 /// directory goes with it).
-async fn drop_store(cleanup: Option<(String, String)>) {
+pub(crate) async fn drop_store(cleanup: Option<(String, String)>) {
     if let Some((server, schema)) = cleanup {
         if let Ok(admin) = sqlx::PgPool::connect(&server).await {
             let _ = sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
@@ -476,7 +501,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
     if args.connections == 0 || args.duration <= 0.0 {
         bail!("--connections and --duration must be positive");
     }
-    let exe = std::env::current_exe().context("cannot find the hookgate binary")?;
+    let exe = crate::gateway_binary(&args)?;
+    let bench_exe = std::env::current_exe().context("cannot find the hookgate-bench binary")?;
     let dir = tempfile::tempdir()?;
     let gen = Arc::new(Generator::new(provider, args.body_bytes));
 
@@ -487,8 +513,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
             "bench: baseline (minimal axum POST handler) for {:.0} s + {:.0} s warm-up…",
             args.duration, args.warmup
         );
-        let mut cmd = pinned(&args.server_cpu, &exe);
-        cmd.args(["bench-baseline", "--listen", "127.0.0.1:0"]);
+        let mut cmd = pinned(&args.server_cpu, &bench_exe);
+        cmd.args(["baseline", "--listen", "127.0.0.1:0"]);
         let server = ServerProcess::spawn(cmd)?;
         let (result, _) = load(&server, &gen, &args).await;
         Some(result)
@@ -566,7 +592,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
     let fires = u64::try_from(db.fire_count().await?).unwrap_or(0);
     drop(gateway);
     db.close().await;
-    drop_store(cleanup).await;
+    let kept_store = if args.keep_store {
+        Some(keep_store(dir, cleanup))
+    } else {
+        drop_store(cleanup).await;
+        None
+    };
     let ratio = baseline
         .as_ref()
         .map(|b| result.requests_per_sec / b.requests_per_sec.max(1e-9));
@@ -593,6 +624,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         mean_batch_ms,
         drain_secs,
         normalization_rate,
+        kept_store,
     })
 }
 
@@ -636,12 +668,12 @@ pub struct QueryTiming {
 /// # Errors
 /// The store or the gateway cannot be started.
 pub async fn query_test(args: &BenchArgs, rows: u64) -> anyhow::Result<Vec<QueryTiming>> {
-    use crate::db::{IngestKind, NewIngest};
-    let exe = std::env::current_exe().context("cannot find the hookgate binary")?;
+    use hookgate::db::{IngestKind, NewIngest};
+    let exe = crate::gateway_binary(args)?;
     let dir = tempfile::tempdir()?;
     let (url, db, cleanup) = fresh_store(args, dir.path()).await?;
     let started = Instant::now();
-    let base_ms = crate::now_ms() - i64::try_from(rows).unwrap_or(0);
+    let base_ms = hookgate::now_ms() - i64::try_from(rows).unwrap_or(0);
     let body = Bytes::from_static(br#"{"id":"evt_seed","type":"invoice.paid","object":"event"}"#);
     let mut written = 0u64;
     while written < rows {
@@ -774,7 +806,7 @@ pub fn print(report: &Report) {
         );
     };
     println!(
-        "hookgate bench: {} events of {} bytes, {} connections, {} s measured, store {} ({})",
+        "hookgate-bench: {} events of {} bytes, {} connections, {} s measured, store {} ({})",
         report.provider,
         report.body_bytes,
         report.connections,
@@ -812,7 +844,7 @@ pub fn print(report: &Report) {
     }
 }
 
-/// `hookgate bench-baseline`: read the body, answer 200 with a small JSON body.
+/// `hookgate-bench baseline`: read the body, answer 200 with a small JSON body.
 ///
 /// # Errors
 /// The address cannot be bound.
