@@ -18,7 +18,7 @@
 //!   schema does not declare are errors too, so the catalog always tells the truth about what
 //!   a trigger carries.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use hookgate_providers::{ContactUpdate, Identity, NormalizedEvent, ProviderId};
 use serde::{Deserialize, Serialize};
@@ -385,7 +385,7 @@ pub fn normalize(body: &[u8], key: &str) -> Result<NormalizedEvent, String> {
         first_name: text(["first_name", "firstName"]),
         last_name: text(["last_name", "lastName"]),
         subscribed: fire.payload.get("subscribed").and_then(Value::as_bool),
-        fields: BTreeMap::new(),
+        ..ContactUpdate::default()
     };
     for (k, v) in &fire.payload {
         if core_type(k).is_some() || !(v.is_string() || v.is_number() || v.is_boolean()) {
@@ -393,26 +393,43 @@ pub fn normalize(body: &[u8], key: &str) -> Result<NormalizedEvent, String> {
         }
         contact.fields.insert(k.clone(), v.clone());
     }
-    Ok(NormalizedEvent {
+    let email = fire
+        .payload
+        .get("email")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let mut event = NormalizedEvent {
         event_id: key.to_owned(),
         event_type: fire.trigger_event_id,
         occurred_at_ms: Some(fire.occurred_at),
         identity: Identity {
-            email: fire
-                .payload
-                .get("email")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-            ids: Vec::new(),
+            email,
+            ..Identity::default()
         },
         contact,
-        event_fields: fire.payload.into_iter().collect(),
-    })
+        ..NormalizedEvent::default()
+    };
+    event.event_fields = fire.payload.into_iter().collect();
+    Ok(event)
 }
 
-/// A custom fire's payload: the payload as given, with `email` as the contact key (trimmed,
-/// lower-cased). Objects and arrays are kept, unlike a provider fire's flat fields.
-pub fn fire_payload(email: &str, event: &NormalizedEvent) -> Map<String, Value> {
+/// The trigger id of the fire `event` of source `provider` makes: `<provider>.<event_type>`,
+/// or a custom trigger's own id.
+pub fn trigger_id(provider: &str, event: &NormalizedEvent) -> String {
+    if provider == SOURCE {
+        event.event_type.clone()
+    } else {
+        format!("{provider}.{}", event.event_type)
+    }
+}
+
+/// The payload of the fire `event` of source `provider` makes, whose contact is `email`: a
+/// provider's flat fields ([`crate::contacts::fire_payload`]), or a custom fire's payload as
+/// sent, objects and arrays kept, with `email` as the contact key (trimmed, lower-cased).
+pub fn fire_payload(provider: &str, email: &str, event: &NormalizedEvent) -> Map<String, Value> {
+    if provider != SOURCE {
+        return crate::contacts::fire_payload(email, event);
+    }
     let mut payload: Map<String, Value> = event
         .event_fields
         .iter()
@@ -598,7 +615,9 @@ mod tests {
         assert_eq!(event.contact.subscribed, Some(false));
         let keys: Vec<&str> = event.contact.fields.keys().map(String::as_str).collect();
         assert_eq!(keys, ["plan", "seats"]);
-        let payload = fire_payload("ada@x.io", &event);
+        let payload = fire_payload(SOURCE, "ada@x.io", &event);
+        assert_eq!(trigger_id(SOURCE, &event), "app.signup");
+        assert_eq!(trigger_id("stripe", &event), "stripe.app.signup");
         assert_eq!(payload["email"], "ada@x.io");
         assert_eq!(payload["meta"], json!({"a": 1}));
         assert!(stored.same_request("app.signup", &stored.payload));

@@ -26,7 +26,7 @@ use std::fmt;
 
 use hookgate_providers::NormalizedEvent;
 
-use crate::contacts::{fire_payload, json_type, normalize_email, ContactState};
+use crate::contacts::{json_type, normalize_email, ContactState};
 use crate::custom;
 
 /// What processing decided for one claimed event.
@@ -368,27 +368,15 @@ impl<'a> Batch<'a> {
                         );
                         out.revealed
                             .extend(revealed.into_iter().map(|link| (link, index)));
-                        // A custom trigger's id is its own; its payload keeps nested values.
-                        let (trigger, payload) = if plan.provider == custom::SOURCE {
-                            (
-                                event.event_type.clone(),
-                                custom::fire_payload(&email, event),
-                            )
-                        } else {
-                            (
-                                format!("{}.{}", plan.provider, event.event_type),
-                                fire_payload(&email, event),
-                            )
-                        };
                         out.fires.push(NewFire {
                             plan: index,
                             key: format!("{}:{}", plan.connection_id, event.event_id),
                             workspace: plan.workspace.clone(),
-                            trigger,
+                            trigger: custom::trigger_id(&plan.provider, event),
                             provider: plan.provider.clone(),
                             ingest_id: plan.ingest_id.clone(),
                             email: email.clone(),
-                            payload,
+                            payload: custom::fire_payload(&plan.provider, &email, event),
                             occurred_at: event.occurred_at_ms,
                         });
                         contact_email = Some(email);

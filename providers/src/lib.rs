@@ -336,7 +336,7 @@ pub struct ContactUpdate {
 }
 
 /// One normalized event: what the pipeline turns into a contact upsert and a trigger fire.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct NormalizedEvent {
     /// The dedupe key of this event: the ingest event id, or for an element of a Brevo batch,
     /// that element's own key (`sha256:<hex>` of its canonical JSON).
