@@ -261,6 +261,21 @@ async fn fires_status_table_and_processing(backend: Backend) {
     record.assert_status(200);
     assert_eq!(record.json()["status"], "processed", "{}", record.text);
     assert_eq!(record.json()["provider"], "custom");
+    assert_eq!(record.json()["event_id"], "signup-1");
+    assert_eq!(record.json()["fires"].as_array().map(Vec::len), Some(1));
+    assert!(
+        !record.text.contains(ADMIN_TOKEN),
+        "the bearer token was stored: {}",
+        record.text
+    );
+    // An operator's replay changes nothing: the same fire, no second one.
+    let replayed = app
+        .admin_post(&format!("/admin/ingest/{first_id}/replay"), json!({}))
+        .await;
+    replayed.assert_status(200);
+    assert_eq!(replayed.json()["status"], "processed");
+    assert_eq!(replayed.json()["fires"], record.json()["fires"]);
+    assert_eq!(events_until(&app, "app.signup", 1).await.len(), 1);
 
     // The contact: core columns from either spelling, other scalars under their own names.
     let contact = app
@@ -643,6 +658,14 @@ async fn cli_defines_and_fires(backend: Backend) {
         "{err}"
     );
 
+    let (ok, listed, err) = run(hookgate(dir.path(), &db_url).args(["triggers", "list"]));
+    assert!(ok, "{err}");
+    assert!(
+        listed.contains("app.signup")
+            && listed.contains("custom")
+            && listed.contains("email:string!"),
+        "{listed}"
+    );
     let fire_cmd = |payload: &str, key: &str| {
         run(hookgate(dir.path(), &db_url).args([
             "fire",
