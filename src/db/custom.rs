@@ -50,6 +50,35 @@ impl Db {
         }
     }
 
+    /// The custom fire stored with `key` in the workspace whose ingest connection id is
+    /// `connection_id`: its ingest id and body.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn find_fire(
+        &self,
+        connection_id: &str,
+        key: &str,
+    ) -> Result<Option<(String, Vec<u8>)>, sqlx::Error> {
+        match self {
+            Db::Sqlite { readers, .. } => {
+                sqlite::custom::find_fire(readers, connection_id, key).await
+            }
+            Db::Postgres(pool) => postgres::custom::find_fire(pool, connection_id, key).await,
+        }
+    }
+
+    /// Records the HTTP status a logged ingest row's request finally got.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn set_http_status(&self, id: &str, status: i32) -> Result<(), sqlx::Error> {
+        match self {
+            Db::Sqlite { writer, .. } => sqlite::custom::set_http_status(writer, id, status).await,
+            Db::Postgres(pool) => postgres::custom::set_http_status(pool, id, status).await,
+        }
+    }
+
     /// Stores a custom fire (an `accepted`, `pending` ingest row of the `custom` source) in a
     /// transaction of its own, or finds the one stored before with the same key.
     ///

@@ -2,7 +2,8 @@
 //! `POST /v1/fires` fires one. Both need `webhooks:write` and are rate limited per API key.
 //!
 //! A fire is answered only after it is committed as a pending ingest row of the `custom` source
-//! (see [`crate::custom`]); the pipeline processes it afterwards like any provider event:
+//! (see [`crate::custom`]) by the group-commit writer, like a webhook; the pipeline processes it
+//! afterwards like any provider event:
 //! contact upsert, fire, events API and stream. The idempotency key is unique per workspace:
 //! the same key again with the same trigger and payload answers 200 `duplicate` with the first
 //! fire's id, with anything else 409.
@@ -24,7 +25,7 @@ use serde_json::{json, Value};
 use crate::auth::{authorize, Principal, Scope};
 use crate::contacts::PayloadSchema;
 use crate::custom::{self, StoredFire, TriggerInput};
-use crate::db::{Db, FireWrite, IngestKind, NewIngest};
+use crate::db::{Db, FireWrite, IngestKind, NewIngest, WriteOutcome};
 use crate::error::AppError;
 use crate::AppState;
 
@@ -175,17 +176,36 @@ pub enum FireAnswer {
     Duplicate { id: String },
 }
 
-/// Checks a fire against its trigger and commits it (the API's and the CLI's one path).
+/// A checked fire: either answered from the store already (its key was used before), or the
+/// ingest row to commit.
+pub enum Checked {
+    Answered(FireAnswer),
+    New(Box<(NewIngest, StoredFire)>),
+}
+
+/// The answer to a fire whose key was stored before as `first_id` with `first_body`: the same
+/// trigger and payload is a duplicate, anything else a conflict.
+fn settle(fire: &StoredFire, first_id: String, first_body: &[u8]) -> Result<FireAnswer, AppError> {
+    let first: StoredFire = serde_json::from_slice(first_body).map_err(|e| {
+        AppError::Invalid(format!("the fire stored with this key does not parse: {e}"))
+    })?;
+    if first.same_request(&fire.trigger_event_id, &fire.payload) {
+        Ok(FireAnswer::Duplicate { id: first_id })
+    } else {
+        Err(AppError::Conflict(format!(
+            "the idempotency key was used in workspace {:?} for a different fire ({first_id})",
+            fire.workspace
+        )))
+    }
+}
+
+/// Checks a fire against its trigger, and answers a retry of a stored fire from the store
+/// (writing nothing); otherwise returns the ingest row to commit.
 ///
 /// # Errors
 /// 400 for bad input (every payload error with its path), 404 for a trigger that is not a
-/// custom trigger of the workspace, 409 for a key used before with another fire, 503 when the
-/// store cannot commit.
-pub async fn accept_fire(
-    db: &Db,
-    request: FireRequest,
-    now_ms: i64,
-) -> Result<FireAnswer, AppError> {
+/// custom trigger of the workspace, 409 for a key used before with another fire.
+pub async fn check_fire(db: &Db, request: FireRequest, now_ms: i64) -> Result<Checked, AppError> {
     let FireRequest {
         trigger,
         workspace,
@@ -231,20 +251,24 @@ pub async fn accept_fire(
     let Value::Object(payload) = payload else {
         return Err(AppError::Invalid("payload must be a JSON object".into()));
     };
-    let stored = StoredFire {
+    let fire = StoredFire {
         trigger_event_id: trigger.clone(),
         workspace: workspace.clone(),
         payload,
         occurred_at,
     };
+    let connection_id = custom::connection_id(&workspace);
+    if let Some((first_id, first_body)) = db.find_fire(&connection_id, &key).await? {
+        return settle(&fire, first_id, &first_body).map(Checked::Answered);
+    }
     let body = Bytes::from(
-        serde_json::to_vec(&stored).map_err(|e| AppError::Invalid(format!("payload: {e}")))?,
+        serde_json::to_vec(&fire).map_err(|e| AppError::Invalid(format!("payload: {e}")))?,
     );
     let row = NewIngest {
         id: ulid::Ulid::new().to_string(),
         kind: IngestKind::Accepted,
         received_at: now_ms,
-        connection_id: custom::connection_id(&workspace),
+        connection_id,
         provider: custom::SOURCE,
         workspace: Some(workspace),
         http_status: 202,
@@ -260,30 +284,68 @@ pub async fn accept_fire(
         read_us: None,
         verify_us: None,
     };
-    let written = match tokio::time::timeout(STORE_TIMEOUT, db.store_fire(&row)).await {
-        Ok(Ok(written)) => written,
+    Ok(Checked::New(Box::new((row, fire))))
+}
+
+/// Checks and commits a fire in a transaction of its own: the path of a process without the
+/// group-commit writer (`hookgate fire`).
+///
+/// # Errors
+/// As [`check_fire`], and 503 when the store cannot commit.
+pub async fn accept_fire(
+    db: &Db,
+    request: FireRequest,
+    now_ms: i64,
+) -> Result<FireAnswer, AppError> {
+    let (row, fire) = match check_fire(db, request, now_ms).await? {
+        Checked::Answered(answer) => return Ok(answer),
+        Checked::New(new) => *new,
+    };
+    match tokio::time::timeout(STORE_TIMEOUT, db.store_fire(&row)).await {
+        Ok(Ok(FireWrite::Stored)) => Ok(FireAnswer::Accepted { id: row.id }),
+        Ok(Ok(FireWrite::Existing { id, body })) => settle(&fire, id, &body),
         Ok(Err(error)) => {
             tracing::error!(error = %error, "could not store a custom fire");
-            return Err(AppError::StoreUnavailable { brevo: false });
+            Err(AppError::StoreUnavailable { brevo: false })
         }
-        Err(_) => return Err(AppError::StoreUnavailable { brevo: false }),
-    };
-    match written {
-        FireWrite::Stored => Ok(FireAnswer::Accepted { id: row.id }),
-        FireWrite::Existing { id, body } => {
-            let first: StoredFire = serde_json::from_slice(&body).map_err(|e| {
-                AppError::Invalid(format!("the fire stored with this key does not parse: {e}"))
-            })?;
-            if first.same_request(&stored.trigger_event_id, &stored.payload) {
-                Ok(FireAnswer::Duplicate { id })
-            } else {
-                Err(AppError::Conflict(format!(
-                    "the idempotency key was used in workspace {:?} for a different fire ({id})",
-                    stored.workspace
-                )))
-            }
-        }
+        Err(_) => Err(AppError::StoreUnavailable { brevo: false }),
     }
+}
+
+/// Commits a checked fire through the gateway's group-commit writer, so fires share commits
+/// with each other and with webhooks. Concurrent first uses of one key meet at the unique
+/// index: one is stored, the others are logged as duplicates and answered from the first.
+async fn commit(
+    state: &AppState,
+    row: NewIngest,
+    fire: &StoredFire,
+) -> Result<FireAnswer, AppError> {
+    let id = row.id.clone();
+    let key = row.event_id.clone().unwrap_or_default();
+    let outcome = tokio::time::timeout(STORE_TIMEOUT, state.writer.store(row)).await;
+    let first_id = match outcome {
+        Ok(Ok(WriteOutcome::Stored)) => return Ok(FireAnswer::Accepted { id }),
+        Ok(Ok(WriteOutcome::Duplicate { first_id })) => first_id,
+        Ok(Ok(WriteOutcome::Logged) | Err(_)) | Err(_) => {
+            return Err(AppError::StoreUnavailable { brevo: false })
+        }
+    };
+    let connection_id = custom::connection_id(&fire.workspace);
+    let first = state.db.find_fire(&connection_id, &key).await?;
+    let answer = match first {
+        Some((stored_id, body)) if stored_id == first_id => settle(fire, first_id, &body),
+        _ => Err(AppError::StoreUnavailable { brevo: false }),
+    };
+    // The writer logged this request as a duplicate before its answer was known.
+    let status = match &answer {
+        Ok(_) => 200,
+        Err(AppError::Conflict(_)) => 409,
+        Err(_) => 503,
+    };
+    if let Err(error) = state.db.set_http_status(&id, status).await {
+        tracing::warn!(error = %error, ingest_id = %id, "could not record a duplicate fire's status");
+    }
+    answer
 }
 
 /// `POST /v1/fires {"triggerEventId","workspace","payload","idempotencyKey","occurredAt"}` (or
@@ -343,9 +405,15 @@ async fn fire(
         path: uri.path().to_owned(),
         headers: super::webhook::redacted_headers(&headers, None),
     };
-    match accept_fire(&state.db, request, now).await? {
+    let answer = match check_fire(&state.db, request, now).await? {
+        Checked::Answered(answer) => answer,
+        Checked::New(new) => {
+            let (row, fire) = *new;
+            commit(&state, row, &fire).await?
+        }
+    };
+    match answer {
         FireAnswer::Accepted { id } => {
-            state.signals.pending.notify_one();
             // When events carry a `messageId`, it is answered here too.
             let answer = json!({"id": id, "status": "accepted"});
             Ok((StatusCode::ACCEPTED, Json(answer)).into_response())

@@ -534,6 +534,21 @@ async fn thirty_concurrent_fires_with_one_key(backend: Backend) {
         .await
         .expect("count");
     assert_eq!(stored, 1);
+    // Requests that met the first at the unique index are logged as duplicates, with the
+    // status they got.
+    let logged = app
+        .store
+        .db
+        .list_ingest(&hookgate::db::IngestFilter {
+            connection: Some("custom:default".into()),
+            outcome: Some("duplicate".into()),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert!(logged.len() <= 29, "{}", logged.len());
+    assert!(logged.iter().all(|r| r.http_status == 200), "{logged:?}");
 }
 
 /// Fires acknowledged by `hookgate serve --no-workers`, then SIGKILL, then a normal restart:

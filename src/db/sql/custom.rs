@@ -1,7 +1,7 @@
 //! Custom triggers (rows of the `triggers` catalog with provider `custom`, defined rather than
-//! learned) and custom fires (ingest rows of the `custom` source, each stored in a transaction
-//! of its own so the caller learns whether its idempotency key was new, and if not, what the
-//! first request with it asked for).
+//! learned) and custom fires (ingest rows of the `custom` source): finding the fire stored with
+//! a key, and, for a process without the group-commit writer (the CLI), storing one in a
+//! transaction of its own that also says what the first request with its key asked for.
 
 macro_rules! custom_queries {
     ($db:ty) => {
@@ -95,6 +95,29 @@ macro_rules! custom_queries {
             };
             tx.commit().await?;
             Ok(outcome)
+        }
+
+        /// The stored fire with this key in this workspace (its ingest connection id): its
+        /// ingest id and body.
+        pub(crate) async fn find_fire(pool: &Pool, connection_id: &str, key: &str) -> Result<Option<(String, Vec<u8>)>, sqlx::Error> {
+            sqlx::query_as(
+                "SELECT id, body FROM ingest JOIN ingest_payloads USING (id) \
+                 WHERE connection_id = $1 AND event_id = $2 AND outcome IN ('accepted', 'ignored')",
+            )
+            .bind(connection_id)
+            .bind(key)
+            .fetch_optional(pool)
+            .await
+        }
+
+        /// Records the HTTP status a logged request finally got.
+        pub(crate) async fn set_http_status(pool: &Pool, id: &str, status: i32) -> Result<(), sqlx::Error> {
+            sqlx::query("UPDATE ingest SET http_status = $1 WHERE id = $2")
+                .bind(status)
+                .bind(id)
+                .execute(pool)
+                .await
+                .map(|_| ())
         }
     };
 }
