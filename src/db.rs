@@ -6,6 +6,7 @@
 //! Transactions never leave these methods.
 
 mod cache;
+mod custom;
 mod postgres;
 pub mod rows;
 mod sql;
@@ -20,6 +21,7 @@ use sqlx::{PgPool, SqlitePool};
 
 use crate::resolution::{Applied, EventPlan};
 pub use cache::{Known, Learned};
+pub use custom::FireWrite;
 use rows::{
     ApiKeyRow, ClaimedEvent, ConnectionRow, ContactRow, FireRow, IngestRow, IngestSummary,
     TriggerRow,

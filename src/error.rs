@@ -49,6 +49,14 @@ pub enum AppError {
     /// 400: an admin request with invalid input; the message names what to fix.
     #[error("{0}")]
     Invalid(String),
+    /// 400: a request whose fields break their rules (a custom trigger's definition, a fire's
+    /// payload against its schema); every problem is listed with its path.
+    #[error("{message}")]
+    InvalidFields {
+        code: &'static str,
+        message: String,
+        errors: Vec<crate::custom::FieldError>,
+    },
     /// 409: the resource exists already.
     #[error("{0}")]
     Conflict(String),
@@ -65,9 +73,10 @@ impl AppError {
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            AppError::BodyRead | AppError::BadPayload(_) | AppError::Invalid(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            AppError::BodyRead
+            | AppError::BadPayload(_)
+            | AppError::Invalid(_)
+            | AppError::InvalidFields { .. } => StatusCode::BAD_REQUEST,
             AppError::Unauthorized(_) | AppError::MissingToken => StatusCode::UNAUTHORIZED,
             AppError::StoreUnavailable { brevo: true } => StatusCode::TOO_MANY_REQUESTS,
             AppError::StoreUnavailable { brevo: false } => StatusCode::SERVICE_UNAVAILABLE,
@@ -91,6 +100,7 @@ impl AppError {
             AppError::MissingToken => "unauthorized",
             AppError::Forbidden => "forbidden",
             AppError::Invalid(_) => "invalid_request",
+            AppError::InvalidFields { code, .. } => code,
             AppError::Conflict(_) => "conflict",
             AppError::Database(_) => "internal_error",
         }
@@ -116,6 +126,13 @@ impl IntoResponse for AppError {
         // names keys, not values).
         if let AppError::Invalid(message) | AppError::Conflict(message) = &self {
             body["message"] = serde_json::Value::String(message.clone());
+        }
+        if let AppError::InvalidFields {
+            message, errors, ..
+        } = &self
+        {
+            body["message"] = serde_json::Value::String(message.clone());
+            body["errors"] = serde_json::json!(errors);
         }
         let mut response = (status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after() {

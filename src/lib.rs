@@ -7,6 +7,8 @@
 //! - [`ingest`]: the group-commit writer between handlers and the store.
 //! - [`connections`]: the in-memory connection registry (allowlists, rate limiters).
 //! - [`crypto`]: encryption at rest of connection secrets (`HOOKGATE_SECRET_KEY`).
+//! - [`custom`]: custom events: trigger definitions, payload checks, and the stored fire's
+//!   normalization.
 //! - [`db`]: the `Db` facade over SQLite and PostgreSQL, and the migrations.
 //! - [`resolution`]: identity resolution and status decisions for a batch, pure code over a
 //!   snapshot the store reads up front.
@@ -22,6 +24,7 @@ pub mod config;
 pub mod connections;
 pub mod contacts;
 pub mod crypto;
+pub mod custom;
 pub mod db;
 pub mod error;
 pub mod http;
@@ -75,6 +78,8 @@ pub struct Inner {
     pub signals: Arc<pipeline::Signals>,
     /// The normalization pipeline's handles (its workers hold them weakly).
     pub pipeline: Arc<pipeline::Pipeline>,
+    /// Rate limits per API key of the custom-event routes.
+    pub key_limits: http::fires::KeyLimits,
 }
 
 impl std::ops::Deref for AppState {
@@ -178,11 +183,15 @@ impl Gateway {
         }
         let state = AppState {
             inner: Arc::new(Inner {
-                config,
                 db,
                 registry,
                 writer,
                 metrics,
+                key_limits: http::fires::KeyLimits::new(
+                    config.rate_limit_per_sec,
+                    config.rate_limit_burst,
+                ),
+                config,
                 signals,
                 pipeline,
             }),

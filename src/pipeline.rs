@@ -119,6 +119,17 @@ pub fn plan_event(
     now_ms: i64,
 ) -> EventPlan {
     let plan = match event.provider.parse::<ProviderId>() {
+        // A custom fire was checked against its trigger's schema when it was accepted.
+        Err(_) if event.provider == crate::custom::SOURCE => {
+            let key = event.event_id.as_deref().unwrap_or_default();
+            match crate::custom::normalize(&event.body, key) {
+                Ok(normalized) => Plan::Normalized(vec![storable(normalized)]),
+                Err(reason) => Plan::Failed {
+                    reason,
+                    retry_at: None,
+                },
+            }
+        }
         Err(e) => Plan::Failed {
             reason: e.to_string(),
             retry_at: None,

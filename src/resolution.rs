@@ -34,7 +34,8 @@ use std::fmt;
 
 use hookgate_providers::NormalizedEvent;
 
-use crate::contacts::{fire_payload, json_type, normalize_email, ContactState};
+use crate::contacts::{json_type, normalize_email, ContactState};
+use crate::custom;
 
 /// What processing decided for one claimed event.
 #[derive(Debug, Clone)]
@@ -382,11 +383,11 @@ impl<'a> Batch<'a> {
                         plan: index,
                         key,
                         workspace: plan.workspace.clone(),
-                        trigger: format!("{}.{}", plan.provider, event.event_type),
+                        trigger: custom::trigger_id(&plan.provider, event),
                         provider: plan.provider.clone(),
                         ingest_id: plan.ingest_id.clone(),
                         email: email.to_owned(),
-                        payload: fire_payload(email, event),
+                        payload: custom::fire_payload(&plan.provider, email, event),
                         occurred_at: event.occurred_at_ms,
                     };
                     for event in events {

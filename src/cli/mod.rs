@@ -6,6 +6,7 @@ pub mod backup;
 pub mod connections;
 pub mod contacts;
 pub mod events;
+pub mod fire;
 pub mod keys;
 pub mod logs;
 pub mod logs_show;
@@ -14,6 +15,7 @@ pub mod print_config;
 pub mod replay;
 pub mod send;
 pub mod serve;
+pub mod triggers;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -60,6 +62,11 @@ pub enum Command {
     /// Manage API keys for the events API.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Define custom triggers and list the trigger catalog.
+    #[command(subcommand)]
+    Triggers(triggers::TriggersCommand),
+    /// Fire a custom trigger (stored for the gateway's pipeline).
+    Fire(fire::FireArgs),
 }
 
 /// Runs the parsed command line (`serve` when no subcommand is given).
@@ -80,6 +87,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Backup(args) => backup::run(&global, args).await,
         Command::Send(args) => send::run(args).await,
         Command::Keys(command) => keys::run(&global, command).await,
+        Command::Triggers(command) => triggers::run(&global, command).await,
+        Command::Fire(args) => fire::run(&global, args).await,
     }
 }
 

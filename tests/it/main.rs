@@ -9,6 +9,7 @@ mod bench_smoke;
 mod cli;
 mod cluster;
 mod crash;
+mod custom;
 mod fidelity;
 mod lingering;
 mod operations;

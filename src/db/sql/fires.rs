@@ -121,6 +121,10 @@ macro_rules! fire_queries {
                 if !inserted.contains(&f.key) || !done.insert(f.key.as_str()) {
                     continue;
                 }
+                // Custom triggers' schemas are defined (`POST /v1/triggers`), never learned.
+                if f.provider == crate::custom::SOURCE {
+                    continue;
+                }
                 if known.trigger_covers(&f.workspace, &f.trigger, &f.payload) {
                     continue;
                 }

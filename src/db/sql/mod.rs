@@ -12,6 +12,7 @@
 pub(crate) mod apply;
 pub(crate) mod connections;
 pub(crate) mod contacts;
+pub(crate) mod custom;
 pub(crate) mod fires;
 pub(crate) mod ingest;
 pub(crate) mod keys;
@@ -45,6 +46,9 @@ macro_rules! backend_queries {
         }
         pub(crate) mod keys {
             crate::db::sql::keys::key_queries!($db);
+        }
+        pub(crate) mod custom {
+            crate::db::sql::custom::custom_queries!($db);
         }
         pub(crate) mod apply {
             crate::db::sql::apply::apply_queries!($db);
