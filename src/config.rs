@@ -22,6 +22,8 @@ use serde::Deserialize;
 
 use crate::crypto::SecretKey;
 
+mod redact;
+
 /// The default SQLite database, relative to the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://hookgate.db";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -33,7 +35,7 @@ pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 30;
 /// Where the settings come from, and the settings every subcommand that opens the store needs:
 /// the `--config` file, the database and the key for secrets at rest. These are global flags of
 /// the command line (the `cli` module flattens them into its parser).
-#[derive(Debug, Clone, Default, Args)]
+#[derive(Clone, Default, Args)]
 pub struct GlobalArgs {
     /// TOML configuration file (see README "Configuration").
     #[arg(long, env = "HOOKGATE_CONFIG", global = true)]
@@ -55,7 +57,7 @@ pub struct GlobalArgs {
 }
 
 /// Settings of the running gateway; each also reads `HOOKGATE_<NAME>` and the file key `<name>`.
-#[derive(Debug, Clone, Default, Args)]
+#[derive(Clone, Default, Args)]
 pub struct ServeArgs {
     /// Address to listen on (file key `listen`).
     #[arg(long, env = "HOOKGATE_LISTEN")]
@@ -165,7 +167,7 @@ impl FromStr for Durability {
 }
 
 /// The TOML file, exactly as written (SPEC §1 plus the documented extra keys).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub listen: Option<String>,
@@ -184,7 +186,7 @@ pub struct FileConfig {
 }
 
 /// One `[[connections]]` table.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConnection {
     pub id: String,
@@ -408,6 +410,7 @@ impl Config {
         for (i, c) in file.connections.iter().enumerate() {
             let spec = connection_from_file(c)
                 .with_context(|| format!("connections[{i}] (id {:?})", c.id))?;
+            crate::policy::check_new_secrets(&spec).with_context(|| format!("connections[{i}]"))?;
             if !ids.insert(spec.id.clone()) {
                 bail!("connections[{i}].id: {:?} is declared twice", spec.id);
             }
@@ -537,20 +540,11 @@ fn check_database_url(url: &str) -> anyhow::Result<()> {
     }
 }
 
-/// The URL with any password replaced, for logs and `print-config`.
+/// The URL with any password replaced, for logs, errors and `print-config`: the password of
+/// the user-info part (everything up to the last `@`, so a password holding `@` is hidden
+/// whole) and the value of any `password` or `sslpassword` query parameter.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let creds = &url[scheme_end + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => {
-                    format!("{}{user}:<redacted>{}", &url[..scheme_end + 3], &url[at..])
-                }
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
+    redact::url(url)
 }
 
 /// Parses a CIDR, or a bare address as a single-host network.
@@ -727,13 +721,13 @@ tolerance_secs = 300
 [[connections]]
 id = "brevo-1"
 provider = "brevo"
-secrets = ["s3cret"]
+secrets = ["s3cret-s3cret-s3cret"]
 allow_ips = ["@brevo", "10.0.0.0/8"]
 auth = "header:X-Webhook-Secret"
 [[connections]]
 id = "supa"
 provider = "supabase"
-secrets = ["t"]
+secrets = ["supabase-token-0123"]
 auth = "query:token"
 email_path = "record.email"
 "#,
@@ -764,6 +758,7 @@ email_path = "record.email"
             ("[[connections]]\nid = \"a\"\nprovider = \"stripe\"\nsecrets = [\"x\"]\nsecret = \"y\"", "secret"),
             ("[[connections]]\nid = \"a\"\nprovider = \"stripe\"\nsecrets = [\"x\"]\n[[connections]]\nid = \"a\"\nprovider = \"stripe\"\nsecrets = [\"x\"]", "twice"),
             ("admin_token = \"short\"", "admin_token"),
+            ("[[connections]]\nid = \"rc\"\nprovider = \"revenuecat\"\nsecrets = [\"short\"]", "connection \"rc\": secrets[0] is shorter than 16"),
             ("database_url = \"mysql://x\"", "database_url"),
             ("secrets = [\"${HOOKGATE_SURELY_UNSET_VAR}\"]", "HOOKGATE_SURELY_UNSET_VAR"),
             ("secret_key = \"too-short\"", "HOOKGATE_SECRET_KEY"),

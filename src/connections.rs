@@ -238,6 +238,7 @@ pub async fn rotate(
         .adapter()
         .check_secret(&secret, spec.auth.as_ref())
         .map_err(|e| anyhow::anyhow!("secret: {e}"))?;
+    crate::policy::check_new_secret(&spec, 0, &secret)?;
     let mut secrets = vec![new.to_owned()];
     if !drop_old {
         secrets.extend(
@@ -314,6 +315,26 @@ impl Registry {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Logs a warning for each loaded connection with a shared secret shorter than
+    /// [`crate::policy::MIN_SHARED_SECRET_CHARS`]: stored before the minimum existed, it keeps
+    /// working, but a new one could not be saved.
+    pub fn warn_short_secrets(&self) {
+        let Ok(map) = self.live.read() else { return };
+        let mut ids: Vec<&String> = map.keys().collect();
+        ids.sort_unstable();
+        for id in ids {
+            let short = crate::policy::short_secrets(&map[id].spec);
+            if short > 0 {
+                tracing::warn!(
+                    connection = %id,
+                    short,
+                    minimum = crate::policy::MIN_SHARED_SECRET_CHARS,
+                    "connection has a shared secret shorter than the minimum; it keeps working, but rotate it to a longer one"
+                );
+            }
+        }
     }
 
     /// Reloads every connection from the database. Unchanged connections keep their rate

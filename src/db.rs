@@ -9,7 +9,7 @@ mod cache;
 mod postgres;
 pub mod rows;
 mod sql;
-mod sqlite;
+pub(crate) mod sqlite;
 
 use bytes::Bytes;
 use sqlx::{PgPool, SqlitePool};

@@ -11,6 +11,7 @@
 //! - [`resolution`]: identity resolution and status decisions for a batch, pure code over a
 //!   snapshot the store reads up front.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`policy`]: shared security rules (shared-secret length, event-time skew).
 //! - [`cli`]: the command line, one file per subcommand with its arguments and its handler.
 //!
 //! Provider-specific code (signatures, event ids and types) lives in the pure
@@ -29,6 +30,7 @@ pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod pipeline;
+pub mod policy;
 pub mod resolution;
 
 use std::sync::Arc;
@@ -155,6 +157,7 @@ impl Gateway {
             .reload(&db)
             .await
             .context("cannot load connections")?;
+        registry.warn_short_secrets();
         let metrics = Arc::new(Metrics::new());
         let signals = Arc::new(pipeline::Signals::default());
         let (writer, writer_task) =

@@ -15,5 +15,6 @@ mod operator_cli;
 mod outage;
 mod pipeline;
 mod secrets;
+mod security;
 mod support;
 mod webhooks;

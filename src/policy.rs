@@ -1,0 +1,140 @@
+//! Small security policies that several input paths share: how long a shared secret must be,
+//! how far in the future a provider's event time may lie.
+//!
+//! They live here, not in the config parser or the provider adapters, so that every path that
+//! takes new input (the config file, the CLI, the admin API) applies the same rule, while rows
+//! already stored keep working.
+
+use anyhow::bail;
+use hookgate_providers::{AuthKind, Secret};
+
+use crate::config::ConnectionSpec;
+
+/// Fewest characters a new shared secret (Supabase, RevenueCat, Brevo) may have. These
+/// providers sign nothing: the secret is all that tells a delivery from a forgery, and it is
+/// compared in constant time but its length is not hidden, so a short one can be guessed.
+pub const MIN_SHARED_SECRET_CHARS: usize = 16;
+
+/// How far past the receive time a provider's event time may lie before it is clamped to it.
+/// Provider clocks drift, so a little is allowed; more would let one delivery with a far-future
+/// time pin contact fields against every later change ("newest wins").
+pub const EVENT_TIME_SKEW_MS: i64 = 5 * 60 * 1000;
+
+fn is_short(secret: &Secret) -> bool {
+    secret.expose().chars().count() < MIN_SHARED_SECRET_CHARS
+}
+
+fn shared(spec: &ConnectionSpec) -> bool {
+    spec.provider.adapter().auth_kind() == AuthKind::SharedSecret
+}
+
+/// Refuses a new shared secret shorter than [`MIN_SHARED_SECRET_CHARS`] for a connection of an
+/// unsigned provider. The message names the connection and the secret's position, not its value.
+///
+/// # Errors
+/// Names the connection and which secret is too short.
+pub fn check_new_secret(
+    spec: &ConnectionSpec,
+    index: usize,
+    secret: &Secret,
+) -> anyhow::Result<()> {
+    if shared(spec) && is_short(secret) {
+        bail!(
+            "connection {:?}: secrets[{index}] is shorter than {MIN_SHARED_SECRET_CHARS} characters; {} does not sign its deliveries, so the shared secret is all that keeps forgeries out: use a long random one (for example `openssl rand -hex 24`)",
+            spec.id,
+            spec.provider
+        );
+    }
+    Ok(())
+}
+
+/// [`check_new_secret`] for every secret of a connection being created or replaced.
+///
+/// # Errors
+/// As [`check_new_secret`].
+pub fn check_new_secrets(spec: &ConnectionSpec) -> anyhow::Result<()> {
+    for (i, secret) in spec.secrets.iter().enumerate() {
+        check_new_secret(spec, i, secret)?;
+    }
+    Ok(())
+}
+
+/// How many of a stored connection's shared secrets are shorter than the minimum (they keep
+/// working; the gateway warns about them at start).
+pub fn short_secrets(spec: &ConnectionSpec) -> usize {
+    if shared(spec) {
+        spec.secrets.iter().filter(|s| is_short(s)).count()
+    } else {
+        0
+    }
+}
+
+/// Clamps an event time to at most `received_at_ms` plus [`EVENT_TIME_SKEW_MS`].
+pub fn clamp_event_time(occurred_at_ms: Option<i64>, received_at_ms: i64) -> Option<i64> {
+    occurred_at_ms.map(|at| at.min(received_at_ms.saturating_add(EVENT_TIME_SKEW_MS)))
+}
+
+#[cfg(test)]
+mod tests {
+    use hookgate_providers::ProviderId;
+
+    use super::*;
+
+    fn spec(provider: ProviderId, secret: &str) -> anyhow::Result<ConnectionSpec> {
+        let auth = (provider.adapter().auth_kind() == AuthKind::SharedSecret).then_some("bearer");
+        ConnectionSpec::build(
+            "conn-a",
+            provider,
+            None,
+            vec![secret.to_owned()],
+            None,
+            Vec::new(),
+            auth,
+            None,
+            None,
+            None,
+            true,
+        )
+    }
+
+    #[test]
+    fn short_shared_secrets_are_refused_naming_the_connection() {
+        for provider in [
+            ProviderId::Supabase,
+            ProviderId::Revenuecat,
+            ProviderId::Brevo,
+        ] {
+            let short = spec(provider, "fifteen-chars-x").expect("valid spec");
+            let message = format!("{:#}", check_new_secrets(&short).expect_err("short"));
+            assert!(message.contains("\"conn-a\""), "{message}");
+            assert!(message.contains("secrets[0]"), "{message}");
+            assert!(!message.contains("fifteen-chars-x"), "{message}");
+            assert_eq!(short_secrets(&short), 1);
+            let long = spec(provider, "sixteen-chars-xy").expect("valid spec");
+            check_new_secrets(&long).expect("16 characters pass");
+            assert_eq!(short_secrets(&long), 0);
+        }
+        // Signing secrets are checked by their provider, not here.
+        let stripe = spec(ProviderId::Stripe, "whsec_x").expect("valid spec");
+        check_new_secrets(&stripe).expect("not a shared secret");
+        assert_eq!(short_secrets(&stripe), 0);
+    }
+
+    #[test]
+    fn event_times_are_clamped_to_the_receive_time_plus_skew() {
+        let received = 1_800_000_000_000;
+        assert_eq!(clamp_event_time(None, received), None);
+        assert_eq!(
+            clamp_event_time(Some(received - 5), received),
+            Some(received - 5)
+        );
+        assert_eq!(
+            clamp_event_time(Some(received + 1_000), received),
+            Some(received + 1_000)
+        );
+        assert_eq!(
+            clamp_event_time(Some(i64::MAX), received),
+            Some(received + EVENT_TIME_SKEW_MS)
+        );
+    }
+}

@@ -1,0 +1,191 @@
+//! Regression tests for the findings of the security review: each reproduces the attack against
+//! the real `hookgate` binary over loopback (or the gateway in process, over loopback HTTP, where
+//! the attack needs a store a test can inspect) and checks the guard holds.
+
+use std::path::Path;
+use std::time::Duration;
+
+use hookgate::config::ConnectionSpec;
+use hookgate::providers::ProviderId;
+use reqwest::StatusCode;
+
+use crate::backend_tests;
+use crate::cli::{hookgate, run, Server};
+use crate::support::{fixture, Backend, TestStore};
+
+fn write_config(dir: &Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("hookgate.toml");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+backend_tests!(short_shared_secrets_are_refused_but_stored_ones_keep_working);
+
+/// Finding: a one-character shared secret was accepted for the unsigned providers, so a
+/// Brevo or Supabase receive URL could be forged after a few guesses.
+async fn short_shared_secrets_are_refused_but_stored_ones_keep_working(backend: Backend) {
+    let store = TestStore::new(&backend).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let db = store.binary_url();
+
+    // The config file: refused, naming the connection, never echoing the secret.
+    let config = write_config(
+        dir.path(),
+        "[[connections]]\nid = \"rc-short\"\nprovider = \"revenuecat\"\nsecrets = [\"tiny-secret-1\"]\n",
+    );
+    let (ok, _, err) = run(hookgate(dir.path(), &db)
+        .arg("--config")
+        .arg(&config)
+        .args(["serve", "--listen", "127.0.0.1:0"]));
+    assert!(!ok, "a short secret in the file is refused:\n{err}");
+    assert!(
+        err.contains("\"rc-short\"") && err.contains("shorter than 16 characters"),
+        "{err}"
+    );
+    assert!(!err.contains("tiny-secret-1"), "{err}");
+
+    // The CLI: refused the same way, for each unsigned provider.
+    for provider in ["supabase", "brevo", "revenuecat"] {
+        let (ok, _, err) = run(hookgate(dir.path(), &db).args([
+            "connections",
+            "add",
+            "cli-short",
+            "--provider",
+            provider,
+            "--secret",
+            "fifteen-chars-x",
+        ]));
+        assert!(!ok, "{provider}: a 15-character secret is refused");
+        assert!(err.contains("\"cli-short\"") && err.contains("16"), "{err}");
+    }
+    let (ok, _, err) = run(hookgate(dir.path(), &db).args([
+        "connections",
+        "add",
+        "cli-long",
+        "--provider",
+        "brevo",
+        "--secret",
+        "sixteen-chars-xy",
+    ]));
+    assert!(ok, "16 characters are enough: {err}");
+    // Rotating to a short secret is refused too.
+    let (ok, _, err) = run(hookgate(dir.path(), &db).args([
+        "connections",
+        "rotate",
+        "cli-long",
+        "--secret",
+        "short",
+    ]));
+    assert!(!ok && err.contains("\"cli-long\""), "{err}");
+
+    // A short secret stored before the rule existed keeps working, with a warning at start.
+    let legacy = ConnectionSpec::build(
+        "rc-legacy",
+        ProviderId::Revenuecat,
+        None,
+        vec!["old-short".into()],
+        None,
+        Vec::new(),
+        Some("bearer"),
+        None,
+        None,
+        None,
+        true,
+    )
+    .expect("spec");
+    hookgate::connections::save(&store.db, &legacy, None, "cli", true, hookgate::now_ms())
+        .await
+        .expect("store the legacy connection");
+    let mut cmd = hookgate(dir.path(), &db);
+    cmd.args(["serve", "--listen", "127.0.0.1:0"]);
+    let server = tokio::task::spawn_blocking(move || Server::start(cmd))
+        .await
+        .expect("start");
+    let log = server.log();
+    assert!(
+        log.contains("WARN")
+            && log.contains("rc-legacy")
+            && log.contains("shorter than the minimum"),
+        "{log}"
+    );
+    assert!(!log.contains("old-short"), "{log}");
+    let client = reqwest::Client::new();
+    let url = server.url("/integrations/revenuecat/webhook/rc-legacy");
+    let body = fixture(ProviderId::Revenuecat, "INITIAL_PURCHASE.json");
+    let answer = client
+        .post(&url)
+        .bearer_auth("old-short")
+        .body(body.clone())
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(
+        answer.status(),
+        StatusCode::OK,
+        "the stored short secret still works"
+    );
+    let answer = client
+        .post(&url)
+        .bearer_auth("old-shorT")
+        .body(body)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(answer.status(), StatusCode::UNAUTHORIZED);
+    server.stop();
+}
+
+/// Finding: `print-config` and errors showed a PostgreSQL password given as `password=` in the
+/// query, or the part after the first `@` of a password holding one.
+#[test]
+fn database_passwords_never_reach_print_config_or_errors() {
+    let dir = tempfile::tempdir().expect("dir");
+    for url in [
+        "postgres://app:pa@ss-word-1@127.0.0.1:1/db",
+        "postgres://app@127.0.0.1:1/db?sslmode=disable&password=pa@ss-word-1",
+    ] {
+        let (ok, out, err) = run(hookgate(dir.path(), url).arg("print-config"));
+        assert!(ok, "{err}");
+        assert!(out.contains("<redacted>"), "{out}");
+        assert!(
+            !out.contains("ss-word-1"),
+            "print-config shows the password:\n{out}"
+        );
+        // Connecting fails (nothing listens on port 1); the error must not carry it either.
+        let (ok, out, err) = run(hookgate(dir.path(), url).args(["connections", "list"]));
+        assert!(!ok);
+        assert!(
+            !err.contains("ss-word-1") && !out.contains("ss-word-1"),
+            "{err}"
+        );
+    }
+    let (ok, _, err) =
+        run(hookgate(dir.path(), "mysql://app:pa@ss-word-1@h/db").arg("print-config"));
+    assert!(!ok && err.contains("database_url"), "{err}");
+    assert!(!err.contains("ss-word-1"), "{err}");
+}
+
+/// Finding: the SQLite database (payloads with personal data) was created world-readable under
+/// the usual umask 022, and so were its backups.
+#[cfg(unix)]
+#[test]
+fn sqlite_files_are_created_owner_only() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("dir");
+    let db = format!("sqlite://{}", dir.path().join("private.db").display());
+    let (ok, _, err) = run(hookgate(dir.path(), &db).args(["connections", "list"]));
+    assert!(ok, "{err}");
+    let backup = dir.path().join("copy.db");
+    let (ok, _, err) = run(hookgate(dir.path(), &db).arg("backup").arg(&backup));
+    assert!(ok, "{err}");
+    for name in ["private.db", "private.db-wal", "private.db-shm", "copy.db"] {
+        let path = dir.path().join(name);
+        let Ok(meta) = std::fs::metadata(&path) else {
+            // The WAL files go away when the last connection closes cleanly.
+            assert!(name.contains('-'), "{name} was not created");
+            continue;
+        };
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{name}");
+    }
+}
