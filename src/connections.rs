@@ -85,10 +85,7 @@ impl Live {
 
     /// Whether `addr` may deliver to this connection.
     pub fn allows(&self, addr: IpAddr) -> bool {
-        let addr = match addr {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
-            v4 => v4,
-        };
+        let addr = crate::http::webhook::unmapped(addr);
         self.allow.is_empty() || self.allow.iter().any(|net| net.contains(&addr))
     }
 

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, Uri};
+use axum::http::{HeaderMap, HeaderValue, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
@@ -358,30 +358,69 @@ pub(crate) async fn read_body(
 }
 
 /// The address allowlists check: the TCP peer, or when the peer is a trusted proxy, the
-/// right-most `X-Forwarded-For` hop that is not itself a trusted proxy.
+/// `X-Forwarded-For` chain walked from the right: trusted hops are skipped and the first entry
+/// that parses as an address (`ip`, `ip:port` or `[v6]:port`) and is not trusted is the client.
+/// Entries that do not parse are skipped; they never make the proxy itself the client (a proxy
+/// in an allowlist would otherwise admit anyone who sends a garbled header through it). A chain
+/// with no usable entry gives [`UNKNOWN_CLIENT`], which no allowlist short of `0.0.0.0/0`
+/// admits; a trusted peer that sends no header at all is itself the client. IPv4-mapped IPv6
+/// addresses (`::ffff:a.b.c.d`) are unmapped first, so they match IPv4 networks.
 pub fn client_addr(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
-    let peer_ip = peer.ip();
+    let peer_ip = unmapped(peer.ip());
     if !is_trusted(&peer_ip) {
         return peer_ip;
     }
-    let mut hops: Vec<IpAddr> = Vec::new();
-    for value in headers.get_all("x-forwarded-for") {
+    let values: Vec<&HeaderValue> = headers.get_all("x-forwarded-for").iter().collect();
+    if values.is_empty() {
+        return peer_ip;
+    }
+    let mut leftmost_trusted = None;
+    let mut garbage = false;
+    for value in values.iter().rev() {
+        // A value that is not even text is garbage as a whole.
         let Ok(text) = value.to_str() else {
-            return peer_ip;
+            garbage = true;
+            continue;
         };
-        for hop in text.split(',') {
-            match hop.trim().parse::<IpAddr>() {
-                Ok(ip) => hops.push(ip),
-                // A garbled chain cannot be trusted past this point; fall back to the peer.
-                Err(_) => return peer_ip,
+        for hop in text.rsplit(',') {
+            let Some(ip) = parse_hop(hop) else {
+                garbage = true;
+                continue;
+            };
+            if !is_trusted(&ip) {
+                return ip;
             }
+            leftmost_trusted = Some(ip);
         }
     }
-    hops.into_iter()
-        .rev()
-        .find(|ip| !is_trusted(ip))
-        .unwrap_or(peer_ip)
+    // Every hop was a trusted proxy: the request started inside the trusted network, unless
+    // some entry could not be read, and then who sent it is unknown.
+    match leftmost_trusted {
+        Some(ip) if !garbage => ip,
+        _ => UNKNOWN_CLIENT,
+    }
+}
+
+/// The client address of a request whose forwarded chain names no usable address.
+pub const UNKNOWN_CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+
+/// One `X-Forwarded-For` entry as an address: `ip`, `ip:port` or `[v6]:port` (some proxies add
+/// the port), unmapped.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    hop.parse::<IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<SocketAddr>().ok().map(|s| s.ip()))
+        .map(unmapped)
+}
+
+/// `::ffff:a.b.c.d` as `a.b.c.d`; every other address as it is.
+pub fn unmapped(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
 }
 
 /// Headers whose values the log keeps for a request to a connection it does not know (an
@@ -496,22 +535,62 @@ mod tests {
     use super::*;
 
     #[test]
-    fn forwarded_for_uses_rightmost_untrusted_hop() {
-        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().expect("net")];
+    fn forwarded_for_table() {
+        let trusted: Vec<IpNet> = vec![
+            "10.0.0.0/8".parse().expect("net"),
+            "fd00::/8".parse().expect("net"),
+        ];
+        let proxy = "10.0.0.1:5000";
+        let mapped_proxy = "[::ffff:10.0.0.1]:5000";
+        let unknown = UNKNOWN_CLIENT.to_string();
+        // (peer, X-Forwarded-For values, expected client)
+        let table: &[(&str, &[&str], &str)] = &[
+            // Not a trusted peer: the header is ignored.
+            ("9.9.9.9:5000", &["1.2.3.4"], "9.9.9.9"),
+            // A trusted peer without the header is the client itself.
+            (proxy, &[], "10.0.0.1"),
+            // Right-most untrusted hop; trusted hops skipped; the left part is the client's own.
+            (proxy, &["1.2.3.4, 5.6.7.8, 10.0.0.2"], "5.6.7.8"),
+            (proxy, &["1.2.3.4", "5.6.7.8, 10.0.0.2"], "5.6.7.8"),
+            // Garbage is skipped and never makes the proxy the client.
+            (proxy, &["1.2.3.4, junk"], "1.2.3.4"),
+            (proxy, &["junk"], &unknown),
+            (proxy, &[""], &unknown),
+            (proxy, &["junk, 10.0.0.3"], &unknown),
+            (proxy, &["unknown, 5.6.7.8, , garbage"], "5.6.7.8"),
+            // ip:port entries are addresses, not garbage.
+            (proxy, &["1.2.3.4:4711"], "1.2.3.4"),
+            (proxy, &["[2001:db8::1]:4711, 10.0.0.2:80"], "2001:db8::1"),
+            (proxy, &["10.0.0.2:80"], "10.0.0.2"),
+            // IPv4-mapped IPv6 is unmapped for the trust check and the answer.
+            (mapped_proxy, &["1.2.3.4"], "1.2.3.4"),
+            (proxy, &["5.6.7.8, ::ffff:10.0.0.9"], "5.6.7.8"),
+            (proxy, &["::ffff:5.6.7.8"], "5.6.7.8"),
+            ("[::ffff:9.9.9.9]:1", &["1.2.3.4"], "9.9.9.9"),
+            // Every hop trusted: the request began inside the trusted network.
+            (proxy, &["10.0.0.7, 10.0.0.2"], "10.0.0.7"),
+            ("[fd00::1]:5000", &["2001:db8::5, fd00::2"], "2001:db8::5"),
+        ];
+        for (peer, values, expected) in table {
+            let mut headers = HeaderMap::new();
+            for v in *values {
+                headers.append("x-forwarded-for", v.parse().expect("value"));
+            }
+            let peer: SocketAddr = peer.parse().expect("peer");
+            assert_eq!(
+                client_addr(peer, &headers, &trusted).to_string(),
+                *expected,
+                "peer {peer}, X-Forwarded-For {values:?}"
+            );
+        }
+        // A value that is not text is garbage too.
         let mut headers = HeaderMap::new();
-        headers.insert(
+        headers.append(
             "x-forwarded-for",
-            "1.2.3.4, 5.6.7.8, 10.0.0.2".parse().expect("v"),
+            HeaderValue::from_bytes(b"1.2.3.4\xff").expect("value"),
         );
-        let proxy: SocketAddr = "10.0.0.1:5000".parse().expect("addr");
-        assert_eq!(
-            client_addr(proxy, &headers, &trusted),
-            "5.6.7.8".parse::<IpAddr>().expect("ip")
-        );
-        let direct: SocketAddr = "9.9.9.9:5000".parse().expect("addr");
-        assert_eq!(client_addr(direct, &headers, &trusted), direct.ip());
-        headers.insert("x-forwarded-for", "1.2.3.4, junk".parse().expect("v"));
-        assert_eq!(client_addr(proxy, &headers, &trusted), proxy.ip());
+        let peer: SocketAddr = proxy.parse().expect("peer");
+        assert_eq!(client_addr(peer, &headers, &trusted), UNKNOWN_CLIENT);
     }
 
     #[test]

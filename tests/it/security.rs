@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 
 use crate::backend_tests;
 use crate::cli::{hookgate, run, Server};
-use crate::support::{fixture, Backend, TestStore};
+use crate::support::{fixture, Backend, Delivered, TestApp, TestStore};
 
 fn write_config(dir: &Path, text: &str) -> std::path::PathBuf {
     let path = dir.join("hookgate.toml");
@@ -188,4 +188,59 @@ fn sqlite_files_are_created_owner_only() {
         };
         assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{name}");
     }
+}
+
+backend_tests!(forwarded_for_garbage_does_not_make_the_proxy_the_client);
+
+/// Finding: behind a trusted proxy, a client that sent `X-Forwarded-For: junk` was taken to be
+/// the proxy itself, so a connection allowlisting the proxy's network admitted it; an `ip:port`
+/// entry did the same.
+async fn forwarded_for_garbage_does_not_make_the_proxy_the_client(backend: Backend) {
+    const SECRET: &str = "brevo-shared-secret-0123";
+    let app = TestApp::builder(backend)
+        .config(|c| c.trusted_proxies = vec!["127.0.0.0/8".parse().expect("net")])
+        .connection_with("proxied", ProviderId::Brevo, &[SECRET], |s| {
+            // The proxy's own network, and one outside client.
+            s.allow_ips = vec!["127.0.0.0/8".into(), "203.0.113.7/32".into()];
+        })
+        .start()
+        .await;
+    let send = |xff: &'static str, ts: u32| {
+        let app = &app;
+        async move {
+            let body = format!(
+                r#"{{"event":"delivered","email":"a@example.com","id":{ts},"ts_epoch":{ts}}}"#
+            );
+            let request = app
+                .client
+                .post(app.receive_url(ProviderId::Brevo, "proxied"))
+                .bearer_auth(SECRET)
+                .header("x-forwarded-for", xff)
+                .body(body);
+            Delivered::read(request.send().await.expect("send")).await
+        }
+    };
+    for (i, xff) in [
+        "junk",
+        "junk, 127.0.0.5",
+        "8.8.8.8:53",
+        "::ffff:8.8.8.8",
+        "",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let ts = u32::try_from(i).expect("small") + 1;
+        send(xff, ts).await.assert_error(403, "ip_not_allowed");
+    }
+    // The real client, written as ip:port or IPv4-mapped, is still found and allowed.
+    send("203.0.113.7:4711", 10)
+        .await
+        .assert_outcome("accepted");
+    send("::ffff:203.0.113.7", 11)
+        .await
+        .assert_outcome("accepted");
+    send("garbage, 203.0.113.7, 127.0.0.9", 12)
+        .await
+        .assert_outcome("accepted");
 }
