@@ -244,3 +244,53 @@ async fn forwarded_for_garbage_does_not_make_the_proxy_the_client(backend: Backe
         .await
         .assert_outcome("accepted");
 }
+
+backend_tests!(a_far_future_event_time_cannot_pin_contact_values);
+
+/// Finding: "newest wins" trusted the provider's event time as given, so one delivery carrying
+/// a far-future time (a header a Shopify sender controls, or a body field of an unsigned
+/// provider) kept its values against every later update. Times are clamped to the receive time
+/// plus five minutes.
+async fn a_far_future_event_time_cannot_pin_contact_values(backend: Backend) {
+    const SECRET: &str = "whsec_security_clamp_test";
+    let app = TestApp::builder(backend)
+        .connection("stripe", ProviderId::Stripe, &[SECRET])
+        .start()
+        .await;
+    let body = |id: &str, name: &str, created: i64| {
+        serde_json::json!({"id": id, "object": "event", "type": "customer.updated", "created": created,
+            "data": {"object": {"id": "cus_clamp", "object": "customer", "email": "clamp@example.com", "name": name}}})
+        .to_string()
+        .into_bytes()
+    };
+    let now_secs = hookgate::now_ms() / 1000;
+    app.deliver(
+        ProviderId::Stripe,
+        "stripe",
+        &body("evt_pin", "Pinned Forever", now_secs + 100 * 86_400),
+        SECRET,
+        crate::support::now_options(),
+    )
+    .await
+    .assert_outcome("accepted");
+    crate::pipeline::settle(&app.store.db).await;
+    // A genuine later update, 2.5 s on, whose own time is a little ahead (within the skew).
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let later = hookgate::now_ms() / 1000 + 299;
+    app.deliver(
+        ProviderId::Stripe,
+        "stripe",
+        &body("evt_later", "Fresh Value", later),
+        SECRET,
+        crate::support::now_options(),
+    )
+    .await
+    .assert_outcome("accepted");
+    crate::pipeline::settle(&app.store.db).await;
+    let contact = app
+        .admin_get("/admin/contacts/clamp@example.com")
+        .await
+        .json();
+    assert_eq!(contact["first_name"], "Fresh", "{contact}");
+    assert_eq!(contact["last_name"], "Value", "{contact}");
+}
