@@ -78,6 +78,8 @@ pub struct Inner {
     pub signals: Arc<pipeline::Signals>,
     /// Field definitions and trigger schemas known to be stored (skips no-op writes).
     pub known: db::Known,
+    /// How many requests to unknown connection ids each client address may still have logged.
+    pub unknown_log: http::webhook::UnknownIdLog,
 }
 
 impl std::ops::Deref for AppState {
@@ -172,6 +174,7 @@ impl Gateway {
                 metrics,
                 signals,
                 known: db::Known::default(),
+                unknown_log: http::webhook::UnknownIdLog::new(),
             }),
         };
         let mut workers = Vec::new();
@@ -192,6 +195,7 @@ impl Gateway {
                 // SQLite checkpoints run here, off the writer's commit path, every 250 ms.
                 tokio::time::sleep(CHECKPOINT_INTERVAL).await;
                 let Some(inner) = weak.upgrade() else { break };
+                inner.unknown_log.forget_idle();
                 if let Err(error) = inner.db.checkpoint().await {
                     tracing::warn!(error = %error, "WAL checkpoint failed; will retry");
                 }

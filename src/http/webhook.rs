@@ -34,6 +34,52 @@ pub const REJECT_BODY_PREFIX: usize = 4096;
 const RATE_LIMITED_DRAIN_BYTES: usize = 64 * 1024;
 /// How long a handler waits for its batch to commit before answering 503.
 const STORE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How much header text (the JSON of the pairs) a rejected request's log row keeps, and how
+/// much of its path and query: a stranger can send about 256 KiB of headers per request.
+pub const REJECT_HEADER_TEXT: usize = 8 * 1024;
+pub const REJECT_PATH_TEXT: usize = 1024;
+/// Requests to unknown connection ids logged per client address and minute (and as a burst);
+/// the rest are answered the same 404 and counted in `hookgate_unknown_connection_log_dropped`.
+pub const UNKNOWN_ID_LOG_PER_MINUTE: u32 = 10;
+/// Client addresses the unknown-id budget tracks at most; past this, new addresses are not
+/// logged until idle ones are forgotten (a flood from many addresses cannot grow it).
+const UNKNOWN_ID_LOG_ADDRESSES: usize = 100_000;
+
+/// The per-client-address budget of unknown-id requests written to the ingest log.
+pub struct UnknownIdLog {
+    limiter: governor::DefaultKeyedRateLimiter<IpAddr>,
+}
+
+impl Default for UnknownIdLog {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl UnknownIdLog {
+    pub fn new() -> Self {
+        let n = std::num::NonZeroU32::new(UNKNOWN_ID_LOG_PER_MINUTE)
+            .unwrap_or(std::num::NonZeroU32::MIN);
+        UnknownIdLog {
+            limiter: governor::RateLimiter::keyed(governor::Quota::per_minute(n)),
+        }
+    }
+
+    /// Whether one more request from `client` may be logged.
+    pub fn allow(&self, client: IpAddr) -> bool {
+        if self.limiter.len() >= UNKNOWN_ID_LOG_ADDRESSES {
+            return false;
+        }
+        self.limiter.check_key(&client).is_ok()
+    }
+
+    /// Forgets addresses whose budget is full again (called every few hundred milliseconds).
+    pub fn forget_idle(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+    }
+}
+
 /// Headers whose values carry secrets (plus a connection's own `header:<Name>`).
 const SECRET_HEADERS: &[&str] = &[
     "authorization",
@@ -116,6 +162,12 @@ impl Delivery<'_> {
         };
         let truncated = prefix.len() < size;
         let mut row = self.row(IngestKind::Rejected, status, prefix, size);
+        // A refused request is a stranger's text: keep enough to diagnose, never all of it.
+        row.headers = capped_headers(
+            header_pairs(self.headers, self.live.as_ref().map(|l| &l.spec)),
+            REJECT_HEADER_TEXT,
+        );
+        row.path = capped_text(row.path, REJECT_PATH_TEXT);
         row.body_truncated = truncated;
         row.reason = Some(reason);
         tracing::info!(
@@ -186,9 +238,13 @@ pub async fn receive(
     let live = match live {
         Some(live) if live.spec.provider == provider && live.spec.enabled => live,
         _ => {
-            // Log only ids that could be real, so random probing cannot fill the log with junk.
+            // Log only ids that could be real, so random probing cannot fill the log with junk,
+            // and only so many per client address.
             if crate::config::valid_connection_id(&d.connection_id) {
-                return d.reject(AppError::NotFound, None);
+                if state.unknown_log.allow(client) {
+                    return d.reject(AppError::NotFound, None);
+                }
+                state.metrics.unknown_log_dropped.inc();
             }
             d.count(Outcome::Rejected, 404);
             return AppError::NotFound.into_response();
@@ -472,7 +528,12 @@ fn holds_secret(value: &[u8], spec: &ConnectionSpec) -> bool {
 /// secrets; for a request to a connection this process does not know (`spec` is `None`), every
 /// value outside [`KNOWN_SAFE_HEADERS`].
 pub fn redacted_headers(headers: &HeaderMap, spec: Option<&ConnectionSpec>) -> String {
-    let pairs: Vec<[String; 2]> = headers
+    serde_json::to_string(&header_pairs(headers, spec)).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// The pairs [`redacted_headers`] serializes.
+fn header_pairs(headers: &HeaderMap, spec: Option<&ConnectionSpec>) -> Vec<[String; 2]> {
+    headers
         .iter()
         .map(|(name, value)| {
             let secret = SECRET_HEADERS.contains(&name.as_str())
@@ -491,12 +552,84 @@ pub fn redacted_headers(headers: &HeaderMap, spec: Option<&ConnectionSpec>) -> S
             let value = if secret {
                 "[redacted]".to_owned()
             } else {
-                String::from_utf8_lossy(value.as_bytes()).into_owned()
+                text_of(value.as_bytes())
             };
             [name.as_str().to_owned(), value]
         })
-        .collect();
-    serde_json::to_string(&pairs).unwrap_or_else(|_| "[]".to_owned())
+        .collect()
+}
+
+/// `bytes` as text without growing it: UTF-8 stays as it is and each byte that is not part of
+/// valid UTF-8 becomes one `?` (rather than a three-byte U+FFFD).
+fn text_of(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        out.extend(std::iter::repeat_n('?', chunk.invalid().len()));
+    }
+    out
+}
+
+/// The JSON of `pairs`, at most `cap` bytes: pairs past the cap are left out (the last one
+/// that fits in part is cut) and a final `["hookgate-truncated", "..."]` pair says how many
+/// headers and bytes were dropped.
+fn capped_headers(pairs: Vec<[String; 2]>, cap: usize) -> String {
+    const MARKER_ROOM: usize = 96;
+    let budget = cap.saturating_sub(MARKER_ROOM);
+    let total = pairs.len();
+    let mut kept: Vec<[String; 2]> = Vec::new();
+    let mut used = 2; // the brackets
+    let mut dropped_bytes = 0usize;
+    let mut cut = false;
+    let mut whole = 0usize;
+    for [name, value] in pairs {
+        let size = serde_json::to_string(&[&name, &value]).map_or(0, |t| t.len()) + 1;
+        if !cut && used + size <= budget {
+            used += size;
+            kept.push([name, value]);
+            whole += 1;
+            continue;
+        }
+        if !cut {
+            // Keep what fits of this value, cut at a character boundary.
+            let room = budget.saturating_sub(used + name.len() + 16);
+            let escaped_len = |t: &str| serde_json::to_string(t).map_or(0, |j| j.len());
+            let mut end = room.min(value.len());
+            while end > 0 && (!value.is_char_boundary(end) || escaped_len(&value[..end]) > room) {
+                end -= 1;
+            }
+            if end > 0 {
+                dropped_bytes += value.len() - end;
+                let partial = format!("{}…", &value[..end]);
+                used += escaped_len(&partial) + name.len() + 8;
+                kept.push([name, partial]);
+                cut = true;
+                continue;
+            }
+            cut = true;
+        }
+        dropped_bytes += name.len() + value.len();
+    }
+    let mut text_pairs = kept;
+    if cut {
+        text_pairs.push([
+            "hookgate-truncated".to_owned(),
+            format!("{whole} of {total} headers kept whole; {dropped_bytes} bytes dropped"),
+        ]);
+    }
+    serde_json::to_string(&text_pairs).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// `text` cut to at most `cap` bytes at a character boundary, marked when cut.
+fn capped_text(text: String, cap: usize) -> String {
+    if text.len() <= cap {
+        return text;
+    }
+    let mut end = cap;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…[truncated, {} bytes]", &text[..end], text.len())
 }
 
 /// The path and query with secret values redacted: the usual credential parameters, the
@@ -533,6 +666,34 @@ pub fn redacted_path(uri: &Uri, spec: Option<&ConnectionSpec>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderName;
+
+    #[test]
+    fn rejected_header_text_is_capped_marked_and_not_inflated() {
+        let mut headers = HeaderMap::new();
+        for i in 0..60 {
+            let name = HeaderName::from_bytes(format!("x-shopify-h{i}").as_bytes()).expect("name");
+            headers.insert(name, HeaderValue::from_bytes(&[0xff; 500]).expect("value"));
+        }
+        let pairs = header_pairs(&headers, None);
+        // One byte that is not UTF-8 stays one byte of text.
+        assert!(pairs
+            .iter()
+            .all(|[_, v]| v.len() == 500 && !v.contains('\u{FFFD}')));
+        let text = capped_headers(pairs, REJECT_HEADER_TEXT);
+        assert!(text.len() <= REJECT_HEADER_TEXT, "{}", text.len());
+        let parsed: Vec<[String; 2]> = serde_json::from_str(&text).expect("valid JSON");
+        let marker = &parsed.last().expect("marker")[1];
+        assert_eq!(parsed.last().expect("marker")[0], "hookgate-truncated");
+        assert!(marker.contains("of 60 headers kept whole"), "{marker}");
+        // Small header sets are stored whole, without a marker.
+        let mut few = HeaderMap::new();
+        few.insert("content-type", HeaderValue::from_static("application/json"));
+        let text = capped_headers(header_pairs(&few, None), REJECT_HEADER_TEXT);
+        assert_eq!(text, r#"[["content-type","application/json"]]"#);
+        assert_eq!(capped_text("abc".into(), 8), "abc");
+        assert!(capped_text("é".repeat(100), 9).starts_with("éééé…[truncated"));
+    }
 
     #[test]
     fn forwarded_for_table() {
