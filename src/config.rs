@@ -31,6 +31,7 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 pub const DEFAULT_RATE_LIMIT_PER_SEC: u32 = 1000;
 pub const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
 pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 30;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 
 /// Where the settings come from, and the settings every subcommand that opens the store needs:
 /// the `--config` file, the database and the key for secrets at rest. These are global flags of
@@ -97,6 +98,11 @@ pub struct ServeArgs {
     /// crash, not a power loss) (file key `durability`).
     #[arg(long, env = "HOOKGATE_DURABILITY")]
     pub durability: Option<Durability>,
+
+    /// Most client connections open at once; past it the accept loop waits (file key
+    /// `max_connections`).
+    #[arg(long, env = "HOOKGATE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
 
     /// Do not apply migrations at start.
     #[arg(long, env = "HOOKGATE_NO_MIGRATE")]
@@ -181,6 +187,7 @@ pub struct FileConfig {
     pub body_timeout_secs: Option<u64>,
     pub durability: Option<Durability>,
     pub secret_key: Option<String>,
+    pub max_connections: Option<usize>,
     #[serde(default)]
     pub connections: Vec<FileConnection>,
 }
@@ -253,6 +260,8 @@ pub struct Config {
     pub header_timeout_secs: u64,
     pub body_timeout_secs: u64,
     pub durability: Durability,
+    /// Most client connections served at once.
+    pub max_connections: usize,
     pub migrate: bool,
     /// Whether this process runs normalization workers.
     pub workers: bool,
@@ -277,6 +286,7 @@ impl fmt::Debug for Config {
             .field("header_timeout_secs", &self.header_timeout_secs)
             .field("body_timeout_secs", &self.body_timeout_secs)
             .field("durability", &self.durability)
+            .field("max_connections", &self.max_connections)
             .field("migrate", &self.migrate)
             .field("workers", &self.workers)
             .field(
@@ -304,6 +314,7 @@ impl Config {
             header_timeout_secs: DEFAULT_HEADER_TIMEOUT_SECS,
             body_timeout_secs: DEFAULT_BODY_TIMEOUT_SECS,
             durability: Durability::Full,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             migrate: true,
             workers: true,
             secret_key: None,
@@ -405,6 +416,13 @@ impl Config {
                 bail!("admin_token: use at least 16 characters (it has every admin scope)");
             }
         }
+        let max_connections = args
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        if !(1..=1_000_000).contains(&max_connections) {
+            bail!("max_connections: {max_connections} is out of range (1 to 1000000)");
+        }
         let mut ids = BTreeSet::new();
         let mut connections = Vec::new();
         for (i, c) in file.connections.iter().enumerate() {
@@ -427,6 +445,7 @@ impl Config {
             header_timeout_secs,
             body_timeout_secs,
             durability: args.durability.or(file.durability).unwrap_or_default(),
+            max_connections,
             migrate: !args.no_migrate,
             workers: !args.no_workers,
             secret_key,

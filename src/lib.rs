@@ -231,7 +231,9 @@ impl Gateway {
             Duration::from_secs(config.header_timeout_secs),
             Duration::from_secs(config.body_timeout_secs),
             config.max_body_bytes,
-        );
+        )
+        .with_max_connections(config.max_connections);
+        let at_cap = self.state.metrics.connections_at_cap.clone();
         let router = app(self.state.clone());
         let signals = Arc::clone(&self.state.signals);
         // On shutdown, end event streams first: they would otherwise hold their connections open.
@@ -242,7 +244,8 @@ impl Gateway {
                 .store(true, std::sync::atomic::Ordering::Relaxed);
             signals.fires.notify_waiters();
         };
-        let result = http::serve::serve(listener, router, limits, shutdown).await;
+        let result =
+            http::serve::serve_counted(listener, router, limits, shutdown, Some(at_cap)).await;
         self.shutdown().await;
         result
     }

@@ -78,6 +78,7 @@ impl fmt::Debug for ServeArgs {
             .field("header_timeout_secs", &self.header_timeout_secs)
             .field("body_timeout_secs", &self.body_timeout_secs)
             .field("durability", &self.durability)
+            .field("max_connections", &self.max_connections)
             .field("no_migrate", &self.no_migrate)
             .field("no_workers", &self.no_workers)
             .finish_non_exhaustive()
@@ -98,6 +99,7 @@ impl fmt::Debug for FileConfig {
             .field("body_timeout_secs", &self.body_timeout_secs)
             .field("durability", &self.durability)
             .field("secret_key", &secret(self.secret_key.as_ref()))
+            .field("max_connections", &self.max_connections)
             .field("connections", &self.connections)
             .finish_non_exhaustive()
     }
