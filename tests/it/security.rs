@@ -513,8 +513,7 @@ async fn unauthenticated_admin_bodies_are_not_buffered() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let held = rss_kib(server.pid());
     eprintln!(
-        "RSS with 200 unauthenticated unfinished 2 MiB bodies: {} KiB (baseline {} KiB)",
-        held, baseline
+        "RSS with 200 unauthenticated unfinished 2 MiB bodies: {held} KiB (baseline {baseline} KiB)"
     );
     release_tx.send(true).expect("release");
     for task in tasks {
