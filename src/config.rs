@@ -188,6 +188,7 @@ pub struct FileConfig {
     pub durability: Option<Durability>,
     pub secret_key: Option<String>,
     pub max_connections: Option<usize>,
+    pub retention: Option<crate::retention::FileRetention>,
     #[serde(default)]
     pub connections: Vec<FileConnection>,
 }
@@ -262,6 +263,8 @@ pub struct Config {
     pub durability: Durability,
     /// Most client connections served at once.
     pub max_connections: usize,
+    /// `[retention]`.
+    pub retention: crate::retention::Retention,
     pub migrate: bool,
     /// Whether this process runs normalization workers.
     pub workers: bool,
@@ -287,6 +290,7 @@ impl fmt::Debug for Config {
             .field("body_timeout_secs", &self.body_timeout_secs)
             .field("durability", &self.durability)
             .field("max_connections", &self.max_connections)
+            .field("retention", &self.retention)
             .field("migrate", &self.migrate)
             .field("workers", &self.workers)
             .field(
@@ -315,6 +319,7 @@ impl Config {
             body_timeout_secs: DEFAULT_BODY_TIMEOUT_SECS,
             durability: Durability::Full,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            retention: crate::retention::Retention::default(),
             migrate: true,
             workers: true,
             secret_key: None,
@@ -446,6 +451,7 @@ impl Config {
             body_timeout_secs,
             durability: args.durability.or(file.durability).unwrap_or_default(),
             max_connections,
+            retention: crate::retention::Retention::from_file(file.retention.as_ref())?,
             migrate: !args.no_migrate,
             workers: !args.no_workers,
             secret_key,

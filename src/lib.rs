@@ -11,6 +11,7 @@
 //! - [`resolution`]: identity resolution and status decisions for a batch, pure code over a
 //!   snapshot the store reads up front.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`retention`]: what the store forgets and when (`[retention]`, `hookgate purge`).
 //! - [`policy`]: shared security rules (shared-secret length, event-time skew).
 //! - [`cli`]: the command line, one file per subcommand with its arguments and its handler.
 //!
@@ -32,6 +33,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod policy;
 pub mod resolution;
+pub mod retention;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -95,6 +97,7 @@ pub struct Gateway {
     pub state: AppState,
     writer_task: JoinHandle<()>,
     refresh_task: JoinHandle<()>,
+    purge_task: JoinHandle<()>,
     workers: Vec<JoinHandle<()>>,
 }
 
@@ -208,10 +211,28 @@ impl Gateway {
                 }
             }
         });
+        let weak = Arc::downgrade(&state.inner);
+        let purge_task = tokio::spawn(async move {
+            loop {
+                // Off the receive path: its own short transactions, with pauses between.
+                tokio::time::sleep(retention::INTERVAL).await;
+                let Some(inner) = weak.upgrade() else { break };
+                let retention = inner.config.retention;
+                match retention::purge(&inner.db, &retention, now_ms(), false).await {
+                    Ok(purged) => {
+                        for p in purged.iter().filter(|p| p.rows > 0) {
+                            tracing::info!(rows = p.rows, days = p.days, "purged {}", p.what);
+                        }
+                    }
+                    Err(error) => tracing::warn!(error = %error, "purge failed; will retry"),
+                }
+            }
+        });
         Ok(Gateway {
             state,
             writer_task,
             refresh_task,
+            purge_task,
             workers,
         })
     }
@@ -256,9 +277,11 @@ impl Gateway {
             state,
             writer_task,
             refresh_task,
+            purge_task,
             workers,
         } = self;
         refresh_task.abort();
+        purge_task.abort();
         // Workers finish the batch in hand, then stop; what is left stays pending for next time.
         state
             .signals

@@ -100,6 +100,7 @@ impl fmt::Debug for FileConfig {
             .field("durability", &self.durability)
             .field("secret_key", &secret(self.secret_key.as_ref()))
             .field("max_connections", &self.max_connections)
+            .field("retention", &self.retention)
             .field("connections", &self.connections)
             .finish_non_exhaustive()
     }

@@ -607,3 +607,113 @@ async fn the_accept_loop_caps_open_connections() {
     assert!(at_cap >= 1.0, "{metrics}");
     server.stop();
 }
+
+backend_tests!(retention_purges_old_payloads_and_keeps_dedupe_keys);
+
+/// Retention: rejected requests and the payloads of finished events older than `ingest_days`
+/// are removed in batches; event rows stay, so a late replay is still a duplicate.
+async fn retention_purges_old_payloads_and_keeps_dedupe_keys(backend: Backend) {
+    use hookgate::retention::{purge, Retention};
+    const SECRET: &str = "whsec_retention_test";
+    let app = TestApp::builder(backend)
+        .connection("stripe", ProviderId::Stripe, &[SECRET])
+        .start()
+        .await;
+    let event = serde_json::json!({"id": "evt_keep", "object": "event", "type": "customer.updated", "created": 1_700_000_000,
+        "data": {"object": {"id": "cus_r", "object": "customer", "email": "retention@example.com", "name": "Ret Ention"}}})
+    .to_string()
+    .into_bytes();
+    app.deliver(
+        ProviderId::Stripe,
+        "stripe",
+        &event,
+        SECRET,
+        crate::support::now_options(),
+    )
+    .await
+    .assert_outcome("accepted");
+    app.deliver(
+        ProviderId::Stripe,
+        "stripe",
+        &event,
+        "whsec_wrong",
+        crate::support::now_options(),
+    )
+    .await
+    .assert_status(401);
+    app.client
+        .post(app.receive_url(ProviderId::Stripe, "unknown-conn"))
+        .body("{}")
+        .send()
+        .await
+        .expect("send");
+    crate::pipeline::settle(&app.store.db).await;
+    app.ingest_until("/admin/ingest?outcome=rejected", |i| i.len() == 2)
+        .await;
+    let retention = Retention::default();
+    let now = hookgate::now_ms();
+    let counts = |p: &[hookgate::retention::Purged]| p.iter().map(|p| p.rows).collect::<Vec<_>>();
+    // Nothing is 30 days old yet.
+    let today = purge(&app.store.db, &retention, now, false)
+        .await
+        .expect("purge");
+    assert_eq!(counts(&today), [0, 0]);
+    // 31 days on: a dry run counts, the purge removes, a second purge finds nothing.
+    let later = now + 31 * 86_400_000;
+    let dry = purge(&app.store.db, &retention, later, true)
+        .await
+        .expect("dry run");
+    assert_eq!(counts(&dry), [2, 1], "{dry:?}");
+    let done = purge(&app.store.db, &retention, later, false)
+        .await
+        .expect("purge");
+    assert_eq!(done, dry);
+    let again = purge(&app.store.db, &retention, later, false)
+        .await
+        .expect("purge");
+    assert_eq!(counts(&again), [0, 0]);
+    let rejected = app.admin_get("/admin/ingest?outcome=rejected").await.json();
+    assert_eq!(
+        rejected["items"].as_array().map(Vec::len),
+        Some(0),
+        "{rejected}"
+    );
+    // The event row (its dedupe key) stays: the same delivery again is a duplicate.
+    let accepted = app.admin_get("/admin/ingest?outcome=accepted").await.json();
+    assert_eq!(
+        accepted["items"].as_array().map(Vec::len),
+        Some(1),
+        "{accepted}"
+    );
+    app.deliver(
+        ProviderId::Stripe,
+        "stripe",
+        &event,
+        SECRET,
+        crate::support::now_options(),
+    )
+    .await
+    .assert_outcome("duplicate");
+}
+
+/// `hookgate purge` says what it removed; an `ingest_days` under the dedupe floor is refused.
+#[test]
+fn purge_command_and_the_dedupe_floor() {
+    let dir = tempfile::tempdir().expect("dir");
+    let db = format!("sqlite://{}", dir.path().join("h.db").display());
+    let (ok, out, err) = run(hookgate(dir.path(), &db).args(["purge", "--dry-run"]));
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("would remove 0 rejected requests older than 30 days"),
+        "{out}"
+    );
+    let (ok, out, err) = run(hookgate(dir.path(), &db).arg("purge"));
+    assert!(ok, "{err}");
+    assert!(out.contains("removed 0 payloads of processed"), "{out}");
+    let config = write_config(dir.path(), "[retention]\ningest_days = 3\n");
+    let (ok, _, err) = run(hookgate(dir.path(), &db)
+        .arg("--config")
+        .arg(&config)
+        .args(["serve", "--listen", "127.0.0.1:0"]));
+    assert!(!ok && err.contains("retention.ingest_days"), "{err}");
+}
