@@ -55,6 +55,17 @@ pub struct GlobalArgs {
         hide_env_values = true
     )]
     pub secret_key: Option<KeyText>,
+
+    /// Keys used before a rotation, comma-separated: rows written with them stay readable
+    /// while new writes use `secret_key`, until `hookgate connections reencrypt` moves them
+    /// (file key `secret_key_previous`).
+    #[arg(
+        long,
+        env = "HOOKGATE_SECRET_KEY_PREVIOUS",
+        global = true,
+        hide_env_values = true
+    )]
+    pub secret_key_previous: Option<KeyText>,
 }
 
 /// Settings of the running gateway; each also reads `HOOKGATE_<NAME>` and the file key `<name>`.
@@ -103,6 +114,11 @@ pub struct ServeArgs {
     /// `max_connections`).
     #[arg(long, env = "HOOKGATE_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+
+    /// Requests to unknown connection ids written to the ingest log per client address and
+    /// minute; the rest are only counted (file key `unknown_id_log_per_minute`).
+    #[arg(long, env = "HOOKGATE_UNKNOWN_ID_LOG_PER_MINUTE")]
+    pub unknown_id_log_per_minute: Option<u32>,
 
     /// Do not apply migrations at start.
     #[arg(long, env = "HOOKGATE_NO_MIGRATE")]
@@ -187,7 +203,9 @@ pub struct FileConfig {
     pub body_timeout_secs: Option<u64>,
     pub durability: Option<Durability>,
     pub secret_key: Option<String>,
+    pub secret_key_previous: Option<String>,
     pub max_connections: Option<usize>,
+    pub unknown_id_log_per_minute: Option<u32>,
     pub retention: Option<crate::retention::FileRetention>,
     #[serde(default)]
     pub connections: Vec<FileConnection>,
@@ -263,6 +281,8 @@ pub struct Config {
     pub durability: Durability,
     /// Most client connections served at once.
     pub max_connections: usize,
+    /// Unknown-id requests logged per client address and minute.
+    pub unknown_id_log_per_minute: u32,
     /// `[retention]`.
     pub retention: crate::retention::Retention,
     pub migrate: bool,
@@ -290,6 +310,7 @@ impl fmt::Debug for Config {
             .field("body_timeout_secs", &self.body_timeout_secs)
             .field("durability", &self.durability)
             .field("max_connections", &self.max_connections)
+            .field("unknown_id_log_per_minute", &self.unknown_id_log_per_minute)
             .field("retention", &self.retention)
             .field("migrate", &self.migrate)
             .field("workers", &self.workers)
@@ -319,6 +340,7 @@ impl Config {
             body_timeout_secs: DEFAULT_BODY_TIMEOUT_SECS,
             durability: Durability::Full,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            unknown_id_log_per_minute: crate::http::webhook::UNKNOWN_ID_LOG_PER_MINUTE,
             retention: crate::retention::Retention::default(),
             migrate: true,
             workers: true,
@@ -364,6 +386,14 @@ impl Config {
             ),
             None => None,
         };
+        let secret_key = crate::policy::with_previous_keys(
+            secret_key,
+            global
+                .secret_key_previous
+                .as_ref()
+                .map(|k| k.0.as_str())
+                .or(file.secret_key_previous.as_deref()),
+        )?;
         let listen = match (args.listen, &file.listen) {
             (Some(addr), _) => addr,
             (None, Some(text)) => text.parse().with_context(|| {
@@ -451,6 +481,15 @@ impl Config {
             body_timeout_secs,
             durability: args.durability.or(file.durability).unwrap_or_default(),
             max_connections,
+            unknown_id_log_per_minute: positive(
+                "unknown_id_log_per_minute",
+                args.unknown_id_log_per_minute
+                    .or(file.unknown_id_log_per_minute)
+                    .map(u64::from),
+                u64::from(crate::http::webhook::UNKNOWN_ID_LOG_PER_MINUTE),
+            )?
+            .try_into()
+            .unwrap_or(u32::MAX),
             retention: crate::retention::Retention::from_file(file.retention.as_ref())?,
             migrate: !args.no_migrate,
             workers: !args.no_workers,

@@ -252,25 +252,19 @@ pub async fn rotate(
     Ok(Some(secrets.len()))
 }
 
-/// Rewrites every connection's secrets with `key` (plaintext rows become encrypted, encrypted
-/// rows get a fresh nonce) and returns how many rows were rewritten.
+/// Rewrites every encrypted column ([`crypto::ENCRYPTED_COLUMNS`]) with `key`: plaintext rows
+/// become encrypted, rows written with one of its previous keys move to it, the rest get a
+/// fresh nonce. Returns how many rows were rewritten.
 ///
 /// # Errors
-/// A row that cannot be decrypted with `key` (nothing after it is rewritten), or a database error.
-pub async fn reencrypt(db: &Db, key: &SecretKey, now_ms: i64) -> anyhow::Result<usize> {
-    let rows = db.list_connections().await?;
-    for row in &rows {
-        let secrets = crypto::decode_secrets(&row.id, &row.secrets, Some(key))
-            .map_err(|e| anyhow::anyhow!("connection {:?}: {e}", row.id))?;
-        let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
-        db.set_secrets(
-            &row.id,
-            &crypto::encode_secrets(&row.id, &refs, Some(key)),
-            now_ms,
-        )
-        .await?;
+/// A row that cannot be decrypted with `key` or its previous keys (rows before it stay
+/// rewritten), or a database error.
+pub async fn reencrypt(db: &Db, key: &SecretKey, _now_ms: i64) -> anyhow::Result<usize> {
+    let mut total = 0;
+    for column in crypto::ENCRYPTED_COLUMNS {
+        total += crate::db::reencrypt_column(db, column, key).await?;
     }
-    Ok(rows.len())
+    Ok(total)
 }
 
 /// Checks that every stored connection's secrets can be read with `key`, so a gateway never

@@ -82,6 +82,8 @@ pub struct Inner {
     pub known: db::Known,
     /// How many requests to unknown connection ids each client address may still have logged.
     pub unknown_log: http::webhook::UnknownIdLog,
+    /// Open event streams per API key (capped).
+    pub open_streams: http::api::OpenStreams,
 }
 
 impl std::ops::Deref for AppState {
@@ -168,6 +170,7 @@ impl Gateway {
         let (writer, writer_task) =
             IngestWriter::spawn(db.clone(), Arc::clone(&metrics), Arc::clone(&signals));
         let run_workers = config.workers;
+        let unknown_log = http::webhook::UnknownIdLog::new(config.unknown_id_log_per_minute);
         let state = AppState {
             inner: Arc::new(Inner {
                 config,
@@ -177,7 +180,8 @@ impl Gateway {
                 metrics,
                 signals,
                 known: db::Known::default(),
-                unknown_log: http::webhook::UnknownIdLog::new(),
+                unknown_log,
+                open_streams: http::api::OpenStreams::default(),
             }),
         };
         let mut workers = Vec::new();

@@ -69,6 +69,33 @@ pub fn short_secrets(spec: &ConnectionSpec) -> usize {
     }
 }
 
+/// Adds the keys of `previous` (comma-separated key texts) to `current` for reading.
+///
+/// # Errors
+/// A previous key that does not parse (named by position, never shown), or previous keys
+/// without a current one.
+pub fn with_previous_keys(
+    current: Option<crate::crypto::SecretKey>,
+    previous: Option<&str>,
+) -> anyhow::Result<Option<crate::crypto::SecretKey>> {
+    let Some(text) = previous.filter(|t| !t.trim().is_empty()) else {
+        return Ok(current);
+    };
+    let Some(current) = current else {
+        bail!("secret_key_previous (HOOKGATE_SECRET_KEY_PREVIOUS) is set without secret_key: set HOOKGATE_SECRET_KEY to the new key and keep the old one as the previous key");
+    };
+    let mut keys = Vec::new();
+    for (i, part) in text.split(',').enumerate() {
+        keys.push(crate::crypto::SecretKey::parse(part).map_err(|e| {
+            anyhow::anyhow!(
+                "secret_key_previous (HOOKGATE_SECRET_KEY_PREVIOUS) entry {}: {e}",
+                i + 1
+            )
+        })?);
+    }
+    Ok(Some(current.with_previous(keys)))
+}
+
 /// Clamps an event time to at most `received_at_ms` plus [`EVENT_TIME_SKEW_MS`].
 pub fn clamp_event_time(occurred_at_ms: Option<i64>, received_at_ms: i64) -> Option<i64> {
     occurred_at_ms.map(|at| at.min(received_at_ms.saturating_add(EVENT_TIME_SKEW_MS)))

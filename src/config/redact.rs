@@ -62,6 +62,10 @@ impl fmt::Debug for GlobalArgs {
             .field("config", &self.config)
             .field("database_url", &self.database_url.as_deref().map(url))
             .field("secret_key", &secret(self.secret_key.as_ref()))
+            .field(
+                "secret_key_previous",
+                &secret(self.secret_key_previous.as_ref()),
+            )
             .finish()
     }
 }
@@ -79,6 +83,7 @@ impl fmt::Debug for ServeArgs {
             .field("body_timeout_secs", &self.body_timeout_secs)
             .field("durability", &self.durability)
             .field("max_connections", &self.max_connections)
+            .field("unknown_id_log_per_minute", &self.unknown_id_log_per_minute)
             .field("no_migrate", &self.no_migrate)
             .field("no_workers", &self.no_workers)
             .finish_non_exhaustive()
@@ -99,7 +104,12 @@ impl fmt::Debug for FileConfig {
             .field("body_timeout_secs", &self.body_timeout_secs)
             .field("durability", &self.durability)
             .field("secret_key", &secret(self.secret_key.as_ref()))
+            .field(
+                "secret_key_previous",
+                &secret(self.secret_key_previous.as_ref()),
+            )
             .field("max_connections", &self.max_connections)
+            .field("unknown_id_log_per_minute", &self.unknown_id_log_per_minute)
             .field("retention", &self.retention)
             .field("connections", &self.connections)
             .finish_non_exhaustive()

@@ -38,8 +38,9 @@ const STORE_TIMEOUT: Duration = Duration::from_secs(10);
 /// much of its path and query: a stranger can send about 256 KiB of headers per request.
 pub const REJECT_HEADER_TEXT: usize = 8 * 1024;
 pub const REJECT_PATH_TEXT: usize = 1024;
-/// Requests to unknown connection ids logged per client address and minute (and as a burst);
-/// the rest are answered the same 404 and counted in `hookgate_unknown_connection_log_dropped`.
+/// The default of `unknown_id_log_per_minute`: requests to unknown connection ids logged per
+/// client address and minute (and as a burst); the rest are answered the same 404 and counted
+/// in `hookgate_unknown_connection_log_dropped`.
 pub const UNKNOWN_ID_LOG_PER_MINUTE: u32 = 10;
 /// Client addresses the unknown-id budget tracks at most; past this, new addresses are not
 /// logged until idle ones are forgotten (a flood from many addresses cannot grow it).
@@ -52,14 +53,14 @@ pub struct UnknownIdLog {
 
 impl Default for UnknownIdLog {
     fn default() -> Self {
-        Self::new()
+        Self::new(UNKNOWN_ID_LOG_PER_MINUTE)
     }
 }
 
 impl UnknownIdLog {
-    pub fn new() -> Self {
-        let n = std::num::NonZeroU32::new(UNKNOWN_ID_LOG_PER_MINUTE)
-            .unwrap_or(std::num::NonZeroU32::MIN);
+    /// A budget of `per_minute` logged requests per client address.
+    pub fn new(per_minute: u32) -> Self {
+        let n = std::num::NonZeroU32::new(per_minute).unwrap_or(std::num::NonZeroU32::MIN);
         UnknownIdLog {
             limiter: governor::RateLimiter::keyed(governor::Quota::per_minute(n)),
         }

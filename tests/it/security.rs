@@ -717,3 +717,291 @@ fn purge_command_and_the_dedupe_floor() {
         .args(["serve", "--listen", "127.0.0.1:0"]));
     assert!(!ok && err.contains("retention.ingest_days"), "{err}");
 }
+
+backend_tests!(secret_key_rotation_reads_old_rows_and_reencrypt_moves_them);
+
+/// Finding: `HOOKGATE_SECRET_KEY` could not be rotated: a gateway with a new key refused to
+/// start on rows written with the old one. `HOOKGATE_SECRET_KEY_PREVIOUS` keeps them readable
+/// while writes use the new key, and `connections reencrypt` moves every row to it.
+async fn secret_key_rotation_reads_old_rows_and_reencrypt_moves_them(backend: Backend) {
+    use hookgate::crypto::{decode_secrets, SecretKey};
+    let old_text = "1".repeat(64);
+    let new_text = "2".repeat(64);
+    let old = SecretKey::parse(&old_text).expect("key");
+    let new = SecretKey::parse(&new_text).expect("key");
+    let store = TestStore::new(&backend).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let db = store.binary_url();
+    let add = |id: &str, key: &str, previous: Option<&str>| {
+        let mut cmd = hookgate(dir.path(), &db);
+        cmd.env("HOOKGATE_SECRET_KEY", key).args([
+            "connections",
+            "add",
+            id,
+            "--provider",
+            "stripe",
+            "--secret",
+            "whsec_rotation_secret",
+        ]);
+        if let Some(previous) = previous {
+            cmd.env("HOOKGATE_SECRET_KEY_PREVIOUS", previous);
+        }
+        run(&mut cmd)
+    };
+    let (ok, _, err) = add("written-old", &old_text, None);
+    assert!(ok, "{err}");
+    let stored = |id: &'static str| {
+        let db = &store.db;
+        async move {
+            db.get_connection(id)
+                .await
+                .expect("read")
+                .expect("row")
+                .secrets
+        }
+    };
+    assert!(decode_secrets("written-old", &stored("written-old").await, Some(&new)).is_err());
+    // The new key alone cannot read the old row: the CLI says which key to set.
+    let (ok, _, err) = add("written-new", &new_text, None);
+    assert!(ok, "adding a row needs no old row: {err}");
+    let (ok, _, err) = run(hookgate(dir.path(), &db)
+        .env("HOOKGATE_SECRET_KEY", &new_text)
+        .args(["connections", "reencrypt"]));
+    assert!(
+        !ok && err.contains("written-old") && err.contains("HOOKGATE_SECRET_KEY"),
+        "{err}"
+    );
+    assert!(
+        !err.contains(&old_text) && !err.contains(&new_text),
+        "{err}"
+    );
+    // With the old key as previous: a gateway starts and serves the old row.
+    let mut cmd = hookgate(dir.path(), &db);
+    cmd.env("HOOKGATE_SECRET_KEY", &new_text)
+        .env("HOOKGATE_SECRET_KEY_PREVIOUS", &old_text)
+        .args(["serve", "--listen", "127.0.0.1:0"]);
+    let server = tokio::task::spawn_blocking(move || Server::start(cmd))
+        .await
+        .expect("start");
+    let body = fixture(ProviderId::Stripe, "customer.updated.json");
+    let signed = ProviderId::Stripe
+        .adapter()
+        .sign(
+            &body,
+            &hookgate::providers::Secret::new("whsec_rotation_secret"),
+            &crate::support::now_options(),
+        )
+        .expect("sign");
+    let mut request = reqwest::Client::new()
+        .post(server.url("/integrations/stripe/webhook/written-old"))
+        .body(body);
+    for (name, value) in &signed.headers {
+        request = request.header(name.as_str(), value.as_str());
+    }
+    let answer = request.send().await.expect("send");
+    assert_eq!(answer.status(), StatusCode::OK);
+    server.stop();
+    // reencrypt moves every row to the new key; then the new key alone reads them all.
+    let (ok, out, err) = run(hookgate(dir.path(), &db)
+        .env("HOOKGATE_SECRET_KEY", &new_text)
+        .env("HOOKGATE_SECRET_KEY_PREVIOUS", &old_text)
+        .args(["connections", "reencrypt"]));
+    assert!(ok, "{err}");
+    assert!(out.contains("2 "), "{out}");
+    for id in ["written-old", "written-new"] {
+        let value = stored(id).await;
+        assert_eq!(
+            decode_secrets(id, &value, Some(&new)).expect("the new key reads it"),
+            ["whsec_rotation_secret"]
+        );
+        assert!(
+            decode_secrets(id, &value, Some(&old)).is_err(),
+            "{id} still on the old key"
+        );
+    }
+    // A previous key without a current one is refused, naming the variable.
+    let (ok, _, err) = run(hookgate(dir.path(), &db)
+        .env("HOOKGATE_SECRET_KEY_PREVIOUS", &old_text)
+        .args(["connections", "list"]));
+    assert!(!ok && err.contains("HOOKGATE_SECRET_KEY_PREVIOUS"), "{err}");
+}
+
+/// Reads an event stream until it ends; `Err` if it is still open after `within`.
+async fn stream_ends(mut response: reqwest::Response, within: Duration) -> Result<String, String> {
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, response.chunk()).await {
+            Err(_) => return Err(text),
+            Ok(Ok(Some(chunk))) => text.push_str(&String::from_utf8_lossy(&chunk)),
+            Ok(Ok(None) | Err(_)) => return Ok(text),
+        }
+    }
+}
+
+/// Findings: an API key could read, stream and fire into every workspace; test events could use
+/// any provider's event type and looked like real ones; a revoked key's open stream went on;
+/// one key could open any number of streams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_are_held_to_their_workspace_and_revocation() {
+    const TOKEN: &str = "security-admin-token-0123456789";
+    let dir = tempfile::tempdir().expect("dir");
+    let db = format!("sqlite://{}", dir.path().join("h.db").display());
+    let create = |extra: &[&str]| {
+        let mut cmd = hookgate(dir.path(), &db);
+        cmd.args([
+            "keys",
+            "create",
+            "--scope",
+            "webhooks:read",
+            "--scope",
+            "webhooks:write",
+        ])
+        .args(extra);
+        let (ok, out, err) = run(&mut cmd);
+        assert!(ok, "{err}");
+        out.trim().to_owned()
+    };
+    let acme = create(&["--workspace", "acme", "--name", "acme"]);
+    let every = create(&["--name", "every"]);
+    let id_of = |key: &str| key.split('_').nth(1).expect("id").to_owned();
+    let mut cmd = hookgate(dir.path(), &db);
+    cmd.args(["serve", "--listen", "127.0.0.1:0"])
+        .env("HOOKGATE_ADMIN_TOKEN", TOKEN);
+    let server = tokio::task::spawn_blocking(move || Server::start(cmd))
+        .await
+        .expect("start");
+    let client = reqwest::Client::new();
+    let fire = |key: &str, body: serde_json::Value| {
+        client
+            .post(server.url("/v1/webhooks/test"))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+    };
+    // Test events: only `test.*`, marked, and in the key's own workspace.
+    let answer = fire(
+        &acme,
+        serde_json::json!({"eventType": "stripe.customer.created"}),
+    )
+    .await
+    .expect("send");
+    assert_eq!(answer.status(), StatusCode::BAD_REQUEST);
+    let answer = fire(
+        &acme,
+        serde_json::json!({"eventType": "test.ping", "workspace": "other"}),
+    )
+    .await
+    .expect("send");
+    assert_eq!(answer.status(), StatusCode::FORBIDDEN);
+    let answer = fire(&acme, serde_json::json!({"eventType": "test.ping"}))
+        .await
+        .expect("send");
+    assert_eq!(answer.status(), StatusCode::CREATED);
+    let event: serde_json::Value = answer.json().await.expect("json");
+    assert_eq!(event["workspace"], "acme");
+    assert_eq!(event["test"], true);
+    let answer = fire(
+        &every,
+        serde_json::json!({"eventType": "test.other", "workspace": "other"}),
+    )
+    .await
+    .expect("send");
+    assert_eq!(answer.status(), StatusCode::CREATED);
+    // Lists: the workspace key sees its own workspace only.
+    let list = |key: &str, query: &str| {
+        client
+            .get(server.url(&format!("/v1/events?cursor=0{query}")))
+            .bearer_auth(key)
+            .send()
+    };
+    let own: serde_json::Value = list(&acme, "")
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    let types: Vec<&str> = own["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|e| e["eventType"].as_str())
+        .collect();
+    assert_eq!(types, ["test.ping"], "{own}");
+    assert_eq!(
+        list(&acme, "&workspace=other")
+            .await
+            .expect("send")
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    let all: serde_json::Value = list(&every, "")
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(all["events"].as_array().map(Vec::len), Some(2), "{all}");
+
+    // Streams per key are capped.
+    let stream = |key: &str| {
+        client
+            .get(server.url("/v1/events/stream?cursor=0"))
+            .bearer_auth(key)
+            .send()
+    };
+    let mut open = Vec::new();
+    for _ in 0..8 {
+        let response = stream(&every).await.expect("send");
+        assert_eq!(response.status(), StatusCode::OK);
+        open.push(response);
+    }
+    assert_eq!(
+        stream(&every).await.expect("send").status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    drop(open);
+    // A revoked key's open stream ends within one heartbeat (2 s), with slack for the machine.
+    let response = stream(&acme).await.expect("send");
+    assert_eq!(response.status(), StatusCode::OK);
+    let (ok, _, err) = run(hookgate(dir.path(), &db).args(["keys", "revoke", &id_of(&acme)]));
+    assert!(ok, "{err}");
+    let revoked_at = std::time::Instant::now();
+    let text = stream_ends(response, Duration::from_secs(6))
+        .await
+        .unwrap_or_else(|text| panic!("the revoked key's stream is still open: {text}"));
+    assert!(text.contains("test.ping"), "{text}");
+    eprintln!(
+        "revoked key's stream ended {} ms after revocation",
+        revoked_at.elapsed().as_millis()
+    );
+    assert!(revoked_at.elapsed() < Duration::from_secs(4));
+    assert_eq!(
+        stream(&acme).await.expect("send").status(),
+        StatusCode::UNAUTHORIZED
+    );
+    // An expiring key: its stream ends when it expires.
+    let store = hookgate::db::Db::connect(&db, hookgate::config::Durability::Full)
+        .await
+        .expect("open");
+    let (id, key, hash) = hookgate::auth::mint();
+    store
+        .insert_api_key(
+            &id,
+            &hash,
+            "short-lived",
+            "webhooks:read",
+            hookgate::now_ms(),
+            None,
+            Some(hookgate::now_ms() + 1_500),
+        )
+        .await
+        .expect("key");
+    let response = stream(&key).await.expect("send");
+    assert_eq!(response.status(), StatusCode::OK);
+    stream_ends(response, Duration::from_secs(6))
+        .await
+        .unwrap_or_else(|text| panic!("the expired key's stream is still open: {text}"));
+    store.close().await;
+    server.stop();
+}
