@@ -32,6 +32,7 @@ pub const DEFAULT_RATE_LIMIT_PER_SEC: u32 = 1000;
 pub const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
 pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 30;
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+pub const DEFAULT_UNKNOWN_ID_LOG_PER_MINUTE: u32 = 10;
 
 /// Where the settings come from, and the settings every subcommand that opens the store needs:
 /// the `--config` file, the database and the key for secrets at rest. These are global flags of
@@ -206,7 +207,7 @@ pub struct FileConfig {
     pub secret_key_previous: Option<String>,
     pub max_connections: Option<usize>,
     pub unknown_id_log_per_minute: Option<u32>,
-    pub retention: Option<crate::retention::FileRetention>,
+    pub retention: Option<crate::policy::FileRetention>,
     #[serde(default)]
     pub connections: Vec<FileConnection>,
 }
@@ -284,7 +285,7 @@ pub struct Config {
     /// Unknown-id requests logged per client address and minute.
     pub unknown_id_log_per_minute: u32,
     /// `[retention]`.
-    pub retention: crate::retention::Retention,
+    pub retention: crate::policy::Retention,
     pub migrate: bool,
     /// Whether this process runs normalization workers.
     pub workers: bool,
@@ -340,8 +341,8 @@ impl Config {
             body_timeout_secs: DEFAULT_BODY_TIMEOUT_SECS,
             durability: Durability::Full,
             max_connections: DEFAULT_MAX_CONNECTIONS,
-            unknown_id_log_per_minute: crate::http::webhook::UNKNOWN_ID_LOG_PER_MINUTE,
-            retention: crate::retention::Retention::default(),
+            unknown_id_log_per_minute: DEFAULT_UNKNOWN_ID_LOG_PER_MINUTE,
+            retention: crate::policy::Retention::default(),
             migrate: true,
             workers: true,
             secret_key: None,
@@ -463,7 +464,8 @@ impl Config {
         for (i, c) in file.connections.iter().enumerate() {
             let spec = connection_from_file(c)
                 .with_context(|| format!("connections[{i}] (id {:?})", c.id))?;
-            crate::policy::check_new_secrets(&spec).with_context(|| format!("connections[{i}]"))?;
+            crate::policy::check_new_secrets(&spec.id, spec.provider, &spec.secrets)
+                .with_context(|| format!("connections[{i}]"))?;
             if !ids.insert(spec.id.clone()) {
                 bail!("connections[{i}].id: {:?} is declared twice", spec.id);
             }
@@ -486,11 +488,11 @@ impl Config {
                 args.unknown_id_log_per_minute
                     .or(file.unknown_id_log_per_minute)
                     .map(u64::from),
-                u64::from(crate::http::webhook::UNKNOWN_ID_LOG_PER_MINUTE),
+                u64::from(DEFAULT_UNKNOWN_ID_LOG_PER_MINUTE),
             )?
             .try_into()
             .unwrap_or(u32::MAX),
-            retention: crate::retention::Retention::from_file(file.retention.as_ref())?,
+            retention: crate::policy::Retention::from_file(file.retention.as_ref())?,
             migrate: !args.no_migrate,
             workers: !args.no_workers,
             secret_key,

@@ -45,6 +45,15 @@ pub fn published_names() -> Vec<&'static str> {
     names
 }
 
+/// `::ffff:a.b.c.d` as `a.b.c.d`; every other address as it is (a dual-stack listener reports
+/// IPv4 peers so, and allowlists and trusted proxies are written as IPv4 networks).
+pub fn unmapped(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
 /// A connection ready for the receive path.
 pub struct Live {
     pub spec: ConnectionSpec,
@@ -85,7 +94,7 @@ impl Live {
 
     /// Whether `addr` may deliver to this connection.
     pub fn allows(&self, addr: IpAddr) -> bool {
-        let addr = crate::http::webhook::unmapped(addr);
+        let addr = unmapped(addr);
         self.allow.is_empty() || self.allow.iter().any(|net| net.contains(&addr))
     }
 
@@ -235,7 +244,7 @@ pub async fn rotate(
         .adapter()
         .check_secret(&secret, spec.auth.as_ref())
         .map_err(|e| anyhow::anyhow!("secret: {e}"))?;
-    crate::policy::check_new_secret(&spec, 0, &secret)?;
+    crate::policy::check_new_secret(&spec.id, spec.provider, 0, &secret)?;
     let mut secrets = vec![new.to_owned()];
     if !drop_old {
         secrets.extend(
@@ -316,7 +325,8 @@ impl Registry {
         let mut ids: Vec<&String> = map.keys().collect();
         ids.sort_unstable();
         for id in ids {
-            let short = crate::policy::short_secrets(&map[id].spec);
+            let spec = &map[id].spec;
+            let short = crate::policy::short_secrets(spec.provider, &spec.secrets);
             if short > 0 {
                 tracing::warn!(
                     connection = %id,

@@ -1,14 +1,15 @@
 //! Small security policies that several input paths share: how long a shared secret must be,
-//! how far in the future a provider's event time may lie.
+//! how far in the future a provider's event time may lie, which previous keys still read
+//! encrypted rows, and the `[retention]` settings with their dedupe floor.
 //!
 //! They live here, not in the config parser or the provider adapters, so that every path that
 //! takes new input (the config file, the CLI, the admin API) applies the same rule, while rows
-//! already stored keep working.
+//! already stored keep working. This module depends on no other module of the service but
+//! `crypto`, so the config, the registry and the pipeline can all use it.
 
 use anyhow::bail;
-use hookgate_providers::{AuthKind, Secret};
-
-use crate::config::ConnectionSpec;
+use hookgate_providers::{AuthKind, ProviderId, Secret};
+use serde::Deserialize;
 
 /// Fewest characters a new shared secret (Supabase, RevenueCat, Brevo) may have. These
 /// providers sign nothing: the secret is all that tells a delivery from a forgery, and it is
@@ -24,8 +25,8 @@ fn is_short(secret: &Secret) -> bool {
     secret.expose().chars().count() < MIN_SHARED_SECRET_CHARS
 }
 
-fn shared(spec: &ConnectionSpec) -> bool {
-    spec.provider.adapter().auth_kind() == AuthKind::SharedSecret
+fn shared(provider: ProviderId) -> bool {
+    provider.adapter().auth_kind() == AuthKind::SharedSecret
 }
 
 /// Refuses a new shared secret shorter than [`MIN_SHARED_SECRET_CHARS`] for a connection of an
@@ -34,15 +35,14 @@ fn shared(spec: &ConnectionSpec) -> bool {
 /// # Errors
 /// Names the connection and which secret is too short.
 pub fn check_new_secret(
-    spec: &ConnectionSpec,
+    id: &str,
+    provider: ProviderId,
     index: usize,
     secret: &Secret,
 ) -> anyhow::Result<()> {
-    if shared(spec) && is_short(secret) {
+    if shared(provider) && is_short(secret) {
         bail!(
-            "connection {:?}: secrets[{index}] is shorter than {MIN_SHARED_SECRET_CHARS} characters; {} does not sign its deliveries, so the shared secret is all that keeps forgeries out: use a long random one (for example `openssl rand -hex 24`)",
-            spec.id,
-            spec.provider
+            "connection {id:?}: secrets[{index}] is shorter than {MIN_SHARED_SECRET_CHARS} characters; {provider} does not sign its deliveries, so the shared secret is all that keeps forgeries out: use a long random one (for example `openssl rand -hex 24`)"
         );
     }
     Ok(())
@@ -52,18 +52,18 @@ pub fn check_new_secret(
 ///
 /// # Errors
 /// As [`check_new_secret`].
-pub fn check_new_secrets(spec: &ConnectionSpec) -> anyhow::Result<()> {
-    for (i, secret) in spec.secrets.iter().enumerate() {
-        check_new_secret(spec, i, secret)?;
+pub fn check_new_secrets(id: &str, provider: ProviderId, secrets: &[Secret]) -> anyhow::Result<()> {
+    for (i, secret) in secrets.iter().enumerate() {
+        check_new_secret(id, provider, i, secret)?;
     }
     Ok(())
 }
 
 /// How many of a stored connection's shared secrets are shorter than the minimum (they keep
 /// working; the gateway warns about them at start).
-pub fn short_secrets(spec: &ConnectionSpec) -> usize {
-    if shared(spec) {
-        spec.secrets.iter().filter(|s| is_short(s)).count()
+pub fn short_secrets(provider: ProviderId, secrets: &[Secret]) -> usize {
+    if shared(provider) {
+        secrets.iter().filter(|s| is_short(s)).count()
     } else {
         0
     }
@@ -96,6 +96,62 @@ pub fn with_previous_keys(
     Ok(Some(current.with_previous(keys)))
 }
 
+/// The least `ingest_days` may be: providers retry for up to three days (Stripe) and an
+/// operator may need a week to notice and replay a failure.
+pub const DEDUPE_FLOOR_DAYS: u32 = 7;
+pub const DEFAULT_INGEST_DAYS: u32 = 30;
+pub const DEFAULT_DELIVERIES_DAYS: u32 = 30;
+
+/// `[retention]` as written in the file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileRetention {
+    pub ingest_days: Option<u32>,
+    pub deliveries_days: Option<u32>,
+}
+
+/// The effective retention settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    pub ingest_days: u32,
+    /// Succeeded and skipped outbound deliveries and their attempts (no step yet: see the
+    /// module documentation).
+    pub deliveries_days: u32,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            ingest_days: DEFAULT_INGEST_DAYS,
+            deliveries_days: DEFAULT_DELIVERIES_DAYS,
+        }
+    }
+}
+
+impl Retention {
+    /// Validates the file's `[retention]` table.
+    ///
+    /// # Errors
+    /// Names the key: `ingest_days` below `DEDUPE_FLOOR_DAYS`, or a zero.
+    pub fn from_file(file: Option<&FileRetention>) -> anyhow::Result<Self> {
+        let file = file.cloned().unwrap_or_default();
+        let ingest_days = file.ingest_days.unwrap_or(DEFAULT_INGEST_DAYS);
+        if ingest_days < DEDUPE_FLOOR_DAYS {
+            bail!(
+                "retention.ingest_days: {ingest_days} is below {DEDUPE_FLOOR_DAYS}: events must be kept at least as long as providers retry deliveries (dedupe keys and payloads for replay)"
+            );
+        }
+        let deliveries_days = file.deliveries_days.unwrap_or(DEFAULT_DELIVERIES_DAYS);
+        if deliveries_days == 0 {
+            bail!("retention.deliveries_days: must be at least 1");
+        }
+        Ok(Retention {
+            ingest_days,
+            deliveries_days,
+        })
+    }
+}
+
 /// Clamps an event time to at most `received_at_ms` plus [`EVENT_TIME_SKEW_MS`].
 pub fn clamp_event_time(occurred_at_ms: Option<i64>, received_at_ms: i64) -> Option<i64> {
     occurred_at_ms.map(|at| at.min(received_at_ms.saturating_add(EVENT_TIME_SKEW_MS)))
@@ -103,26 +159,7 @@ pub fn clamp_event_time(occurred_at_ms: Option<i64>, received_at_ms: i64) -> Opt
 
 #[cfg(test)]
 mod tests {
-    use hookgate_providers::ProviderId;
-
     use super::*;
-
-    fn spec(provider: ProviderId, secret: &str) -> anyhow::Result<ConnectionSpec> {
-        let auth = (provider.adapter().auth_kind() == AuthKind::SharedSecret).then_some("bearer");
-        ConnectionSpec::build(
-            "conn-a",
-            provider,
-            None,
-            vec![secret.to_owned()],
-            None,
-            Vec::new(),
-            auth,
-            None,
-            None,
-            None,
-            true,
-        )
-    }
 
     #[test]
     fn short_shared_secrets_are_refused_naming_the_connection() {
@@ -131,20 +168,23 @@ mod tests {
             ProviderId::Revenuecat,
             ProviderId::Brevo,
         ] {
-            let short = spec(provider, "fifteen-chars-x").expect("valid spec");
-            let message = format!("{:#}", check_new_secrets(&short).expect_err("short"));
+            let short = [Secret::new("fifteen-chars-x")];
+            let message = format!(
+                "{:#}",
+                check_new_secrets("conn-a", provider, &short).expect_err("short")
+            );
             assert!(message.contains("\"conn-a\""), "{message}");
             assert!(message.contains("secrets[0]"), "{message}");
             assert!(!message.contains("fifteen-chars-x"), "{message}");
-            assert_eq!(short_secrets(&short), 1);
-            let long = spec(provider, "sixteen-chars-xy").expect("valid spec");
-            check_new_secrets(&long).expect("16 characters pass");
-            assert_eq!(short_secrets(&long), 0);
+            assert_eq!(short_secrets(provider, &short), 1);
+            let long = [Secret::new("sixteen-chars-xy")];
+            check_new_secrets("conn-a", provider, &long).expect("16 characters pass");
+            assert_eq!(short_secrets(provider, &long), 0);
         }
         // Signing secrets are checked by their provider, not here.
-        let stripe = spec(ProviderId::Stripe, "whsec_x").expect("valid spec");
-        check_new_secrets(&stripe).expect("not a shared secret");
-        assert_eq!(short_secrets(&stripe), 0);
+        let stripe = [Secret::new("whsec_x")];
+        check_new_secrets("conn-a", ProviderId::Stripe, &stripe).expect("not a shared secret");
+        assert_eq!(short_secrets(ProviderId::Stripe, &stripe), 0);
     }
 
     #[test]

@@ -14,16 +14,12 @@
 
 use std::time::Duration;
 
-use anyhow::bail;
-use serde::Deserialize;
-
 use crate::db::Db;
 
-/// The least `ingest_days` may be: providers retry for up to three days (Stripe) and an
-/// operator may need a week to notice and replay a failure.
-pub const DEDUPE_FLOOR_DAYS: u32 = 7;
-pub const DEFAULT_INGEST_DAYS: u32 = 30;
-pub const DEFAULT_DELIVERIES_DAYS: u32 = 30;
+pub use crate::policy::{
+    FileRetention, Retention, DEDUPE_FLOOR_DAYS, DEFAULT_DELIVERIES_DAYS, DEFAULT_INGEST_DAYS,
+};
+
 /// Rows removed per transaction.
 pub const BATCH: usize = 500;
 /// The pause after each batch, so other writers get the store in between.
@@ -31,56 +27,6 @@ const BATCH_PAUSE: Duration = Duration::from_millis(50);
 /// How often the background purge runs.
 pub const INTERVAL: Duration = Duration::from_secs(600);
 const DAY_MS: i64 = 86_400_000;
-
-/// `[retention]` as written in the file.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileRetention {
-    pub ingest_days: Option<u32>,
-    pub deliveries_days: Option<u32>,
-}
-
-/// The effective retention settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Retention {
-    pub ingest_days: u32,
-    /// Succeeded and skipped outbound deliveries and their attempts (no step yet: see the
-    /// module documentation).
-    pub deliveries_days: u32,
-}
-
-impl Default for Retention {
-    fn default() -> Self {
-        Retention {
-            ingest_days: DEFAULT_INGEST_DAYS,
-            deliveries_days: DEFAULT_DELIVERIES_DAYS,
-        }
-    }
-}
-
-impl Retention {
-    /// Validates the file's `[retention]` table.
-    ///
-    /// # Errors
-    /// Names the key: `ingest_days` below [`DEDUPE_FLOOR_DAYS`], or a zero.
-    pub fn from_file(file: Option<&FileRetention>) -> anyhow::Result<Self> {
-        let file = file.cloned().unwrap_or_default();
-        let ingest_days = file.ingest_days.unwrap_or(DEFAULT_INGEST_DAYS);
-        if ingest_days < DEDUPE_FLOOR_DAYS {
-            bail!(
-                "retention.ingest_days: {ingest_days} is below {DEDUPE_FLOOR_DAYS}: events must be kept at least as long as providers retry deliveries (dedupe keys and payloads for replay)"
-            );
-        }
-        let deliveries_days = file.deliveries_days.unwrap_or(DEFAULT_DELIVERIES_DAYS);
-        if deliveries_days == 0 {
-            bail!("retention.deliveries_days: must be at least 1");
-        }
-        Ok(Retention {
-            ingest_days,
-            deliveries_days,
-        })
-    }
-}
 
 /// One purge step: which rows, how old, removed from which tables.
 pub struct Step {

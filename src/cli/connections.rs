@@ -194,7 +194,7 @@ async fn add(
         args.rate_limit_burst,
         true,
     )?;
-    crate::policy::check_new_secrets(&spec)?;
+    crate::policy::check_new_secrets(&spec.id, spec.provider, &spec.secrets)?;
     if !connections::save(db, &spec, key, "cli", args.replace, now).await? {
         bail!(
             "connection {:?} exists; use --replace to overwrite it",

@@ -41,7 +41,7 @@ pub const REJECT_PATH_TEXT: usize = 1024;
 /// The default of `unknown_id_log_per_minute`: requests to unknown connection ids logged per
 /// client address and minute (and as a burst); the rest are answered the same 404 and counted
 /// in `hookgate_unknown_connection_log_dropped`.
-pub const UNKNOWN_ID_LOG_PER_MINUTE: u32 = 10;
+pub const UNKNOWN_ID_LOG_PER_MINUTE: u32 = crate::config::DEFAULT_UNKNOWN_ID_LOG_PER_MINUTE;
 /// Client addresses the unknown-id budget tracks at most; past this, new addresses are not
 /// logged until idle ones are forgotten (a flood from many addresses cannot grow it).
 const UNKNOWN_ID_LOG_ADDRESSES: usize = 100_000;
@@ -472,13 +472,7 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
         .map(unmapped)
 }
 
-/// `::ffff:a.b.c.d` as `a.b.c.d`; every other address as it is.
-pub fn unmapped(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
-        v4 => v4,
-    }
-}
+pub use crate::connections::unmapped;
 
 /// Headers whose values the log keeps for a request to a connection it does not know (an
 /// unknown or disabled id, the wrong provider segment, or a connection created a moment ago that
