@@ -61,12 +61,46 @@ pub struct Principal {
     /// `admin_token` or the key's id.
     pub name: String,
     scopes: Vec<Scope>,
+    /// The stored key's id (`None` for the admin token).
+    key_id: Option<String>,
+    /// The one workspace a key is limited to; `None` for every workspace.
+    pub workspace: Option<String>,
 }
 
 impl Principal {
     pub fn has(&self, scope: Scope) -> bool {
         self.scopes.contains(&Scope::Admin) || self.scopes.contains(&scope)
     }
+
+    /// The workspace a request may use: a key limited to a workspace gets it when none is
+    /// asked for, and 403 for any other; an unlimited key gets what it asks for.
+    ///
+    /// # Errors
+    /// 403 when the key is limited to another workspace.
+    pub fn workspace_for(&self, requested: Option<String>) -> Result<Option<String>, AppError> {
+        match (&self.workspace, requested) {
+            (None, requested) => Ok(requested),
+            (Some(own), None) => Ok(Some(own.clone())),
+            (Some(own), Some(asked)) if *own == asked => Ok(Some(asked)),
+            (Some(_), Some(_)) => Err(AppError::Forbidden),
+        }
+    }
+
+    /// Whether the credential is still good: the admin token always is, a key while it is
+    /// neither revoked nor expired (open event streams ask this at every heartbeat).
+    pub async fn still_valid(&self, state: &AppState) -> bool {
+        let Some(id) = &self.key_id else { return true };
+        match state.db.get_api_key(id).await {
+            Ok(Some(row)) => row.revoked_at.is_none() && !expired(row.expires_at),
+            Ok(None) => false,
+            // A store that cannot answer is not a revocation; the next check will tell.
+            Err(_) => true,
+        }
+    }
+}
+
+fn expired(expires_at: Option<i64>) -> bool {
+    expires_at.is_some_and(|at| at <= crate::now_ms())
 }
 
 fn hash(key: &str) -> String {
@@ -111,6 +145,8 @@ pub async fn authorize(
             Some(Principal {
                 name: "admin_token".into(),
                 scopes: vec![Scope::Admin],
+                key_id: None,
+                workspace: None,
             })
         } else {
             None
@@ -132,10 +168,12 @@ pub async fn authorize(
                 .await?
                 .ok_or(AppError::MissingToken)?;
             let matches = bool::from(hash(token).as_bytes().ct_eq(row.key_hash.as_bytes()));
-            if !matches || row.revoked_at.is_some() {
+            if !matches || row.revoked_at.is_some() || expired(row.expires_at) {
                 return Err(AppError::MissingToken);
             }
             Principal {
+                key_id: Some(row.id.clone()),
+                workspace: row.workspace,
                 name: row.id,
                 scopes: row
                     .scopes
@@ -168,12 +206,26 @@ mod tests {
         let p = Principal {
             name: "k".into(),
             scopes: vec![Scope::Read],
+            key_id: Some("k".into()),
+            workspace: Some("acme".into()),
         };
+        assert_eq!(p.workspace_for(None).ok(), Some(Some("acme".into())));
+        assert_eq!(
+            p.workspace_for(Some("acme".into())).ok(),
+            Some(Some("acme".into()))
+        );
+        assert!(p.workspace_for(Some("other".into())).is_err());
         assert!(p.has(Scope::Read) && !p.has(Scope::Write) && !p.has(Scope::Admin));
         let admin = Principal {
             name: "a".into(),
             scopes: vec![Scope::Admin],
+            key_id: None,
+            workspace: None,
         };
+        assert_eq!(
+            admin.workspace_for(Some("x".into())).ok(),
+            Some(Some("x".into()))
+        );
         assert!(admin.has(Scope::Write));
     }
 }

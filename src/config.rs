@@ -24,6 +24,8 @@ use crate::connections::{parse_cidr, ConnectionInput, ConnectionSpec};
 use crate::crypto::SecretKey;
 use crate::db::Durability;
 
+mod redact;
+
 /// The default SQLite database, relative to the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://hookgate.db";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -31,11 +33,13 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
 pub const DEFAULT_RATE_LIMIT_PER_SEC: u32 = 1000;
 pub const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
 pub const DEFAULT_BODY_TIMEOUT_SECS: u64 = 30;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+pub const DEFAULT_UNKNOWN_ID_LOG_PER_MINUTE: u32 = 10;
 
 /// Where the settings come from, and the settings every subcommand that opens the store needs:
 /// the `--config` file, the database and the key for secrets at rest. These are global flags of
 /// the command line (the `cli` module flattens them into its parser).
-#[derive(Debug, Clone, Default, Args)]
+#[derive(Clone, Default, Args)]
 pub struct GlobalArgs {
     /// TOML configuration file (see README "Configuration").
     #[arg(long, env = "HOOKGATE_CONFIG", global = true)]
@@ -54,10 +58,21 @@ pub struct GlobalArgs {
         hide_env_values = true
     )]
     pub secret_key: Option<KeyText>,
+
+    /// Keys used before a rotation, comma-separated: rows written with them stay readable
+    /// while new writes use `secret_key`, until `hookgate connections reencrypt` moves them
+    /// (file key `secret_key_previous`).
+    #[arg(
+        long,
+        env = "HOOKGATE_SECRET_KEY_PREVIOUS",
+        global = true,
+        hide_env_values = true
+    )]
+    pub secret_key_previous: Option<KeyText>,
 }
 
 /// Settings of the running gateway; each also reads `HOOKGATE_<NAME>` and the file key `<name>`.
-#[derive(Debug, Clone, Default, Args)]
+#[derive(Clone, Default, Args)]
 pub struct ServeArgs {
     /// Address to listen on (file key `listen`).
     #[arg(long, env = "HOOKGATE_LISTEN")]
@@ -98,6 +113,16 @@ pub struct ServeArgs {
     #[arg(long, env = "HOOKGATE_DURABILITY")]
     pub durability: Option<Durability>,
 
+    /// Most client connections open at once; past it the accept loop waits (file key
+    /// `max_connections`).
+    #[arg(long, env = "HOOKGATE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// Requests to unknown connection ids written to the ingest log per client address and
+    /// minute; the rest are only counted (file key `unknown_id_log_per_minute`).
+    #[arg(long, env = "HOOKGATE_UNKNOWN_ID_LOG_PER_MINUTE")]
+    pub unknown_id_log_per_minute: Option<u32>,
+
     /// Do not apply migrations at start.
     #[arg(long, env = "HOOKGATE_NO_MIGRATE")]
     pub no_migrate: bool,
@@ -128,7 +153,7 @@ impl FromStr for KeyText {
 }
 
 /// The TOML file, exactly as written (the keys README "Configuration" documents).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
     pub listen: Option<String>,
@@ -142,6 +167,10 @@ pub struct FileConfig {
     pub body_timeout_secs: Option<u64>,
     pub durability: Option<Durability>,
     pub secret_key: Option<String>,
+    pub secret_key_previous: Option<String>,
+    pub max_connections: Option<usize>,
+    pub unknown_id_log_per_minute: Option<u32>,
+    pub retention: Option<crate::policy::FileRetention>,
     #[serde(default, deserialize_with = "connection_list")]
     pub connections: Vec<ConnectionInput>,
 }
@@ -193,6 +222,12 @@ pub struct Config {
     pub header_timeout_secs: u64,
     pub body_timeout_secs: u64,
     pub durability: Durability,
+    /// Most client connections served at once.
+    pub max_connections: usize,
+    /// Unknown-id requests logged per client address and minute.
+    pub unknown_id_log_per_minute: u32,
+    /// `[retention]`.
+    pub retention: crate::policy::Retention,
     pub migrate: bool,
     /// Whether this process runs normalization workers.
     pub workers: bool,
@@ -217,6 +252,9 @@ impl fmt::Debug for Config {
             .field("header_timeout_secs", &self.header_timeout_secs)
             .field("body_timeout_secs", &self.body_timeout_secs)
             .field("durability", &self.durability)
+            .field("max_connections", &self.max_connections)
+            .field("unknown_id_log_per_minute", &self.unknown_id_log_per_minute)
+            .field("retention", &self.retention)
             .field("migrate", &self.migrate)
             .field("workers", &self.workers)
             .field(
@@ -244,6 +282,9 @@ impl Config {
             header_timeout_secs: DEFAULT_HEADER_TIMEOUT_SECS,
             body_timeout_secs: DEFAULT_BODY_TIMEOUT_SECS,
             durability: Durability::Full,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            unknown_id_log_per_minute: DEFAULT_UNKNOWN_ID_LOG_PER_MINUTE,
+            retention: crate::policy::Retention::default(),
             migrate: true,
             workers: true,
             secret_key: None,
@@ -288,6 +329,14 @@ impl Config {
             ),
             None => None,
         };
+        let secret_key = crate::policy::with_previous_keys(
+            secret_key,
+            global
+                .secret_key_previous
+                .as_ref()
+                .map(|k| k.0.as_str())
+                .or(file.secret_key_previous.as_deref()),
+        )?;
         let listen = match (args.listen, &file.listen) {
             (Some(addr), _) => addr,
             (None, Some(text)) => text.parse().with_context(|| {
@@ -345,6 +394,13 @@ impl Config {
                 bail!("admin_token: use at least 16 characters (it has every admin scope)");
             }
         }
+        let max_connections = args
+            .max_connections
+            .or(file.max_connections)
+            .unwrap_or(DEFAULT_MAX_CONNECTIONS);
+        if !(1..=1_000_000).contains(&max_connections) {
+            bail!("max_connections: {max_connections} is out of range (1 to 1000000)");
+        }
         let mut ids = BTreeSet::new();
         let mut connections = Vec::new();
         for (i, c) in file.connections.iter().enumerate() {
@@ -352,6 +408,8 @@ impl Config {
                 .clone()
                 .into_spec()
                 .with_context(|| format!("connections[{i}] (id {:?})", c.id))?;
+            crate::policy::check_new_secrets(&spec.id, spec.provider, &spec.secrets)
+                .with_context(|| format!("connections[{i}]"))?;
             if !ids.insert(spec.id.clone()) {
                 bail!("connections[{i}].id: {:?} is declared twice", spec.id);
             }
@@ -368,6 +426,17 @@ impl Config {
             header_timeout_secs,
             body_timeout_secs,
             durability: args.durability.or(file.durability).unwrap_or_default(),
+            max_connections,
+            unknown_id_log_per_minute: positive(
+                "unknown_id_log_per_minute",
+                args.unknown_id_log_per_minute
+                    .or(file.unknown_id_log_per_minute)
+                    .map(u64::from),
+                u64::from(DEFAULT_UNKNOWN_ID_LOG_PER_MINUTE),
+            )?
+            .try_into()
+            .unwrap_or(u32::MAX),
+            retention: crate::policy::Retention::from_file(file.retention.as_ref())?,
             migrate: !args.no_migrate,
             workers: !args.no_workers,
             secret_key,
@@ -481,20 +550,11 @@ fn check_database_url(url: &str) -> anyhow::Result<()> {
     }
 }
 
-/// The URL with any password replaced, for logs and `print-config`.
+/// The URL with any password replaced, for logs, errors and `print-config`: the password of
+/// the user-info part (everything up to the last `@`, so a password holding `@` is hidden
+/// whole) and the value of any `password` or `sslpassword` query parameter.
 pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let creds = &url[scheme_end + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => {
-                    format!("{}{user}:<redacted>{}", &url[..scheme_end + 3], &url[at..])
-                }
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
+    redact::url(url)
 }
 
 #[cfg(test)]
@@ -533,13 +593,13 @@ tolerance_secs = 300
 [[connections]]
 id = "brevo-1"
 provider = "brevo"
-secrets = ["s3cret"]
+secrets = ["s3cret-s3cret-s3cret"]
 allow_ips = ["@brevo", "10.0.0.0/8"]
 auth = "header:X-Webhook-Secret"
 [[connections]]
 id = "supa"
 provider = "supabase"
-secrets = ["t"]
+secrets = ["supabase-token-0123"]
 auth = "query:token"
 email_path = "record.email"
 user_id_column = "id"
@@ -575,6 +635,7 @@ user_id_column = "id"
             ("[[connections]]\nid = \"a\"\nprovider = \"stripe\"\nsecrets = [\"x\"]\nsecret = \"y\"", "secret"),
             ("[[connections]]\nid = \"a\"\nprovider = \"stripe\"\nsecrets = [\"x\"]\n[[connections]]\nid = \"a\"\nprovider = \"stripe\"\nsecrets = [\"x\"]", "twice"),
             ("admin_token = \"short\"", "admin_token"),
+            ("[[connections]]\nid = \"rc\"\nprovider = \"revenuecat\"\nsecrets = [\"short\"]", "connection \"rc\": secrets[0] is shorter than 16"),
             ("database_url = \"mysql://x\"", "database_url"),
             ("secrets = [\"${HOOKGATE_SURELY_UNSET_VAR}\"]", "HOOKGATE_SURELY_UNSET_VAR"),
             ("secret_key = \"too-short\"", "HOOKGATE_SECRET_KEY"),

@@ -28,6 +28,9 @@ const NONCE_LEN: usize = 12;
 #[derive(Clone)]
 pub struct SecretKey {
     cipher: Aes256Gcm,
+    /// Keys from before a rotation (`HOOKGATE_SECRET_KEY_PREVIOUS`): tried, in order, for
+    /// reading a value the current key does not open; never used to write.
+    previous: Vec<Aes256Gcm>,
 }
 
 impl fmt::Debug for SecretKey {
@@ -69,7 +72,24 @@ impl SecretKey {
             return Err(KeyError::WrongLength(bytes.len()));
         }
         let cipher = Aes256Gcm::new_from_slice(&bytes).map_err(|_| KeyError::WrongLength(32))?;
-        Ok(SecretKey { cipher })
+        Ok(SecretKey {
+            cipher,
+            previous: Vec::new(),
+        })
+    }
+
+    /// This key for writing, also reading values written with any of `previous` (a rotation:
+    /// rows not yet moved to the new key stay readable until `connections reencrypt`).
+    #[must_use]
+    pub fn with_previous(mut self, previous: Vec<SecretKey>) -> SecretKey {
+        self.previous
+            .extend(previous.into_iter().map(|key| key.cipher));
+        self
+    }
+
+    /// How many previous keys this key also reads with.
+    pub fn previous_count(&self) -> usize {
+        self.previous.len()
     }
 
     /// Encrypts `plaintext` for the row `aad` names, with a fresh random nonce.
@@ -104,15 +124,20 @@ impl SecretKey {
             return Err(SecretsError::Malformed);
         }
         let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
-        self.cipher
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad,
-                },
-            )
-            .map_err(|_| SecretsError::WrongKey)
+        std::iter::once(&self.cipher)
+            .chain(&self.previous)
+            .find_map(|cipher| {
+                cipher
+                    .decrypt(
+                        Nonce::from_slice(nonce),
+                        Payload {
+                            msg: ciphertext,
+                            aad,
+                        },
+                    )
+                    .ok()
+            })
+            .ok_or(SecretsError::WrongKey)
     }
 }
 
@@ -131,10 +156,57 @@ pub enum SecretsError {
     NotJson,
 }
 
-/// The associated data binding a ciphertext to its row.
-fn aad(connection_id: &str) -> Vec<u8> {
-    format!("hookgate:connections.secrets:{connection_id}").into_bytes()
+/// A column holding values encrypted with the secret key, as `hookgate connections reencrypt`
+/// moves them to a new key. Each value's associated data is `hookgate:<table>.<column>:<id>`,
+/// binding it to its row.
+#[derive(Debug, Clone, Copy)]
+pub struct EncryptedColumn {
+    pub table: &'static str,
+    pub id_column: &'static str,
+    pub column: &'static str,
 }
+
+/// Every column encrypted at rest. Outbound endpoints' signing secrets, once they exist, are
+/// one more entry here (and `encode_value`/`decode_value` with it where they are written).
+pub const ENCRYPTED_COLUMNS: &[EncryptedColumn] = &[EncryptedColumn {
+    table: "connections",
+    id_column: "id",
+    column: "secrets",
+}];
+
+impl EncryptedColumn {
+    fn aad(&self, id: &str) -> Vec<u8> {
+        format!("hookgate:{}.{}:{id}", self.table, self.column).into_bytes()
+    }
+
+    /// The value to store for row `id`: `plaintext` encrypted with `key`, else as it is.
+    pub fn encode_value(&self, id: &str, plaintext: &[u8], key: Option<&SecretKey>) -> String {
+        match key {
+            Some(key) => key.seal(&self.aad(id), plaintext),
+            None => String::from_utf8_lossy(plaintext).into_owned(),
+        }
+    }
+
+    /// The plaintext of a stored value of row `id` (a plaintext value needs no key).
+    ///
+    /// # Errors
+    /// The value is encrypted and the key (current or previous) is missing or wrong, or the
+    /// value is damaged.
+    pub fn decode_value(
+        &self,
+        id: &str,
+        stored: &str,
+        key: Option<&SecretKey>,
+    ) -> Result<Vec<u8>, SecretsError> {
+        if is_encrypted(stored) {
+            key.ok_or(SecretsError::NoKey)?.open(&self.aad(id), stored)
+        } else {
+            Ok(stored.as_bytes().to_vec())
+        }
+    }
+}
+
+const CONNECTION_SECRETS: EncryptedColumn = ENCRYPTED_COLUMNS[0];
 
 /// Whether a stored value is encrypted (in any format version).
 pub fn is_encrypted(stored: &str) -> bool {
@@ -144,10 +216,7 @@ pub fn is_encrypted(stored: &str) -> bool {
 /// The value to store for `secrets` of `connection_id`: encrypted with `key`, else plaintext JSON.
 pub fn encode_secrets(connection_id: &str, secrets: &[&str], key: Option<&SecretKey>) -> String {
     let json = serde_json::to_string(secrets).unwrap_or_else(|_| "[]".into());
-    match key {
-        Some(key) => key.seal(&aad(connection_id), json.as_bytes()),
-        None => json,
-    }
+    CONNECTION_SECRETS.encode_value(connection_id, json.as_bytes(), key)
 }
 
 /// Reads a stored value back into the secrets (plaintext rows need no key).
@@ -159,12 +228,7 @@ pub fn decode_secrets(
     stored: &str,
     key: Option<&SecretKey>,
 ) -> Result<Vec<String>, SecretsError> {
-    let json = if is_encrypted(stored) {
-        let key = key.ok_or(SecretsError::NoKey)?;
-        key.open(&aad(connection_id), stored)?
-    } else {
-        stored.as_bytes().to_vec()
-    };
+    let json = CONNECTION_SECRETS.decode_value(connection_id, stored, key)?;
     // The serde error is dropped on purpose: its message can quote the value.
     serde_json::from_slice(&json).map_err(|_| SecretsError::NotJson)
 }

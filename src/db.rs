@@ -10,7 +10,7 @@ mod custom;
 mod postgres;
 pub mod rows;
 mod sql;
-mod sqlite;
+pub(crate) mod sqlite;
 
 use std::fmt;
 use std::str::FromStr;
@@ -241,6 +241,57 @@ macro_rules! dispatch {
             Db::Postgres(pool) => postgres::$f(pool $(, $arg)*).await,
         }
     };
+}
+
+macro_rules! reencrypt_rows {
+    ($pool:expr, $column:expr, $key:expr) => {{
+        let column: &crate::crypto::EncryptedColumn = $column;
+        let rows: Vec<(String, String)> = sqlx::query_as(&format!(
+            "SELECT {id}, {col} FROM {table} ORDER BY {id}",
+            id = column.id_column,
+            col = column.column,
+            table = column.table
+        ))
+        .fetch_all($pool)
+        .await?;
+        let update = format!(
+            "UPDATE {table} SET {col} = $1 WHERE {id} = $2 AND {col} = $3",
+            id = column.id_column,
+            col = column.column,
+            table = column.table
+        );
+        let mut done = 0;
+        for (id, stored) in &rows {
+            let plaintext = column.decode_value(id, stored, Some($key)).map_err(|e| {
+                anyhow::anyhow!("{} {id:?}: {e}", column.table.trim_end_matches('s'))
+            })?;
+            // Compare-and-set: a row changed meanwhile (a rotation) keeps its newer value.
+            sqlx::query(&update)
+                .bind(column.encode_value(id, &plaintext, Some($key)))
+                .bind(id)
+                .bind(stored)
+                .execute($pool)
+                .await?;
+            done += 1;
+        }
+        done
+    }};
+}
+
+/// Rewrites every value of `column` encrypted with `key` (see
+/// [`crate::connections::reencrypt`]); returns how many rows were rewritten.
+///
+/// # Errors
+/// A value that `key` and its previous keys cannot open, named by its row; a database error.
+pub async fn reencrypt_column(
+    db: &Db,
+    column: &crate::crypto::EncryptedColumn,
+    key: &crate::crypto::SecretKey,
+) -> anyhow::Result<usize> {
+    Ok(match db {
+        Db::Sqlite { writer, .. } => reencrypt_rows!(writer, column, key),
+        Db::Postgres(pool) => reencrypt_rows!(pool, column, key),
+    })
 }
 
 impl Db {
@@ -497,6 +548,7 @@ impl Db {
         dispatch!(read self, status_counts())
     }
 
+    #[allow(clippy::too_many_arguments)]
     pub async fn insert_api_key(
         &self,
         id: &str,
@@ -504,8 +556,10 @@ impl Db {
         name: &str,
         scopes: &str,
         now_ms: i64,
+        workspace: Option<&str>,
+        expires_at: Option<i64>,
     ) -> Result<(), sqlx::Error> {
-        dispatch!(write self, insert_api_key(id, hash, name, scopes, now_ms))
+        dispatch!(write self, insert_api_key(id, hash, name, scopes, now_ms, workspace, expires_at))
     }
 
     pub async fn get_api_key(&self, id: &str) -> Result<Option<ApiKeyRow>, sqlx::Error> {

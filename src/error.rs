@@ -46,6 +46,9 @@ pub enum AppError {
     /// 403: the token lacks the scope the route needs.
     #[error("the token lacks the required scope")]
     Forbidden,
+    /// 429: the API key has as many event streams open as it may.
+    #[error("too many open event streams for this key")]
+    TooManyStreams,
     /// 400: an admin request with invalid input; the message names what to fix.
     #[error("{0}")]
     Invalid(String),
@@ -70,7 +73,9 @@ impl AppError {
         match self {
             AppError::NotFound => StatusCode::NOT_FOUND,
             AppError::IpNotAllowed | AppError::Forbidden => StatusCode::FORBIDDEN,
-            AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AppError::RateLimited { .. } | AppError::TooManyStreams => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             AppError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             AppError::BodyRead
@@ -99,6 +104,7 @@ impl AppError {
             AppError::StoreUnavailable { .. } => "store_unavailable",
             AppError::MissingToken => "unauthorized",
             AppError::Forbidden => "forbidden",
+            AppError::TooManyStreams => "too_many_streams",
             AppError::Invalid(_) => "invalid_request",
             AppError::InvalidFields { code, .. } => code,
             AppError::Conflict(_) => "conflict",

@@ -13,6 +13,8 @@
 //! - [`resolution`]: identity resolution and status decisions for a batch, pure code over a
 //!   snapshot the store reads up front.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`retention`]: what the store forgets and when (`[retention]`, `hookgate purge`).
+//! - [`policy`]: shared security rules (shared-secret length, event-time skew).
 //! - [`cli`]: the command line, one file per subcommand with its arguments and its handler.
 //!
 //! Provider-specific code (signatures, event ids and types) lives in the pure
@@ -31,7 +33,9 @@ pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod pipeline;
+pub mod policy;
 pub mod resolution;
+pub mod retention;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,6 +84,10 @@ pub struct Inner {
     pub pipeline: Arc<pipeline::Pipeline>,
     /// Rate limits per API key of the custom-event routes.
     pub key_limits: http::fires::KeyLimits,
+    /// How many requests to unknown connection ids each client address may still have logged.
+    pub unknown_log: http::webhook::UnknownIdLog,
+    /// Open event streams per API key (capped).
+    pub open_streams: http::api::OpenStreams,
 }
 
 impl std::ops::Deref for AppState {
@@ -95,6 +103,7 @@ pub struct Gateway {
     pub state: AppState,
     writer_task: JoinHandle<()>,
     refresh_task: JoinHandle<()>,
+    purge_task: JoinHandle<()>,
     workers: Vec<JoinHandle<()>>,
 }
 
@@ -159,6 +168,7 @@ impl Gateway {
             .reload(&db)
             .await
             .context("cannot load connections")?;
+        registry.warn_short_secrets();
         let metrics = Arc::new(Metrics::new());
         let signals = Arc::new(pipeline::Signals::default());
         let (writer, writer_task) =
@@ -171,6 +181,7 @@ impl Gateway {
             signals: Arc::clone(&signals),
             known: db::Known::default(),
         });
+        let unknown_log = http::webhook::UnknownIdLog::new(config.unknown_id_log_per_minute);
         let mut workers = Vec::new();
         if run_workers {
             for _ in 0..db.pipeline_workers() {
@@ -194,6 +205,8 @@ impl Gateway {
                 config,
                 signals,
                 pipeline,
+                unknown_log,
+                open_streams: http::api::OpenStreams::default(),
             }),
         };
         let weak = Arc::downgrade(&state.inner);
@@ -203,6 +216,7 @@ impl Gateway {
                 // SQLite checkpoints run here, off the writer's commit path, every 250 ms.
                 tokio::time::sleep(CHECKPOINT_INTERVAL).await;
                 let Some(inner) = weak.upgrade() else { break };
+                inner.unknown_log.forget_idle();
                 if let Err(error) = inner.db.checkpoint().await {
                     tracing::warn!(error = %error, "WAL checkpoint failed; will retry");
                 }
@@ -215,10 +229,28 @@ impl Gateway {
                 }
             }
         });
+        let weak = Arc::downgrade(&state.inner);
+        let purge_task = tokio::spawn(async move {
+            loop {
+                // Off the receive path: its own short transactions, with pauses between.
+                tokio::time::sleep(retention::INTERVAL).await;
+                let Some(inner) = weak.upgrade() else { break };
+                let retention = inner.config.retention;
+                match retention::purge(&inner.db, &retention, now_ms(), false).await {
+                    Ok(purged) => {
+                        for p in purged.iter().filter(|p| p.rows > 0) {
+                            tracing::info!(rows = p.rows, days = p.days, "purged {}", p.what);
+                        }
+                    }
+                    Err(error) => tracing::warn!(error = %error, "purge failed; will retry"),
+                }
+            }
+        });
         Ok(Gateway {
             state,
             writer_task,
             refresh_task,
+            purge_task,
             workers,
         })
     }
@@ -238,7 +270,9 @@ impl Gateway {
             Duration::from_secs(config.header_timeout_secs),
             Duration::from_secs(config.body_timeout_secs),
             config.max_body_bytes,
-        );
+        )
+        .with_max_connections(config.max_connections);
+        let at_cap = self.state.metrics.connections_at_cap.clone();
         let router = app(self.state.clone());
         let signals = Arc::clone(&self.state.signals);
         // On shutdown, end event streams first: they would otherwise hold their connections open.
@@ -249,7 +283,8 @@ impl Gateway {
                 .store(true, std::sync::atomic::Ordering::Relaxed);
             signals.fires.notify_waiters();
         };
-        let result = http::serve::serve(listener, router, limits, shutdown).await;
+        let result =
+            http::serve::serve_counted(listener, router, limits, shutdown, Some(at_cap)).await;
         self.shutdown().await;
         result
     }
@@ -260,9 +295,11 @@ impl Gateway {
             state,
             writer_task,
             refresh_task,
+            purge_task,
             workers,
         } = self;
         refresh_task.abort();
+        purge_task.abort();
         // Workers finish the batch in hand, then stop; what is left stays pending for next time.
         state
             .signals

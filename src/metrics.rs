@@ -44,6 +44,8 @@ pub struct Metrics {
     pub batch_commit: Histogram,
     pub store_failures: Counter,
     pub ingest_log_dropped: Counter,
+    pub unknown_log_dropped: Counter,
+    pub connections_at_cap: Counter,
 }
 
 fn latency_buckets() -> impl Iterator<Item = f64> {
@@ -101,6 +103,18 @@ impl Metrics {
             "Rejected-request log rows not written: the log queue was full, or a connection's refusals passed its rate again",
             ingest_log_dropped.clone(),
         );
+        let unknown_log_dropped = Counter::default();
+        registry.register(
+            "unknown_connection_log_dropped",
+            "Requests to unknown connection ids not written to the ingest log: their client address passed its log budget",
+            unknown_log_dropped.clone(),
+        );
+        let connections_at_cap = Counter::default();
+        registry.register(
+            "connections_at_cap",
+            "Times the accept loop waited because max_connections connections were open",
+            connections_at_cap.clone(),
+        );
         let processed = Family::<StatusLabels, Counter>::default();
         registry.register(
             "events_processed",
@@ -117,6 +131,8 @@ impl Metrics {
             batch_commit,
             store_failures,
             ingest_log_dropped,
+            unknown_log_dropped,
+            connections_at_cap,
         }
     }
 

@@ -111,6 +111,18 @@ fn storable(mut event: hookgate_providers::NormalizedEvent) -> hookgate_provider
     event
 }
 
+/// Clamps the provider's event time to the receive time plus [`crate::policy::EVENT_TIME_SKEW_MS`].
+/// "Newest wins" orders contact updates by this time, and for some providers it comes from a
+/// header or field the sender controls: a far-future time would otherwise make one delivery
+/// outrank every later one for good.
+fn clamped(
+    mut event: hookgate_providers::NormalizedEvent,
+    received_at_ms: i64,
+) -> hookgate_providers::NormalizedEvent {
+    event.occurred_at_ms = crate::policy::clamp_event_time(event.occurred_at_ms, received_at_ms);
+    event
+}
+
 /// Decides what to do with one stored event (pure apart from reading its bytes).
 pub fn plan_event(
     event: &ClaimedEvent,
@@ -151,7 +163,12 @@ pub fn plan_event(
                             .into(),
                     )
                 }
-                Ok(events) => Plan::Normalized(events.into_iter().map(storable).collect()),
+                Ok(events) => Plan::Normalized(
+                    events
+                        .into_iter()
+                        .map(|e| clamped(storable(e), event.received_at))
+                        .collect(),
+                ),
                 Err(NormalizeError::Unsupported(t)) => {
                     Plan::Ignored(format!("event type {t:?} is not mapped"))
                 }

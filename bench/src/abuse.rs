@@ -628,8 +628,8 @@ async fn slowloris_phase(
     let grace = Duration::from_secs(header_timeout + body_timeout + 5);
     let attacking = Arc::new(AtomicBool::new(true));
     let open_now = Arc::new(AtomicU64::new(0));
-    // Half the slow bodies go to the receive URL, half to an admin route, whose body is read
-    // before the bearer token is checked: both must be cut.
+    // Half the slow bodies go to the receive URL, half to an admin route without a token, which
+    // is refused (401) before its body is read: both must be cut.
     let receive: Arc<str> = Arc::from(gen.path());
     let admin: Arc<str> = Arc::from("/admin/connections");
     let n = args.slow_connections;

@@ -37,6 +37,10 @@ pub async fn run(global: &GlobalArgs, args: BackupArgs) -> anyhow::Result<()> {
         .file
         .to_str()
         .with_context(|| format!("{} is not a UTF-8 path", args.file.display()))?;
+    // An empty file made first, mode 0600: `VACUUM INTO` accepts an empty target and keeps its
+    // mode, so the copy is as private as the database.
+    crate::db::sqlite::create_private(&args.file)
+        .with_context(|| format!("cannot create {}", args.file.display()))?;
     let started = std::time::Instant::now();
     sqlx::query("VACUUM INTO ?")
         .bind(target)

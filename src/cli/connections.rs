@@ -154,6 +154,7 @@ async fn add(
     now: i64,
 ) -> anyhow::Result<()> {
     let spec = args.connection.into_spec()?;
+    crate::policy::check_new_secrets(&spec.id, spec.provider, &spec.secrets)?;
     if !connections::save(db, &spec, key, "cli", args.replace, now).await? {
         bail!(
             "connection {:?} exists; use --replace to overwrite it",

@@ -17,6 +17,13 @@ pub enum KeysCommand {
         /// A name to recognise the key by.
         #[arg(long, default_value = "unnamed")]
         name: String,
+        /// Limit the key to one workspace: it lists, streams and creates test events there
+        /// only (default: every workspace).
+        #[arg(long)]
+        workspace: Option<String>,
+        /// Days until the key stops working (default: never).
+        #[arg(long)]
+        expires_days: Option<u32>,
     },
     /// List keys (never the keys themselves).
     List,
@@ -31,30 +38,57 @@ pub enum KeysCommand {
 pub async fn run(global: &GlobalArgs, command: KeysCommand) -> anyhow::Result<()> {
     let (db, _) = super::open_migrated(global).await?;
     match command {
-        KeysCommand::Create { scopes, name } => {
+        KeysCommand::Create {
+            scopes,
+            name,
+            workspace,
+            expires_days,
+        } => {
+            if workspace
+                .as_ref()
+                .is_some_and(|w| w.is_empty() || w.len() > 128)
+            {
+                bail!("--workspace: must be 1 to 128 characters");
+            }
             let scopes: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
             let (id, key, hash) = crate::auth::mint();
-            db.insert_api_key(&id, &hash, &name, &scopes.join(" "), crate::now_ms())
-                .await?;
+            let now = crate::now_ms();
+            let expires_at = expires_days.map(|d| now + i64::from(d) * 86_400_000);
+            db.insert_api_key(
+                &id,
+                &hash,
+                &name,
+                &scopes.join(" "),
+                now,
+                workspace.as_deref(),
+                expires_at,
+            )
+            .await?;
             println!("{key}");
             eprintln!(
-                "created key {id} ({name}) with scopes {}; it is shown only this once",
-                scopes.join(", ")
+                "created key {id} ({name}) with scopes {} for {}{}; it is shown only this once",
+                scopes.join(", "),
+                workspace
+                    .as_deref()
+                    .map_or("every workspace".to_owned(), |w| format!("workspace {w}")),
+                expires_at.map_or(String::new(), |at| format!(", expiring {}", format_ms(at)))
             );
             Ok(())
         }
         KeysCommand::List => {
             println!(
-                "{:<14} {:<20} {:<40} {:<26} REVOKED",
-                "ID", "NAME", "SCOPES", "CREATED (UTC)"
+                "{:<14} {:<20} {:<40} {:<12} {:<26} {:<26} REVOKED",
+                "ID", "NAME", "SCOPES", "WORKSPACE", "CREATED (UTC)", "EXPIRES (UTC)"
             );
             for k in db.list_api_keys().await? {
                 println!(
-                    "{:<14} {:<20} {:<40} {:<26} {}",
+                    "{:<14} {:<20} {:<40} {:<12} {:<26} {:<26} {}",
                     k.id,
                     k.name,
                     k.scopes,
+                    k.workspace.as_deref().unwrap_or("*"),
                     format_ms(k.created_at),
+                    k.expires_at.map(format_ms).unwrap_or_default(),
                     k.revoked_at.map(format_ms).unwrap_or_default()
                 );
             }

@@ -12,6 +12,7 @@ pub mod logs;
 pub mod logs_show;
 pub mod migrate;
 pub mod print_config;
+pub mod purge;
 pub mod replay;
 pub mod send;
 pub mod serve;
@@ -55,6 +56,8 @@ pub enum Command {
     Contacts(contacts::ContactsCommand),
     /// Show trigger fires, newest last; `--follow` prints new ones as they are made.
     Events(events::EventsArgs),
+    /// Remove what is past its retention (`[retention]`) now; `--dry-run` only counts it.
+    Purge(purge::PurgeArgs),
     /// Copy the SQLite database to a new file, consistently, while the gateway runs.
     Backup(backup::BackupArgs),
     /// Sign a fixture the way its provider would and POST it to a receive URL.
@@ -85,6 +88,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Contacts(command) => contacts::run(&global, command).await,
         Command::Events(args) => events::run(&global, args).await,
         Command::Backup(args) => backup::run(&global, args).await,
+        Command::Purge(args) => purge::run(&global, args).await,
         Command::Send(args) => send::run(args).await,
         Command::Keys(command) => keys::run(&global, command).await,
         Command::Triggers(command) => triggers::run(&global, command).await,

@@ -25,6 +25,15 @@ use crate::crypto::{self, SecretKey};
 use crate::db::rows::ConnectionRow;
 use crate::db::{ConnectionWrite, Db};
 
+/// `::ffff:a.b.c.d` as `a.b.c.d`; every other address as it is (a dual-stack listener reports
+/// IPv4 peers so, and allowlists and trusted proxies are written as IPv4 networks).
+pub fn unmapped(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
 /// A connection ready for the receive path.
 pub struct Live {
     pub spec: ConnectionSpec,
@@ -67,10 +76,7 @@ impl Live {
 
     /// Whether `addr` may deliver to this connection.
     pub fn allows(&self, addr: IpAddr) -> bool {
-        let addr = match addr {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
-            v4 => v4,
-        };
+        let addr = unmapped(addr);
         self.allow.is_empty() || self.allow.iter().any(|net| net.contains(&addr))
     }
 
@@ -198,6 +204,7 @@ pub async fn rotate(
         .adapter()
         .check_secret(&secret, spec.auth.as_ref())
         .map_err(|e| anyhow::anyhow!("secret: {e}"))?;
+    crate::policy::check_new_secret(&spec.id, spec.provider, 0, &secret)?;
     let mut secrets = vec![new.to_owned()];
     if !drop_old {
         secrets.extend(
@@ -214,25 +221,19 @@ pub async fn rotate(
     Ok(Some(secrets.len()))
 }
 
-/// Rewrites every connection's secrets with `key` (plaintext rows become encrypted, encrypted
-/// rows get a fresh nonce) and returns how many rows were rewritten.
+/// Rewrites every encrypted column ([`crypto::ENCRYPTED_COLUMNS`]) with `key`: plaintext rows
+/// become encrypted, rows written with one of its previous keys move to it, the rest get a
+/// fresh nonce. Returns how many rows were rewritten.
 ///
 /// # Errors
-/// A row that cannot be decrypted with `key` (nothing after it is rewritten), or a database error.
-pub async fn reencrypt(db: &Db, key: &SecretKey, now_ms: i64) -> anyhow::Result<usize> {
-    let rows = db.list_connections().await?;
-    for row in &rows {
-        let secrets = crypto::decode_secrets(&row.id, &row.secrets, Some(key))
-            .map_err(|e| anyhow::anyhow!("connection {:?}: {e}", row.id))?;
-        let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
-        db.set_secrets(
-            &row.id,
-            &crypto::encode_secrets(&row.id, &refs, Some(key)),
-            now_ms,
-        )
-        .await?;
+/// A row that cannot be decrypted with `key` or its previous keys (rows before it stay
+/// rewritten), or a database error.
+pub async fn reencrypt(db: &Db, key: &SecretKey, _now_ms: i64) -> anyhow::Result<usize> {
+    let mut total = 0;
+    for column in crypto::ENCRYPTED_COLUMNS {
+        total += crate::db::reencrypt_column(db, column, key).await?;
     }
-    Ok(rows.len())
+    Ok(total)
 }
 
 /// Checks that every stored connection's secrets can be read with `key`, so a gateway never
@@ -274,6 +275,27 @@ impl Registry {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Logs a warning for each loaded connection with a shared secret shorter than
+    /// [`crate::policy::MIN_SHARED_SECRET_CHARS`]: stored before the minimum existed, it keeps
+    /// working, but a new one could not be saved.
+    pub fn warn_short_secrets(&self) {
+        let Ok(map) = self.live.read() else { return };
+        let mut ids: Vec<&String> = map.keys().collect();
+        ids.sort_unstable();
+        for id in ids {
+            let spec = &map[id].spec;
+            let short = crate::policy::short_secrets(spec.provider, &spec.secrets);
+            if short > 0 {
+                tracing::warn!(
+                    connection = %id,
+                    short,
+                    minimum = crate::policy::MIN_SHARED_SECRET_CHARS,
+                    "connection has a shared secret shorter than the minimum; it keeps working, but rotate it to a longer one"
+                );
+            }
+        }
     }
 
     /// Reloads every connection from the database. Unchanged connections keep their rate

@@ -158,4 +158,7 @@ pub struct ApiKeyRow {
     pub scopes: String,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
+    /// The one workspace the key may use; `None` for every workspace.
+    pub workspace: Option<String>,
+    pub expires_at: Option<i64>,
 }

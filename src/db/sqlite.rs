@@ -25,7 +25,11 @@ pub async fn open(
     url: &str,
     durability: Durability,
 ) -> Result<(SqlitePool, SqlitePool), sqlx::Error> {
-    let options = SqliteConnectOptions::from_str(url)?
+    let options = SqliteConnectOptions::from_str(url)?;
+    if !url.contains(":memory:") && !url.contains("mode=memory") {
+        create_private(options.get_filename()).map_err(sqlx::Error::Io)?;
+    }
+    let options = options
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(match durability {
@@ -61,6 +65,35 @@ pub async fn open(
         .connect_with(options)
         .await?;
     Ok((readers, writer))
+}
+
+/// Creates `path` empty with mode 0600 (owner read and write only) if it does not exist yet, so
+/// the database, which holds payloads with personal data, is not readable by other local users
+/// whatever the umask. SQLite gives its `-wal` and `-shm` files the database file's mode. An
+/// existing file keeps the mode it has (an operator may have chosen it).
+///
+/// # Errors
+/// The file cannot be created.
+pub fn create_private(path: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Ok(())
+    }
 }
 
 /// Keeps the writer connection only if SQLite has no transaction open on it.

@@ -324,6 +324,8 @@ async fn create_connection(
     let spec = input
         .into_spec()
         .map_err(|e| AppError::Invalid(format!("{e:#}")))?;
+    crate::policy::check_new_secrets(&spec.id, spec.provider, &spec.secrets)
+        .map_err(|e| AppError::Invalid(format!("{e:#}")))?;
     let written = connections::save(
         &state.db,
         &spec,

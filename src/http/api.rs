@@ -33,7 +33,7 @@ pub fn routes() -> Router<AppState> {
 
 /// A fire as the API shows it.
 pub fn fire_json(f: &FireRow) -> Value {
-    json!({
+    let mut event = json!({
         "id": f.seq.to_string(),
         "eventType": f.trigger_id,
         "payload": serde_json::from_str::<Value>(&f.payload).unwrap_or(Value::Null),
@@ -41,6 +41,63 @@ pub fn fire_json(f: &FireRow) -> Value {
         "occurredAt": f.occurred_at.map(format_rfc3339_ms),
         "workspace": f.workspace,
         "idempotencyKey": f.idempotency_key,
+    });
+    // Test events say so, so that no consumer mistakes one for a provider's.
+    if f.provider == "test" {
+        event["test"] = Value::Bool(true);
+    }
+    event
+}
+
+/// Open event streams per API key, at most.
+pub const MAX_STREAMS_PER_KEY: usize = 8;
+/// How often an open stream checks that its key is still valid (revoked or expired keys end
+/// their streams within this; the heartbeat is 2 s).
+const KEY_CHECK: Duration = Duration::from_secs(1);
+
+/// Open event streams by credential name.
+#[derive(Debug, Default)]
+pub struct OpenStreams {
+    counts: std::sync::Mutex<std::collections::HashMap<String, usize>>,
+}
+
+/// One open stream; gives its place back when dropped.
+struct StreamSlot {
+    state: AppState,
+    name: String,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut counts = self
+            .state
+            .open_streams
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = counts.get_mut(&self.name) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&self.name);
+            }
+        }
+    }
+}
+
+fn take_stream_slot(state: &AppState, name: &str) -> Result<StreamSlot, AppError> {
+    let mut counts = state
+        .open_streams
+        .counts
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let n = counts.entry(name.to_owned()).or_insert(0);
+    if *n >= MAX_STREAMS_PER_KEY {
+        return Err(AppError::TooManyStreams);
+    }
+    *n += 1;
+    Ok(StreamSlot {
+        state: state.clone(),
+        name: name.to_owned(),
     })
 }
 
@@ -80,8 +137,9 @@ async fn list_events(
     headers: HeaderMap,
     query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, AppError> {
-    authorize(&state, &headers, Scope::Read).await?;
+    let principal = authorize(&state, &headers, Scope::Read).await?;
     let Query(q) = query.map_err(|e| AppError::Invalid(e.body_text()))?;
+    let workspace = principal.workspace_for(q.workspace)?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(AppError::Invalid("limit must be between 1 and 1000".into()));
@@ -95,7 +153,7 @@ async fn list_events(
     let filter = FireFilter {
         after_seq,
         trigger_id: q.event_type,
-        workspace: q.workspace,
+        workspace,
         created_after: q
             .after
             .as_deref()
@@ -136,8 +194,10 @@ async fn stream_events(
     headers: HeaderMap,
     query: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
-    authorize(&state, &headers, Scope::Read).await?;
+    let principal = authorize(&state, &headers, Scope::Read).await?;
     let Query(q) = query.map_err(|e| AppError::Invalid(e.body_text()))?;
+    let workspace = principal.workspace_for(q.workspace)?;
+    let slot = take_stream_slot(&state, &principal.name)?;
     let resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -150,21 +210,29 @@ async fn stream_events(
     let filter = FireFilter {
         after_seq: start,
         trigger_id: q.event_type,
-        workspace: q.workspace,
+        workspace,
         created_after: None,
         created_before: None,
         limit: 200,
         newest: false,
     };
+    let watch = (principal, slot, std::time::Instant::now());
     let stream = futures_util::stream::unfold(
-        (state, filter, VecDeque::<FireRow>::new()),
-        |(state, mut filter, mut buffer)| async move {
+        (state, filter, VecDeque::<FireRow>::new(), watch),
+        |(state, mut filter, mut buffer, mut watch)| async move {
             loop {
+                if watch.2.elapsed() >= KEY_CHECK {
+                    // A revoked or expired key ends its streams here (the slot goes with them).
+                    if !watch.0.still_valid(&state).await {
+                        return None;
+                    }
+                    watch.2 = std::time::Instant::now();
+                }
                 if let Some(fire) = buffer.pop_front() {
                     let event = Event::default()
                         .id(fire.seq.to_string())
                         .data(fire_json(&fire).to_string());
-                    return Some((Ok(event), (state, filter, buffer)));
+                    return Some((Ok(event), (state, filter, buffer, watch)));
                 }
                 if state
                     .signals
@@ -214,15 +282,22 @@ async fn test_event(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<impl IntoResponse, AppError> {
-    authorize(&state, &headers, Scope::Write).await?;
+    let principal = authorize(&state, &headers, Scope::Write).await?;
     let input: TestBody = serde_json::from_slice(&body)
         .map_err(|e| AppError::Invalid(format!("invalid test event JSON: {e}")))?;
-    if input.event_type.is_empty() || input.event_type.len() > 200 {
+    if input.event_type.len() > 200
+        || input
+            .event_type
+            .strip_prefix("test.")
+            .is_none_or(str::is_empty)
+    {
         return Err(AppError::Invalid(
-            "eventType must be 1 to 200 characters".into(),
+            "eventType must be `test.<name>` (test events never use a provider's types), at most 200 characters".into(),
         ));
     }
-    let workspace = input.workspace.unwrap_or_else(|| "default".into());
+    let workspace = principal
+        .workspace_for(input.workspace)?
+        .unwrap_or_else(|| "default".into());
     let email = input
         .data
         .get("email")
@@ -268,8 +343,9 @@ async fn list_triggers(
     headers: HeaderMap,
     Query(q): Query<TriggersQuery>,
 ) -> Result<Json<Value>, AppError> {
-    authorize(&state, &headers, Scope::Read).await?;
-    let rows = state.db.list_triggers(q.workspace.as_deref()).await?;
+    let principal = authorize(&state, &headers, Scope::Read).await?;
+    let workspace = principal.workspace_for(q.workspace)?;
+    let rows = state.db.list_triggers(workspace.as_deref()).await?;
     let list: Vec<Value> = rows
         .iter()
         .map(|t| {

@@ -133,8 +133,10 @@ async fn define_trigger(
 ) -> Result<impl IntoResponse, AppError> {
     let principal = authorize(&state, &headers, Scope::Write).await?;
     state.key_limits.take(&principal)?;
-    let input: TriggerInput = serde_json::from_slice(&body)
+    let mut input: TriggerInput = serde_json::from_slice(&body)
         .map_err(|e| AppError::Invalid(format!("invalid trigger definition JSON: {e}")))?;
+    // A workspace-bound key defines triggers of its own workspace only (403 for another).
+    input.workspace = principal.workspace_for(input.workspace)?;
     let defined = define(&state.db, input, crate::now_ms()).await?;
     let status = if defined.created {
         StatusCode::CREATED
@@ -393,11 +395,13 @@ async fn fire(
             ))
         }
     };
-    // Where a workspace-bound key will be checked against `input.workspace`, once keys carry one.
+    // A workspace-bound key fires in its own workspace only (403 for another); without a
+    // workspace in the request it fires in the key's.
+    let workspace = principal.workspace_for(input.workspace)?;
     let client = super::webhook::client_addr(peer, &headers, &state.config.trusted_proxies);
     let request = FireRequest {
         trigger: input.trigger_event_id,
-        workspace: input.workspace,
+        workspace,
         payload: input.payload,
         key,
         occurred_at: input.occurred_at,

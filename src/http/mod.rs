@@ -1,7 +1,7 @@
 //! HTTP: the router, the receive handler, the admin API, health and metrics, and the accept
 //! loop that serves them with header-read timeouts. Every request body is read within
 //! `body_timeout_secs`: the receive handler does it itself (its 408 is logged like any other
-//! rejection), the admin and API routes through [`read_body_in_time`].
+//! rejection), the admin and API routes through [`read_body_in_time`], after their bearer token.
 
 pub mod admin;
 pub mod api;
@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
+use crate::auth::Scope;
 use crate::AppState;
 
 /// Every route of the gateway.
@@ -41,22 +42,48 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Reads an admin or API request's whole body before its handler runs, within
-/// `body_timeout_secs` (else 408) and `max_body_bytes` (else 413).
+/// The largest body an admin or API request may have (a connection definition, a test event).
+pub const API_BODY_LIMIT: usize = 64 * 1024;
+
+/// The scope a request to an admin or API route needs at least; handlers check their own.
+fn route_scope(method: &http::Method, path: &str) -> Scope {
+    if path.starts_with("/admin") {
+        Scope::Admin
+    } else if method == http::Method::POST {
+        Scope::Write
+    } else {
+        Scope::Read
+    }
+}
+
+/// Checks an admin or API request's bearer token from its headers, then reads its whole body
+/// before its handler runs, within `body_timeout_secs` (else 408) and [`API_BODY_LIMIT`] (else
+/// 413).
 ///
-/// Axum's body extractors have no deadline, and they run before a handler checks the bearer
-/// token, so without this anyone could hold a connection open for ever by trickling a body to
-/// one of these routes, which the header-read timeout does not cover.
+/// The token comes first so that a stranger never gets a body buffered: without it, anyone
+/// could make the gateway hold a body per connection for these routes. Axum's body extractors
+/// have no deadline and run before a handler, so without the read here a trickled body would
+/// hold a connection open for ever (the header-read timeout does not cover bodies).
 async fn read_body_in_time(
     State(state): State<AppState>,
     request: Request,
     next: Next,
 ) -> Response {
     let (parts, body) = request.into_parts();
+    let scope = route_scope(&parts.method, parts.uri.path());
+    if let Err(error) = crate::auth::authorize(&state, &parts.headers, scope).await {
+        let mut response = error.into_response();
+        // The body is left unread: the connection closes (with a lingering close).
+        response.headers_mut().insert(
+            http::header::CONNECTION,
+            http::HeaderValue::from_static("close"),
+        );
+        return response;
+    }
     let read = webhook::read_body(
         body,
         &parts.headers,
-        state.config.max_body_bytes,
+        API_BODY_LIMIT,
         state.config.body_timeout_secs,
     )
     .await;

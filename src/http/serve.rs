@@ -37,6 +37,8 @@ use tower::ServiceExt as _;
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// A lingering close ends when the client has sent nothing for this long.
 pub const LINGER_IDLE: Duration = Duration::from_secs(2);
+/// At most one "max_connections reached" log line per this interval (the metric counts each).
+const CAP_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// The least a lingering close discards before giving up (see [`Limits::linger_bytes`]).
 pub const LINGER_MIN_BYTES: usize = 16 * 1024 * 1024;
 
@@ -50,6 +52,8 @@ pub struct Limits {
     /// The most a lingering close reads and discards: `max_body_bytes`, at least
     /// [`LINGER_MIN_BYTES`], so a body up to the limit plus that much gets its answer.
     pub linger_bytes: usize,
+    /// `max_connections`: connections served at once; the accept loop waits past it.
+    pub max_connections: usize,
 }
 
 impl Limits {
@@ -59,7 +63,15 @@ impl Limits {
             header_timeout,
             body_timeout,
             linger_bytes: max_body_bytes.max(LINGER_MIN_BYTES),
+            max_connections: crate::config::DEFAULT_MAX_CONNECTIONS,
         }
+    }
+
+    /// These bounds with at most `max` connections at once.
+    #[must_use]
+    pub fn with_max_connections(mut self, max: usize) -> Self {
+        self.max_connections = max.max(1);
+        self
     }
 }
 
@@ -112,6 +124,22 @@ pub async fn serve(
     limits: Limits,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    serve_counted(listener, router, limits, shutdown, None).await
+}
+
+/// [`serve`], counting in `at_cap` each time the connection cap makes the accept loop wait.
+///
+/// # Errors
+/// Only if the listener itself fails permanently.
+pub async fn serve_counted(
+    listener: TcpListener,
+    router: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+    at_cap: Option<prometheus_client::metrics::counter::Counter>,
+) -> std::io::Result<()> {
+    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let mut last_cap_log: Option<Instant> = None;
     // Every connection task holds a receiver; `closed()` resolves when the last one is gone.
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -122,6 +150,31 @@ pub async fn serve(
         .max_buf_size(256 * 1024);
     tokio::pin!(shutdown);
     loop {
+        // One permit per open connection: at the cap, stop accepting (new clients wait in the
+        // kernel's backlog) until one closes, so that a flood of connections cannot hold more
+        // memory and file descriptors than the operator allowed.
+        let permit = match Arc::clone(&permits).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if let Some(counter) = &at_cap {
+                    counter.inc();
+                }
+                if last_cap_log.is_none_or(|t| t.elapsed() >= CAP_LOG_INTERVAL) {
+                    last_cap_log = Some(Instant::now());
+                    tracing::warn!(
+                        max_connections = limits.max_connections,
+                        "max_connections reached: new connections wait until open ones close"
+                    );
+                }
+                tokio::select! {
+                    permit = Arc::clone(&permits).acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => break,
+                    },
+                    () = &mut shutdown => break,
+                }
+            }
+        };
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
@@ -135,14 +188,18 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(connection(
+        let task = connection(
             stream,
             peer,
             router.clone(),
             builder.clone(),
             limits,
             stopped.clone(),
-        ));
+        );
+        tokio::spawn(async move {
+            task.await;
+            drop(permit);
+        });
     }
     drop(listener);
     drop(stopped);

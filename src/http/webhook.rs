@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, Uri};
+use axum::http::{HeaderMap, HeaderValue, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::Bytes;
@@ -34,6 +34,53 @@ pub const REJECT_BODY_PREFIX: usize = 4096;
 const RATE_LIMITED_DRAIN_BYTES: usize = 64 * 1024;
 /// How long a handler waits for its batch to commit before answering 503.
 const STORE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How much header text (the JSON of the pairs) a rejected request's log row keeps, and how
+/// much of its path and query: a stranger can send about 256 KiB of headers per request.
+pub const REJECT_HEADER_TEXT: usize = 8 * 1024;
+pub const REJECT_PATH_TEXT: usize = 1024;
+/// The default of `unknown_id_log_per_minute`: requests to unknown connection ids logged per
+/// client address and minute (and as a burst); the rest are answered the same 404 and counted
+/// in `hookgate_unknown_connection_log_dropped`.
+pub const UNKNOWN_ID_LOG_PER_MINUTE: u32 = crate::config::DEFAULT_UNKNOWN_ID_LOG_PER_MINUTE;
+/// Client addresses the unknown-id budget tracks at most; past this, new addresses are not
+/// logged until idle ones are forgotten (a flood from many addresses cannot grow it).
+const UNKNOWN_ID_LOG_ADDRESSES: usize = 100_000;
+
+/// The per-client-address budget of unknown-id requests written to the ingest log.
+pub struct UnknownIdLog {
+    limiter: governor::DefaultKeyedRateLimiter<IpAddr>,
+}
+
+impl Default for UnknownIdLog {
+    fn default() -> Self {
+        Self::new(UNKNOWN_ID_LOG_PER_MINUTE)
+    }
+}
+
+impl UnknownIdLog {
+    /// A budget of `per_minute` logged requests per client address.
+    pub fn new(per_minute: u32) -> Self {
+        let n = std::num::NonZeroU32::new(per_minute).unwrap_or(std::num::NonZeroU32::MIN);
+        UnknownIdLog {
+            limiter: governor::RateLimiter::keyed(governor::Quota::per_minute(n)),
+        }
+    }
+
+    /// Whether one more request from `client` may be logged.
+    pub fn allow(&self, client: IpAddr) -> bool {
+        if self.limiter.len() >= UNKNOWN_ID_LOG_ADDRESSES {
+            return false;
+        }
+        self.limiter.check_key(&client).is_ok()
+    }
+
+    /// Forgets addresses whose budget is full again (called every few hundred milliseconds).
+    pub fn forget_idle(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+    }
+}
+
 /// Headers whose values carry secrets (plus a connection's own `header:<Name>`).
 const SECRET_HEADERS: &[&str] = &[
     "authorization",
@@ -116,6 +163,12 @@ impl Delivery<'_> {
         };
         let truncated = prefix.len() < size;
         let mut row = self.row(IngestKind::Rejected, status, prefix, size);
+        // A refused request is a stranger's text: keep enough to diagnose, never all of it.
+        row.headers = capped_headers(
+            header_pairs(self.headers, self.live.as_ref().map(|l| &l.spec)),
+            REJECT_HEADER_TEXT,
+        );
+        row.path = capped_text(row.path, REJECT_PATH_TEXT);
         row.body_truncated = truncated;
         row.reason = Some(reason);
         tracing::info!(
@@ -186,9 +239,13 @@ pub async fn receive(
     let live = match live {
         Some(live) if live.spec.provider == provider && live.spec.enabled => live,
         _ => {
-            // Log only ids that could be real, so random probing cannot fill the log with junk.
+            // Log only ids that could be real, so random probing cannot fill the log with junk,
+            // and only so many per client address.
             if crate::connections::valid_connection_id(&d.connection_id) {
-                return d.reject(AppError::NotFound, None);
+                if state.unknown_log.allow(client) {
+                    return d.reject(AppError::NotFound, None);
+                }
+                state.metrics.unknown_log_dropped.inc();
             }
             d.count(Outcome::Rejected, 404);
             return AppError::NotFound.into_response();
@@ -358,31 +415,64 @@ pub(crate) async fn read_body(
 }
 
 /// The address allowlists check: the TCP peer, or when the peer is a trusted proxy, the
-/// right-most `X-Forwarded-For` hop that is not itself a trusted proxy.
+/// `X-Forwarded-For` chain walked from the right: trusted hops are skipped and the first entry
+/// that parses as an address (`ip`, `ip:port` or `[v6]:port`) and is not trusted is the client.
+/// Entries that do not parse are skipped; they never make the proxy itself the client (a proxy
+/// in an allowlist would otherwise admit anyone who sends a garbled header through it). A chain
+/// with no usable entry gives [`UNKNOWN_CLIENT`], which no allowlist short of `0.0.0.0/0`
+/// admits; a trusted peer that sends no header at all is itself the client. IPv4-mapped IPv6
+/// addresses (`::ffff:a.b.c.d`) are unmapped first, so they match IPv4 networks.
 pub fn client_addr(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
-    let peer_ip = peer.ip();
+    let peer_ip = unmapped(peer.ip());
     if !is_trusted(&peer_ip) {
         return peer_ip;
     }
-    let mut hops: Vec<IpAddr> = Vec::new();
-    for value in headers.get_all("x-forwarded-for") {
+    let values: Vec<&HeaderValue> = headers.get_all("x-forwarded-for").iter().collect();
+    if values.is_empty() {
+        return peer_ip;
+    }
+    let mut leftmost_trusted = None;
+    let mut garbage = false;
+    for value in values.iter().rev() {
+        // A value that is not even text is garbage as a whole.
         let Ok(text) = value.to_str() else {
-            return peer_ip;
+            garbage = true;
+            continue;
         };
-        for hop in text.split(',') {
-            match hop.trim().parse::<IpAddr>() {
-                Ok(ip) => hops.push(ip),
-                // A garbled chain cannot be trusted past this point; fall back to the peer.
-                Err(_) => return peer_ip,
+        for hop in text.rsplit(',') {
+            let Some(ip) = parse_hop(hop) else {
+                garbage = true;
+                continue;
+            };
+            if !is_trusted(&ip) {
+                return ip;
             }
+            leftmost_trusted = Some(ip);
         }
     }
-    hops.into_iter()
-        .rev()
-        .find(|ip| !is_trusted(ip))
-        .unwrap_or(peer_ip)
+    // Every hop was a trusted proxy: the request started inside the trusted network, unless
+    // some entry could not be read, and then who sent it is unknown.
+    match leftmost_trusted {
+        Some(ip) if !garbage => ip,
+        _ => UNKNOWN_CLIENT,
+    }
 }
+
+/// The client address of a request whose forwarded chain names no usable address.
+pub const UNKNOWN_CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+
+/// One `X-Forwarded-For` entry as an address: `ip`, `ip:port` or `[v6]:port` (some proxies add
+/// the port), unmapped.
+fn parse_hop(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    hop.parse::<IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<SocketAddr>().ok().map(|s| s.ip()))
+        .map(unmapped)
+}
+
+pub use crate::connections::unmapped;
 
 /// Headers whose values the log keeps for a request to a connection it does not know (an
 /// unknown or disabled id, the wrong provider segment, or a connection created a moment ago that
@@ -433,7 +523,12 @@ fn holds_secret(value: &[u8], spec: &ConnectionSpec) -> bool {
 /// secrets; for a request to a connection this process does not know (`spec` is `None`), every
 /// value outside [`KNOWN_SAFE_HEADERS`].
 pub fn redacted_headers(headers: &HeaderMap, spec: Option<&ConnectionSpec>) -> String {
-    let pairs: Vec<[String; 2]> = headers
+    serde_json::to_string(&header_pairs(headers, spec)).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// The pairs [`redacted_headers`] serializes.
+fn header_pairs(headers: &HeaderMap, spec: Option<&ConnectionSpec>) -> Vec<[String; 2]> {
+    headers
         .iter()
         .map(|(name, value)| {
             let secret = SECRET_HEADERS.contains(&name.as_str())
@@ -452,12 +547,84 @@ pub fn redacted_headers(headers: &HeaderMap, spec: Option<&ConnectionSpec>) -> S
             let value = if secret {
                 "[redacted]".to_owned()
             } else {
-                String::from_utf8_lossy(value.as_bytes()).into_owned()
+                text_of(value.as_bytes())
             };
             [name.as_str().to_owned(), value]
         })
-        .collect();
-    serde_json::to_string(&pairs).unwrap_or_else(|_| "[]".to_owned())
+        .collect()
+}
+
+/// `bytes` as text without growing it: UTF-8 stays as it is and each byte that is not part of
+/// valid UTF-8 becomes one `?` (rather than a three-byte U+FFFD).
+fn text_of(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        out.extend(std::iter::repeat_n('?', chunk.invalid().len()));
+    }
+    out
+}
+
+/// The JSON of `pairs`, at most `cap` bytes: pairs past the cap are left out (the last one
+/// that fits in part is cut) and a final `["hookgate-truncated", "..."]` pair says how many
+/// headers and bytes were dropped.
+fn capped_headers(pairs: Vec<[String; 2]>, cap: usize) -> String {
+    const MARKER_ROOM: usize = 96;
+    let budget = cap.saturating_sub(MARKER_ROOM);
+    let total = pairs.len();
+    let mut kept: Vec<[String; 2]> = Vec::new();
+    let mut used = 2; // the brackets
+    let mut dropped_bytes = 0usize;
+    let mut cut = false;
+    let mut whole = 0usize;
+    for [name, value] in pairs {
+        let size = serde_json::to_string(&[&name, &value]).map_or(0, |t| t.len()) + 1;
+        if !cut && used + size <= budget {
+            used += size;
+            kept.push([name, value]);
+            whole += 1;
+            continue;
+        }
+        if !cut {
+            // Keep what fits of this value, cut at a character boundary.
+            let room = budget.saturating_sub(used + name.len() + 16);
+            let escaped_len = |t: &str| serde_json::to_string(t).map_or(0, |j| j.len());
+            let mut end = room.min(value.len());
+            while end > 0 && (!value.is_char_boundary(end) || escaped_len(&value[..end]) > room) {
+                end -= 1;
+            }
+            if end > 0 {
+                dropped_bytes += value.len() - end;
+                let partial = format!("{}…", &value[..end]);
+                used += escaped_len(&partial) + name.len() + 8;
+                kept.push([name, partial]);
+                cut = true;
+                continue;
+            }
+            cut = true;
+        }
+        dropped_bytes += name.len() + value.len();
+    }
+    let mut text_pairs = kept;
+    if cut {
+        text_pairs.push([
+            "hookgate-truncated".to_owned(),
+            format!("{whole} of {total} headers kept whole; {dropped_bytes} bytes dropped"),
+        ]);
+    }
+    serde_json::to_string(&text_pairs).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// `text` cut to at most `cap` bytes at a character boundary, marked when cut.
+fn capped_text(text: String, cap: usize) -> String {
+    if text.len() <= cap {
+        return text;
+    }
+    let mut end = cap;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…[truncated, {} bytes]", &text[..end], text.len())
 }
 
 /// The path and query with secret values redacted: the usual credential parameters, the
@@ -494,24 +661,92 @@ pub fn redacted_path(uri: &Uri, spec: Option<&ConnectionSpec>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderName;
 
     #[test]
-    fn forwarded_for_uses_rightmost_untrusted_hop() {
-        let trusted: Vec<IpNet> = vec!["10.0.0.0/8".parse().expect("net")];
+    fn rejected_header_text_is_capped_marked_and_not_inflated() {
         let mut headers = HeaderMap::new();
-        headers.insert(
+        for i in 0..60 {
+            let name = HeaderName::from_bytes(format!("x-shopify-h{i}").as_bytes()).expect("name");
+            headers.insert(name, HeaderValue::from_bytes(&[0xff; 500]).expect("value"));
+        }
+        let pairs = header_pairs(&headers, None);
+        // One byte that is not UTF-8 stays one byte of text.
+        assert!(pairs
+            .iter()
+            .all(|[_, v]| v.len() == 500 && !v.contains('\u{FFFD}')));
+        let text = capped_headers(pairs, REJECT_HEADER_TEXT);
+        assert!(text.len() <= REJECT_HEADER_TEXT, "{}", text.len());
+        let parsed: Vec<[String; 2]> = serde_json::from_str(&text).expect("valid JSON");
+        let marker = &parsed.last().expect("marker")[1];
+        assert_eq!(parsed.last().expect("marker")[0], "hookgate-truncated");
+        assert!(marker.contains("of 60 headers kept whole"), "{marker}");
+        // Small header sets are stored whole, without a marker.
+        let mut few = HeaderMap::new();
+        few.insert("content-type", HeaderValue::from_static("application/json"));
+        let text = capped_headers(header_pairs(&few, None), REJECT_HEADER_TEXT);
+        assert_eq!(text, r#"[["content-type","application/json"]]"#);
+        assert_eq!(capped_text("abc".into(), 8), "abc");
+        assert!(capped_text("é".repeat(100), 9).starts_with("éééé…[truncated"));
+    }
+
+    #[test]
+    fn forwarded_for_table() {
+        let trusted: Vec<IpNet> = vec![
+            "10.0.0.0/8".parse().expect("net"),
+            "fd00::/8".parse().expect("net"),
+        ];
+        let proxy = "10.0.0.1:5000";
+        let mapped_proxy = "[::ffff:10.0.0.1]:5000";
+        let unknown = UNKNOWN_CLIENT.to_string();
+        // (peer, X-Forwarded-For values, expected client)
+        let table: &[(&str, &[&str], &str)] = &[
+            // Not a trusted peer: the header is ignored.
+            ("9.9.9.9:5000", &["1.2.3.4"], "9.9.9.9"),
+            // A trusted peer without the header is the client itself.
+            (proxy, &[], "10.0.0.1"),
+            // Right-most untrusted hop; trusted hops skipped; the left part is the client's own.
+            (proxy, &["1.2.3.4, 5.6.7.8, 10.0.0.2"], "5.6.7.8"),
+            (proxy, &["1.2.3.4", "5.6.7.8, 10.0.0.2"], "5.6.7.8"),
+            // Garbage is skipped and never makes the proxy the client.
+            (proxy, &["1.2.3.4, junk"], "1.2.3.4"),
+            (proxy, &["junk"], &unknown),
+            (proxy, &[""], &unknown),
+            (proxy, &["junk, 10.0.0.3"], &unknown),
+            (proxy, &["unknown, 5.6.7.8, , garbage"], "5.6.7.8"),
+            // ip:port entries are addresses, not garbage.
+            (proxy, &["1.2.3.4:4711"], "1.2.3.4"),
+            (proxy, &["[2001:db8::1]:4711, 10.0.0.2:80"], "2001:db8::1"),
+            (proxy, &["10.0.0.2:80"], "10.0.0.2"),
+            // IPv4-mapped IPv6 is unmapped for the trust check and the answer.
+            (mapped_proxy, &["1.2.3.4"], "1.2.3.4"),
+            (proxy, &["5.6.7.8, ::ffff:10.0.0.9"], "5.6.7.8"),
+            (proxy, &["::ffff:5.6.7.8"], "5.6.7.8"),
+            ("[::ffff:9.9.9.9]:1", &["1.2.3.4"], "9.9.9.9"),
+            // Every hop trusted: the request began inside the trusted network.
+            (proxy, &["10.0.0.7, 10.0.0.2"], "10.0.0.7"),
+            ("[fd00::1]:5000", &["2001:db8::5, fd00::2"], "2001:db8::5"),
+        ];
+        for (peer, values, expected) in table {
+            let mut headers = HeaderMap::new();
+            for v in *values {
+                headers.append("x-forwarded-for", v.parse().expect("value"));
+            }
+            let peer: SocketAddr = peer.parse().expect("peer");
+            assert_eq!(
+                client_addr(peer, &headers, &trusted).to_string(),
+                *expected,
+                "peer {peer}, X-Forwarded-For {values:?}"
+            );
+        }
+        // A value that is not text is garbage too.
+        let mut headers = HeaderMap::new();
+        headers.append(
             "x-forwarded-for",
-            "1.2.3.4, 5.6.7.8, 10.0.0.2".parse().expect("v"),
+            HeaderValue::from_bytes(b"1.2.3.4\xff").expect("value"),
         );
-        let proxy: SocketAddr = "10.0.0.1:5000".parse().expect("addr");
-        assert_eq!(
-            client_addr(proxy, &headers, &trusted),
-            "5.6.7.8".parse::<IpAddr>().expect("ip")
-        );
-        let direct: SocketAddr = "9.9.9.9:5000".parse().expect("addr");
-        assert_eq!(client_addr(direct, &headers, &trusted), direct.ip());
-        headers.insert("x-forwarded-for", "1.2.3.4, junk".parse().expect("v"));
-        assert_eq!(client_addr(proxy, &headers, &trusted), proxy.ip());
+        let peer: SocketAddr = proxy.parse().expect("peer");
+        assert_eq!(client_addr(peer, &headers, &trusted), UNKNOWN_CLIENT);
     }
 
     #[test]

@@ -283,21 +283,29 @@ async fn fairness(backend: Backend) {
 
 backend_tests!(slowloris, fairness);
 
-/// A body trickled to an admin or API route (read before the bearer token is checked) is cut
-/// off after `body_timeout_secs` with 408, like one sent to the receive URL.
+/// A body trickled to an admin or API route with a valid token is cut off after
+/// `body_timeout_secs` with 408, like one sent to the receive URL; without a token it is refused
+/// with 401 before it is read.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_bodies_on_admin_and_api_routes_get_408() {
     let app = TestApp::builder(Backend::Sqlite).start().await;
-    for path in [
-        "/admin/connections",
-        "/v1/webhooks/test",
-        "/integrations/stripe/webhook/none",
+    for (path, token) in [
+        ("/admin/connections", true),
+        ("/v1/webhooks/test", true),
+        ("/admin/connections", false),
+        ("/v1/webhooks/test", false),
+        ("/integrations/stripe/webhook/none", false),
     ] {
         let mut stream = tokio::net::TcpStream::connect(app.addr)
             .await
             .expect("connect");
+        let auth = if token {
+            format!("Authorization: Bearer {}\r\n", crate::support::ADMIN_TOKEN)
+        } else {
+            String::new()
+        };
         let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{",
+            "POST {path} HTTP/1.1\r\nHost: {}\r\n{auth}Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{",
             app.addr
         );
         stream.write_all(head.as_bytes()).await.expect("write");
@@ -311,6 +319,8 @@ async fn slow_bodies_on_admin_and_api_routes_get_408() {
         if path.starts_with("/integrations") {
             // An unknown connection is refused before its body is read.
             assert!(answer.starts_with("HTTP/1.1 404"), "{path}: {answer}");
+        } else if !token {
+            assert!(answer.starts_with("HTTP/1.1 401"), "{path}: {answer}");
         } else {
             assert!(answer.starts_with("HTTP/1.1 408"), "{path}: {answer}");
             assert!(answer.contains("body_timeout"), "{path}: {answer}");

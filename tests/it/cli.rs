@@ -97,6 +97,11 @@ impl Server {
         format!("http://127.0.0.1:{}{path}", self.port)
     }
 
+    /// The process id (to read its memory use from /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Everything the process wrote to stderr and stdout so far.
     pub fn log(&self) -> String {
         self.log.lock().expect("lock").clone()

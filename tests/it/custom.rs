@@ -60,7 +60,15 @@ async fn key(app: &TestApp, scopes: &str) -> String {
     let (id, key, hash) = hookgate::auth::mint();
     app.store
         .db
-        .insert_api_key(&id, &hash, "custom-test", scopes, hookgate::now_ms())
+        .insert_api_key(
+            &id,
+            &hash,
+            "custom-test",
+            scopes,
+            hookgate::now_ms(),
+            None,
+            None,
+        )
         .await
         .expect("key");
     key
@@ -495,6 +503,30 @@ async fn custom_event_scopes_and_rate_limits(backend: Backend) {
     post(&app, "/v1/fires", Some(&other_writer), &fire_body)
         .await
         .assert_outcome("duplicate");
+
+    // A key bound to another workspace neither defines nor fires in this one.
+    let (id, bound, hash) = hookgate::auth::mint();
+    app.store
+        .db
+        .insert_api_key(
+            &id,
+            &hash,
+            "bound",
+            "webhooks:write",
+            hookgate::now_ms(),
+            Some("elsewhere"),
+            None,
+        )
+        .await
+        .expect("key");
+    post(&app, "/v1/triggers", Some(&bound), &definition)
+        .await
+        .assert_error(403, "forbidden");
+    let in_default = json!({"triggerEventId": "app.signup", "workspace": "default",
+        "idempotencyKey": "k-bound", "payload": {"email": "b@example.com"}});
+    post(&app, "/v1/fires", Some(&bound), &in_default)
+        .await
+        .assert_error(403, "forbidden");
 }
 
 /// 30 concurrent fires with one key: exactly one is accepted, the others are duplicates of it,

@@ -17,5 +17,6 @@ mod operator_cli;
 mod outage;
 mod pipeline;
 mod secrets;
+mod security;
 mod support;
 mod webhooks;

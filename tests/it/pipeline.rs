@@ -399,7 +399,7 @@ async fn events_api_and_keys(backend: Backend) {
         ("admin", "admin"),
     ] {
         let (id, key, hash) = hookgate::auth::mint();
-        db.insert_api_key(&id, &hash, name, scopes, hookgate::now_ms())
+        db.insert_api_key(&id, &hash, name, scopes, hookgate::now_ms(), None, None)
             .await
             .expect("key");
         keys.insert(name, key);

@@ -346,7 +346,7 @@ secrets = ["{brevo}"]
     let mut cmd = hookgate(dir.path(), &db_url);
     cmd.arg("--config")
         .arg(&config)
-        .arg("serve")
+        .args(["serve", "--unknown-id-log-per-minute", "1000"])
         .env("RUST_LOG", "debug")
         .env("HOOKGATE_SECRET_KEY", &key)
         .env("HYGIENE_ADMIN", &admin)

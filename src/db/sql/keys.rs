@@ -5,27 +5,30 @@ macro_rules! key_queries {
         use super::Pool;
         use crate::db::rows::ApiKeyRow;
 
-        pub(crate) async fn insert_api_key(pool: &Pool, id: &str, hash: &str, name: &str, scopes: &str, now_ms: i64) -> Result<(), sqlx::Error> {
-            sqlx::query("INSERT INTO api_keys (id, key_hash, name, scopes, created_at) VALUES ($1, $2, $3, $4, $5)")
+        #[allow(clippy::too_many_arguments)]
+        pub(crate) async fn insert_api_key(pool: &Pool, id: &str, hash: &str, name: &str, scopes: &str, now_ms: i64, workspace: Option<&str>, expires_at: Option<i64>) -> Result<(), sqlx::Error> {
+            sqlx::query("INSERT INTO api_keys (id, key_hash, name, scopes, created_at, workspace, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
                 .bind(id)
                 .bind(hash)
                 .bind(name)
                 .bind(scopes)
                 .bind(now_ms)
+                .bind(workspace)
+                .bind(expires_at)
                 .execute(pool)
                 .await
                 .map(|_| ())
         }
 
         pub(crate) async fn get_api_key(pool: &Pool, id: &str) -> Result<Option<ApiKeyRow>, sqlx::Error> {
-            sqlx::query_as("SELECT id, key_hash, name, scopes, created_at, revoked_at FROM api_keys WHERE id = $1")
+            sqlx::query_as("SELECT id, key_hash, name, scopes, created_at, revoked_at, workspace, expires_at FROM api_keys WHERE id = $1")
                 .bind(id)
                 .fetch_optional(pool)
                 .await
         }
 
         pub(crate) async fn list_api_keys(pool: &Pool) -> Result<Vec<ApiKeyRow>, sqlx::Error> {
-            sqlx::query_as("SELECT id, key_hash, name, scopes, created_at, revoked_at FROM api_keys ORDER BY created_at")
+            sqlx::query_as("SELECT id, key_hash, name, scopes, created_at, revoked_at, workspace, expires_at FROM api_keys ORDER BY created_at")
                 .fetch_all(pool)
                 .await
         }
