@@ -22,6 +22,7 @@ pub mod connections;
 pub mod contacts;
 pub mod crypto;
 pub mod db;
+pub mod delivery;
 pub mod error;
 pub mod http;
 pub mod ingest;
