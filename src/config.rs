@@ -181,6 +181,9 @@ pub struct FileConfig {
     pub secret_key: Option<String>,
     #[serde(default)]
     pub connections: Vec<FileConnection>,
+    #[serde(default)]
+    pub endpoints: Vec<crate::delivery::endpoint::EndpointInput>,
+    pub delivery: Option<crate::delivery::endpoint::FileDelivery>,
 }
 
 /// One `[[connections]]` table.
@@ -257,6 +260,10 @@ pub struct Config {
     /// Encrypts connection secrets at rest when set (`HOOKGATE_SECRET_KEY`).
     pub secret_key: Option<SecretKey>,
     pub connections: Vec<ConnectionSpec>,
+    /// Outbound delivery settings (`[delivery]`).
+    pub delivery: crate::delivery::endpoint::DeliverySettings,
+    /// Endpoints declared in the config file (`[[endpoints]]`), upserted at start.
+    pub endpoints: Vec<crate::delivery::endpoint::EndpointSpec>,
 }
 
 impl fmt::Debug for Config {
@@ -282,6 +289,8 @@ impl fmt::Debug for Config {
                 &self.secret_key.as_ref().map(|_| "<redacted>"),
             )
             .field("connections", &self.connections)
+            .field("delivery", &self.delivery)
+            .field("endpoints", &self.endpoints)
             .finish()
     }
 }
@@ -306,6 +315,8 @@ impl Config {
             workers: true,
             secret_key: None,
             connections: Vec::new(),
+            delivery: crate::delivery::endpoint::DeliverySettings::default(),
+            endpoints: Vec::new(),
         }
     }
 
@@ -413,6 +424,9 @@ impl Config {
             }
             connections.push(spec);
         }
+        let delivery =
+            crate::delivery::endpoint::DeliverySettings::from_file(file.delivery.as_ref())?;
+        let endpoints = crate::delivery::endpoint::from_file(&file.endpoints, &delivery.policy)?;
         Ok(Config {
             listen,
             database_url,
@@ -428,6 +442,8 @@ impl Config {
             workers: !args.no_workers,
             secret_key,
             connections,
+            delivery,
+            endpoints,
         })
     }
 }

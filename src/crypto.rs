@@ -169,6 +169,36 @@ pub fn decode_secrets(
     serde_json::from_slice(&json).map_err(|_| SecretsError::NotJson)
 }
 
+/// The value to store for an arbitrary secret-bearing `text` of row `row` in `table`
+/// (`endpoints.secrets`, ...): encrypted with `key` and bound to that row, else the text as is.
+pub fn seal_text(table: &str, row: &str, text: &str, key: Option<&SecretKey>) -> String {
+    match key {
+        Some(key) => key.seal(
+            format!("hookgate:{table}:{row}").as_bytes(),
+            text.as_bytes(),
+        ),
+        None => text.to_owned(),
+    }
+}
+
+/// Reads back a value [`seal_text`] stored for the same table and row.
+///
+/// # Errors
+/// The value is encrypted and the key is missing or wrong, or it is damaged.
+pub fn open_text(
+    table: &str,
+    row: &str,
+    stored: &str,
+    key: Option<&SecretKey>,
+) -> Result<String, SecretsError> {
+    if !is_encrypted(stored) {
+        return Ok(stored.to_owned());
+    }
+    let key = key.ok_or(SecretsError::NoKey)?;
+    let bytes = key.open(format!("hookgate:{table}:{row}").as_bytes(), stored)?;
+    String::from_utf8(bytes).map_err(|_| SecretsError::NotJson)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

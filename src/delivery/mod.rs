@@ -5,5 +5,6 @@
 //! - [`transform`]: optional jq programs that reshape the body.
 
 pub mod destination;
+pub mod endpoint;
 pub mod sign;
 pub mod transform;
