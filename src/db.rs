@@ -1,20 +1,22 @@
 //! The storage facade: `Db` is SQLite or PostgreSQL, chosen from the URL at start.
 //!
 //! Callers see intent-named async methods; each is a two-arm `match` into `db::sqlite` or
-//! `db::postgres`, whose shared queries are generated from one definition in `db::store`.
+//! `db::postgres`, whose shared queries are generated from one definition per table group in
+//! `db::sql`.
 //! Transactions never leave these methods.
 
-mod batch;
+mod cache;
 mod postgres;
-mod processing;
 pub mod rows;
+mod sql;
 mod sqlite;
-mod store;
 
 use bytes::Bytes;
 use sqlx::{PgPool, SqlitePool};
 
 use crate::config::Durability;
+use crate::resolution::{Applied, EventPlan};
+pub use cache::{Known, Learned};
 use rows::{
     ApiKeyRow, ClaimedEvent, ConnectionRow, ContactRow, FireRow, IngestRow, IngestSummary,
     TriggerRow,
@@ -23,6 +25,20 @@ use rows::{
 /// The write `/readyz` commits after a failed batch (portable: both backends run it as is).
 const PROBE_WRITE: &str = "INSERT INTO store_probe (id, probed_at) VALUES (1, $1) \
                            ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at";
+
+/// The SQL that differs between the backends; each backend module declares one as `DIALECT`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Dialect {
+    /// Appended to the claim's row selection: PostgreSQL claims with `FOR UPDATE SKIP LOCKED`,
+    /// so concurrent workers in several processes never claim the same event; SQLite
+    /// serializes writers anyway.
+    pub claim_skip_locked: &'static str,
+    /// Run first in every apply transaction: PostgreSQL takes a transaction-scoped advisory
+    /// lock, so fire sequence numbers are assigned in commit order (a reader paging by `seq`
+    /// can never skip a fire that commits later with a smaller number) and contact
+    /// read-modify-writes never race. SQLite's one writer connection already does both.
+    pub apply_lock: Option<&'static str>,
+}
 
 /// The store.
 #[derive(Clone, Debug)]
@@ -68,6 +84,37 @@ pub struct NewIngest {
     pub verify_us: Option<i64>,
 }
 
+/// What the ingest log says happened to a delivery (the `ingest.outcome` column).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Outcome {
+    /// A verified event hookgate maps, stored for processing.
+    Accepted,
+    /// A verified event whose id was stored before.
+    Duplicate,
+    /// A verified event of a type hookgate does not map, stored.
+    Ignored,
+    /// A refused request.
+    Rejected,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 4] = [
+        Outcome::Accepted,
+        Outcome::Duplicate,
+        Outcome::Ignored,
+        Outcome::Rejected,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Accepted => "accepted",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Ignored => "ignored",
+            Outcome::Rejected => "rejected",
+        }
+    }
+}
+
 /// What happened to one row of a committed batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteOutcome {
@@ -110,47 +157,6 @@ pub struct IngestFilter {
     /// Oldest first, strictly newer than this id (`logs --follow`).
     pub after_id: Option<String>,
     pub limit: u32,
-}
-
-/// What processing decided for one claimed event.
-#[derive(Debug, Clone)]
-pub enum Plan {
-    /// Normalized: apply each event (contact upsert, ids, fire).
-    Normalized(Vec<hookgate_providers::NormalizedEvent>),
-    /// Not mapped (or carries no contact identity at all).
-    Ignored(String),
-    /// Normalization failed; retried at `retry_at` unless attempts are used up (`None`).
-    Failed {
-        reason: String,
-        retry_at: Option<i64>,
-    },
-}
-
-/// A plan for one stored event.
-#[derive(Debug, Clone)]
-pub struct EventPlan {
-    pub ingest_id: String,
-    pub workspace: String,
-    pub connection_id: String,
-    pub provider: String,
-    pub received_at: i64,
-    /// Whether the event may have been parked before (so its parked ids need clearing).
-    pub retried: bool,
-    /// The worker that claimed the event; `None` for replays (which need no claim).
-    pub claimed_by: Option<String>,
-    pub plan: Plan,
-}
-
-/// What applying a plan did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Applied {
-    pub ingest_id: String,
-    /// processed | unresolved | failed | ignored | skipped (the lease was lost)
-    pub status: &'static str,
-    /// Sequence numbers of the event's fires (existing ones for a replay).
-    pub fires: Vec<i64>,
-    /// Unresolved events put back to `pending` because this one revealed their identity.
-    pub requeued: u64,
 }
 
 /// Filters of `GET /v1/events`.
@@ -346,10 +352,10 @@ impl Db {
     pub async fn apply_plans(
         &self,
         plans: &[EventPlan],
-        known: &crate::pipeline::Known,
+        known: &Known,
         now_ms: i64,
     ) -> Result<Vec<Applied>, sqlx::Error> {
-        let mut learned = crate::pipeline::Learned::default();
+        let mut learned = Learned::default();
         let applied = match self {
             Db::Sqlite { writer, .. } => {
                 let mut conn = writer.acquire().await?;

@@ -8,6 +8,8 @@
 //! - [`connections`]: the in-memory connection registry (allowlists, rate limiters).
 //! - [`crypto`]: encryption at rest of connection secrets (`HOOKGATE_SECRET_KEY`).
 //! - [`db`]: the `Db` facade over SQLite and PostgreSQL, and the migrations.
+//! - [`resolution`]: identity resolution and status decisions for a batch, pure code over a
+//!   snapshot the store reads up front.
 //! - [`metrics`]: Prometheus metrics.
 //! - [`cli`]: the command line, one file per subcommand with its arguments and its handler.
 //!
@@ -28,6 +30,7 @@ pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod pipeline;
+pub mod resolution;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,7 +67,7 @@ pub struct Inner {
     pub metrics: Arc<Metrics>,
     pub signals: Arc<pipeline::Signals>,
     /// Field definitions and trigger schemas known to be stored (skips no-op writes).
-    pub known: pipeline::Known,
+    pub known: db::Known,
 }
 
 impl std::ops::Deref for AppState {
@@ -157,7 +160,7 @@ impl Gateway {
                 writer,
                 metrics,
                 signals,
-                known: pipeline::Known::default(),
+                known: db::Known::default(),
             }),
         };
         let mut workers = Vec::new();

@@ -3,19 +3,19 @@
 use std::io::Write as _;
 use std::time::Duration;
 
-use clap::{Args, ValueEnum};
+use clap::Args;
 use hookgate_providers::ProviderId;
 
 use super::format_ms;
 use crate::config::GlobalArgs;
-use crate::db::IngestFilter;
+use crate::db::{IngestFilter, Outcome};
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
     #[arg(long)]
     pub connection: Option<String>,
     #[arg(long, value_enum)]
-    pub outcome: Option<OutcomeArg>,
+    pub outcome: Option<Outcome>,
     #[arg(long)]
     pub provider: Option<ProviderId>,
     /// How many records to show first.
@@ -27,26 +27,6 @@ pub struct LogsArgs {
     /// Print JSON lines instead of a table.
     #[arg(long)]
     pub json: bool,
-}
-
-/// The `--outcome` filter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutcomeArg {
-    Accepted,
-    Duplicate,
-    Ignored,
-    Rejected,
-}
-
-impl OutcomeArg {
-    fn as_str(self) -> &'static str {
-        match self {
-            OutcomeArg::Accepted => "accepted",
-            OutcomeArg::Duplicate => "duplicate",
-            OutcomeArg::Ignored => "ignored",
-            OutcomeArg::Rejected => "rejected",
-        }
-    }
 }
 
 /// Runs `hookgate logs`: the newest `limit` records oldest first, then with `--follow` new ones

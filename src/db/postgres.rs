@@ -6,13 +6,15 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
-crate::db::store::store_queries!(sqlx::Postgres);
-// 7_349_001 is an arbitrary constant naming "hookgate fire order" among advisory locks.
-crate::db::processing::processing_queries!(
-    sqlx::Postgres,
-    " FOR UPDATE SKIP LOCKED",
-    "SELECT pg_advisory_xact_lock(7349001)"
-);
+/// Several workers and processes share the server: claims skip rows another claim has locked,
+/// and applies take turns on one advisory lock (7_349_001 is an arbitrary constant naming
+/// "hookgate fire order" among advisory locks).
+const DIALECT: crate::db::Dialect = crate::db::Dialect {
+    claim_skip_locked: " FOR UPDATE SKIP LOCKED",
+    apply_lock: Some("SELECT pg_advisory_xact_lock(7349001)"),
+};
+
+crate::db::sql::backend_queries!(sqlx::Postgres);
 
 /// Connects a pool to `url`.
 ///

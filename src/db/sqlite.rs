@@ -9,8 +9,13 @@ use sqlx::{Executor as _, SqliteConnection, SqlitePool};
 
 use crate::config::Durability;
 
-crate::db::store::store_queries!(sqlx::Sqlite);
-crate::db::processing::processing_queries!(sqlx::Sqlite, "", "");
+/// SQLite has one writer connection: claims need no row locks and applies no extra lock.
+const DIALECT: crate::db::Dialect = crate::db::Dialect {
+    claim_skip_locked: "",
+    apply_lock: None,
+};
+
+crate::db::sql::backend_queries!(sqlx::Sqlite);
 
 /// Opens (creating if missing) the database at `url`.
 ///

@@ -12,8 +12,9 @@ use serde::Deserialize;
 use crate::config::{ConnectionSpec, FileConnection};
 use crate::connections::{self, ConnectionView};
 use crate::db::rows::{IngestRow, IngestSummary};
-use crate::db::IngestFilter;
+use crate::db::{IngestFilter, Outcome};
 use crate::error::AppError;
+use crate::resolution::Status;
 use crate::AppState;
 
 pub fn routes() -> Router<AppState> {
@@ -53,9 +54,6 @@ pub struct IngestQuery {
     limit: Option<u32>,
 }
 
-const OUTCOMES: &[&str] = &["accepted", "duplicate", "ignored", "rejected"];
-const STATUSES: &[&str] = &["pending", "processed", "unresolved", "failed", "ignored"];
-
 async fn list_ingest(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -64,18 +62,20 @@ async fn list_ingest(
     require_admin(&state, &headers).await?;
     let Query(q) = query.map_err(|e| AppError::Invalid(e.body_text()))?;
     if let Some(o) = &q.outcome {
-        if !OUTCOMES.contains(&o.as_str()) {
+        if !Outcome::ALL.iter().any(|known| known.as_str() == o) {
+            let names: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
             return Err(AppError::Invalid(format!(
                 "outcome must be one of {}",
-                OUTCOMES.join(", ")
+                names.join(", ")
             )));
         }
     }
     if let Some(s) = &q.status {
-        if !STATUSES.contains(&s.as_str()) {
+        if !Status::ALL.iter().any(|known| known.as_str() == s) {
+            let names: Vec<&str> = Status::ALL.iter().map(|s| s.as_str()).collect();
             return Err(AppError::Invalid(format!(
                 "status must be one of {}",
-                STATUSES.join(", ")
+                names.join(", ")
             )));
         }
     }
@@ -192,10 +192,10 @@ async fn replay(
     if applied.requeued > 0 {
         state.signals.pending.notify_one();
     }
-    tracing::info!(ingest_id = %id, status = applied.status, "event replayed");
+    tracing::info!(ingest_id = %id, status = applied.outcome.as_str(), "event replayed");
     Ok(Json(serde_json::json!({
         "id": id,
-        "status": applied.status,
+        "status": applied.outcome.as_str(),
         "fires": applied.fires.iter().map(ToString::to_string).collect::<Vec<_>>(),
     })))
 }

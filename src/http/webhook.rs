@@ -22,7 +22,7 @@ use ipnet::IpNet;
 
 use crate::config::ConnectionSpec;
 use crate::connections::Live;
-use crate::db::{IngestKind, NewIngest, WriteOutcome};
+use crate::db::{IngestKind, NewIngest, Outcome, WriteOutcome};
 use crate::error::AppError;
 use crate::metrics::{FailureLabels, ProviderLabels, RequestLabels};
 use crate::AppState;
@@ -127,17 +127,17 @@ impl Delivery<'_> {
             "webhook rejected"
         );
         self.state.writer.log(row);
-        self.count("rejected", status);
+        self.count(Outcome::Rejected, status);
         response
     }
 
-    fn count(&self, outcome: &'static str, status: u16) {
+    fn count(&self, outcome: Outcome, status: u16) {
         self.state
             .metrics
             .requests
             .get_or_create(&RequestLabels {
                 provider: self.provider.as_str(),
-                outcome,
+                outcome: outcome.as_str(),
                 status,
             })
             .inc();
@@ -164,7 +164,7 @@ pub async fn receive(
             .requests
             .get_or_create(&RequestLabels {
                 provider: "unknown",
-                outcome: "rejected",
+                outcome: Outcome::Rejected.as_str(),
                 status: 404,
             })
             .inc();
@@ -190,7 +190,7 @@ pub async fn receive(
             if crate::config::valid_connection_id(&d.connection_id) {
                 return d.reject(AppError::NotFound, None);
             }
-            d.count("rejected", 404);
+            d.count(Outcome::Rejected, 404);
             return AppError::NotFound.into_response();
         }
     };
@@ -219,7 +219,7 @@ pub async fn receive(
             return d.reject(AppError::RateLimited { retry_after_secs }, drained.as_ref());
         }
         // Past the log budget (the connection's own rate again): refused, counted, not logged.
-        d.count("rejected", 429);
+        d.count(Outcome::Rejected, 429);
         d.state.metrics.ingest_log_dropped.inc();
         let mut response = AppError::RateLimited { retry_after_secs }.into_response();
         if drained.is_none() {
@@ -282,8 +282,15 @@ pub async fn receive(
     let id = row.id.clone();
     let outcome = tokio::time::timeout(STORE_TIMEOUT, state.writer.store(row)).await;
     let (status, answer_id) = match outcome {
-        Ok(Ok(WriteOutcome::Stored)) => (if meta.mapped { "accepted" } else { "ignored" }, id),
-        Ok(Ok(WriteOutcome::Duplicate { first_id })) => ("duplicate", first_id),
+        Ok(Ok(WriteOutcome::Stored)) => (
+            if meta.mapped {
+                Outcome::Accepted
+            } else {
+                Outcome::Ignored
+            },
+            id,
+        ),
+        Ok(Ok(WriteOutcome::Duplicate { first_id })) => (Outcome::Duplicate, first_id),
         Ok(Ok(WriteOutcome::Logged)) | Ok(Err(_)) | Err(_) => {
             let error = AppError::StoreUnavailable {
                 brevo: provider == ProviderId::Brevo,
@@ -296,7 +303,7 @@ pub async fn receive(
                 "store unavailable; answered {}",
                 response.status().as_u16()
             );
-            d.count("rejected", response.status().as_u16());
+            d.count(Outcome::Rejected, response.status().as_u16());
             return response;
         }
     };
@@ -305,7 +312,7 @@ pub async fn receive(
         connection = %d.connection_id,
         provider_event_id = %meta.event_id,
         event_type = %meta.event_type,
-        outcome = status,
+        outcome = status.as_str(),
         "webhook stored"
     );
     d.count(status, 200);
@@ -316,7 +323,7 @@ pub async fn receive(
             provider: provider.as_str(),
         })
         .observe(d.started.elapsed().as_secs_f64());
-    Json(serde_json::json!({ "status": status, "id": answer_id })).into_response()
+    Json(serde_json::json!({ "status": status.as_str(), "id": answer_id })).into_response()
 }
 
 fn micros(d: Duration) -> i64 {

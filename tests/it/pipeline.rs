@@ -746,7 +746,7 @@ fn normalized(
 /// processed again); an event whose id an earlier event of the batch linked resolves at once;
 /// an older event does not overwrite a newer value; applying again keeps each fire's number.
 async fn batch_replays_events_in_order(backend: Backend) {
-    use hookgate::db::{EventPlan, Plan};
+    use hookgate::resolution::{EventPlan, Plan};
     let store = crate::support::TestStore::new(&backend).await;
     let db = &store.db;
     db.migrate().await.expect("migrate");
@@ -773,12 +773,12 @@ async fn batch_replays_events_in_order(backend: Backend) {
             plan: Plan::Normalized(vec![event]),
         })
         .collect();
-    let known = hookgate::pipeline::Known::default();
+    let known = hookgate::db::Known::default();
     let applied = db
         .apply_plans(&plans, &known, hookgate::now_ms())
         .await
         .expect("apply");
-    let statuses: Vec<&str> = applied.iter().map(|a| a.status).collect();
+    let statuses: Vec<&str> = applied.iter().map(|a| a.outcome.as_str()).collect();
     assert_eq!(
         statuses,
         ["unresolved", "processed", "processed", "processed"]

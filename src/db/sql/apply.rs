@@ -1,0 +1,110 @@
+//! Applying a batch of processed events: one transaction that reads the snapshot the pure
+//! [`crate::resolution`] replay needs, runs it, and writes its result through the table groups.
+
+macro_rules! apply_queries {
+    ($db:ty) => {
+        use std::collections::BTreeSet;
+
+        use sqlx::Acquire as _;
+
+        use super::{contacts, fires, ingest, Conn, DIALECT};
+        use crate::db::{Known, Learned};
+        use crate::resolution::{credit_requeues, Applied, Batch, EventPlan, LinkKey, Snapshot};
+
+        /// Applies processing results in one transaction: contacts, ids, fires, catalog and each
+        /// event's new status commit together or not at all, so a crash anywhere leaves the
+        /// events to be processed again, and the unique idempotency key keeps fires exactly-once.
+        ///
+        /// The rows the batch touches are read up front (the id links, then every contact they
+        /// and the batch name), the events are replayed over them in order
+        /// ([`crate::resolution::Batch::replay`]), and the results are written with multi-row
+        /// statements: about ten statements a batch instead of about seven an event.
+        pub(crate) async fn apply_plans(
+            conn: &mut Conn,
+            plans: &[EventPlan],
+            known: &Known,
+            learned: &mut Learned,
+            now_ms: i64,
+        ) -> Result<Vec<Applied>, sqlx::Error> {
+            let mut tx = conn.begin().await?;
+            if let Some(lock) = DIALECT.apply_lock {
+                sqlx::query(lock).execute(&mut *tx).await?;
+            }
+            let owned = ingest::still_claimed(&mut tx, plans).await?;
+            let batch = Batch::new(plans, &owned);
+            let links = contacts::read_links(&mut tx, &batch.links_to_read()).await?;
+            let stored = contacts::read_contacts(&mut tx, &batch.contacts_to_read(&links)).await?;
+            let replay = batch
+                .replay(
+                    Snapshot {
+                        links,
+                        contacts: stored,
+                    },
+                    |workspace, key| known.has_field(workspace, key),
+                )
+                .map_err(|gap| sqlx::Error::Protocol(gap.to_string()))?;
+
+            contacts::clear_parked(&mut tx, &replay.cleared).await?;
+            contacts::define_fields(&mut tx, &replay.fields, now_ms).await?;
+            contacts::write_contacts(&mut tx, &replay.contacts, now_ms).await?;
+            contacts::write_links(&mut tx, &replay.links).await?;
+            contacts::park(&mut tx, &replay.parked).await?;
+            let (seqs, inserted) = fires::write_fires(&mut tx, &replay.fires, now_ms).await?;
+            fires::write_catalog(&mut tx, &replay.fires, &inserted, now_ms, known, learned).await?;
+            // Statuses before re-queueing: an event parked by this batch and revealed later in
+            // it must end `pending`, not `unresolved`.
+            ingest::write_finishes(&mut tx, &replay.finishes, now_ms).await?;
+            let requeued = requeue(&mut tx, &replay.revealed, plans.len()).await?;
+            tx.commit().await?;
+
+            learned.fields.extend(
+                replay
+                    .fields
+                    .iter()
+                    .map(|f| (f.workspace.clone(), f.key.clone())),
+            );
+            let mut results = replay.results;
+            for fire in &replay.fires {
+                if let (Some(seq), Some(result)) = (seqs.get(&fire.key), results.get_mut(fire.plan))
+                {
+                    result.fires.push(*seq);
+                }
+            }
+            for (result, count) in results.iter_mut().zip(requeued) {
+                result.requeued = count;
+            }
+            Ok(results)
+        }
+
+        /// Puts back to `pending` the parked events whose ids the batch linked. Returns how
+        /// many each plan re-queued.
+        async fn requeue(
+            conn: &mut Conn,
+            revealed: &[(LinkKey, usize)],
+            plans: usize,
+        ) -> Result<Vec<u64>, sqlx::Error> {
+            if revealed.is_empty() {
+                return Ok(vec![0; plans]);
+            }
+            let links: Vec<&LinkKey> = revealed
+                .iter()
+                .map(|(link, _)| link)
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            let waiting = contacts::parked_on(conn, &links).await?;
+            if waiting.is_empty() {
+                return Ok(vec![0; plans]);
+            }
+            let ids: Vec<&String> = waiting.values().flatten().collect();
+            let requeued = ingest::requeue_unresolved(conn, &ids).await?;
+            let (counts, done) = credit_requeues(revealed, &waiting, &requeued, plans);
+            for link in done {
+                contacts::unpark(conn, link).await?;
+            }
+            Ok(counts)
+        }
+    };
+}
+
+pub(crate) use apply_queries;
