@@ -49,6 +49,9 @@ pub enum AppError {
     /// 400: an admin request with invalid input; the message names what to fix.
     #[error("{0}")]
     Invalid(String),
+    /// 400: an endpoint's destination is in a refused address range (outbound delivery).
+    #[error("{0}")]
+    DestinationNotAllowed(String),
     /// 409: the resource exists already.
     #[error("{0}")]
     Conflict(String),
@@ -65,9 +68,10 @@ impl AppError {
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            AppError::BodyRead | AppError::BadPayload(_) | AppError::Invalid(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            AppError::BodyRead
+            | AppError::BadPayload(_)
+            | AppError::Invalid(_)
+            | AppError::DestinationNotAllowed(_) => StatusCode::BAD_REQUEST,
             AppError::Unauthorized(_) | AppError::MissingToken => StatusCode::UNAUTHORIZED,
             AppError::StoreUnavailable { brevo: true } => StatusCode::TOO_MANY_REQUESTS,
             AppError::StoreUnavailable { brevo: false } => StatusCode::SERVICE_UNAVAILABLE,
@@ -91,6 +95,7 @@ impl AppError {
             AppError::MissingToken => "unauthorized",
             AppError::Forbidden => "forbidden",
             AppError::Invalid(_) => "invalid_request",
+            AppError::DestinationNotAllowed(_) => "destination_not_allowed",
             AppError::Conflict(_) => "conflict",
             AppError::Database(_) => "internal_error",
         }
@@ -114,7 +119,10 @@ impl IntoResponse for AppError {
         let mut body = serde_json::json!({ "error": self.code() });
         // Admin input errors say what to fix; they never contain secrets (ConnectionSpec::build
         // names keys, not values).
-        if let AppError::Invalid(message) | AppError::Conflict(message) = &self {
+        if let AppError::Invalid(message)
+        | AppError::Conflict(message)
+        | AppError::DestinationNotAllowed(message) = &self
+        {
             body["message"] = serde_json::Value::String(message.clone());
         }
         let mut response = (status, axum::Json(body)).into_response();

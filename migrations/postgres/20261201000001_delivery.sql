@@ -9,8 +9,8 @@ CREATE TABLE endpoints (
     event_types        TEXT NOT NULL,                 -- JSON array of globs, as written
     secrets            TEXT NOT NULL,                 -- JSON [{"secret","expires_at"}], encrypted with the secret key when set
     transform          TEXT,                          -- jq program
-    max_in_flight      INTEGER NOT NULL,
-    rate_limit_per_sec INTEGER,
+    max_in_flight      BIGINT NOT  NULL,
+    rate_limit_per_sec BIGINT, 
     ordered            BOOLEAN NOT NULL,
     enabled            BOOLEAN NOT NULL,
     disabled_reason    TEXT,
@@ -35,10 +35,10 @@ CREATE TABLE deliveries (
     workspace        TEXT NOT NULL,
     event_type       TEXT NOT NULL,
     status           TEXT NOT NULL,                       -- pending|retrying|succeeded|dead|skipped|paused
-    attempts         INTEGER NOT NULL DEFAULT 0,
+    attempts         BIGINT NOT  NULL DEFAULT 0,
     next_attempt_at  BIGINT,                              -- epoch ms
     first_attempt_at BIGINT,                              -- start of the give-up window
-    last_status_code INTEGER,
+    last_status_code BIGINT, 
     last_error       TEXT,
     body             BYTEA,                               -- the exact bytes sent, fixed at the first attempt
     claimed_by       TEXT,
@@ -52,10 +52,10 @@ CREATE INDEX deliveries_by_status ON deliveries (status, seq);
 
 CREATE TABLE delivery_attempts (
     delivery_seq  BIGINT NOT NULL,
-    attempt       INTEGER NOT NULL,
+    attempt       BIGINT NOT  NULL,
     started_at    BIGINT NOT NULL,
     duration_ms   BIGINT NOT NULL,
-    status_code   INTEGER NOT NULL,                   -- 0: no answer
+    status_code   BIGINT NOT  NULL,                   -- 0: no answer
     error         TEXT,
     response_body TEXT,                               -- the first 4 KiB
     PRIMARY KEY (delivery_seq, attempt)

@@ -4,7 +4,10 @@
 
 pub mod bench;
 pub mod connections;
+pub mod deliveries;
+pub mod endpoints;
 pub mod keys;
+pub mod listen;
 pub mod logs;
 pub mod migrate;
 pub mod print_config;
@@ -40,6 +43,13 @@ pub enum Command {
     /// Manage connections in the database.
     #[command(subcommand)]
     Connections(connections::ConnectionsCommand),
+    /// Manage the endpoints events are delivered to.
+    #[command(subcommand)]
+    Endpoints(endpoints::EndpointsCommand),
+    /// The delivery log: list, show, resend, requeue.
+    Deliveries(deliveries::DeliveriesArgs),
+    /// Follow a running gateway's events and post each one, signed, to a local URL.
+    Listen(listen::ListenArgs),
     /// Show the ingest log, newest last.
     Logs(logs::LogsArgs),
     /// Sign a fixture the way its provider would and POST it to a receive URL.
@@ -65,6 +75,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::PrintConfig(args) => print_config::run(&global, &args),
         Command::Migrate => migrate::run(&global).await,
         Command::Connections(command) => connections::run(&global, command).await,
+        Command::Endpoints(command) => endpoints::run(&global, command).await,
+        Command::Deliveries(args) => deliveries::run(&global, args).await,
+        Command::Listen(args) => listen::run(args).await,
         Command::Logs(args) => logs::run(&global, args).await,
         Command::Send(args) => send::run(args).await,
         Command::Keys(command) => keys::run(&global, command).await,

@@ -309,6 +309,57 @@ pub fn from_file(list: &[EndpointInput], policy: &Policy) -> anyhow::Result<Vec<
     Ok(out)
 }
 
+/// One stored signing secret; `expires_at` is set on the previous secret by a rotation.
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
+pub struct StoredSecret {
+    pub secret: String,
+    pub expires_at: Option<i64>,
+}
+
+impl fmt::Debug for StoredSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredSecret")
+            .field("secret", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// How long the previous secret keeps signing after a rotation.
+pub const ROTATION_OVERLAP_MS: i64 = 24 * 3600 * 1000;
+
+/// The stored form of an endpoint's secrets (encrypted with the secret key when one is set).
+pub fn seal_secrets(
+    endpoint_id: &str,
+    secrets: &[StoredSecret],
+    key: Option<&crate::crypto::SecretKey>,
+) -> String {
+    let json = serde_json::to_string(secrets).unwrap_or_else(|_| "[]".into());
+    crate::crypto::seal_text("endpoints.secrets", endpoint_id, &json, key)
+}
+
+/// Reads an endpoint's stored secrets.
+///
+/// # Errors
+/// The value is encrypted and the key is missing or wrong, or it is damaged.
+pub fn open_secrets(
+    endpoint_id: &str,
+    stored: &str,
+    key: Option<&crate::crypto::SecretKey>,
+) -> Result<Vec<StoredSecret>, crate::crypto::SecretsError> {
+    let json = crate::crypto::open_text("endpoints.secrets", endpoint_id, stored, key)?;
+    serde_json::from_str(&json).map_err(|_| crate::crypto::SecretsError::NotJson)
+}
+
+/// The secrets that sign at `now_ms`.
+pub fn active_secrets(secrets: &[StoredSecret], now_ms: i64) -> Vec<String> {
+    secrets
+        .iter()
+        .filter(|s| s.expires_at.is_none_or(|at| at > now_ms))
+        .map(|s| s.secret.clone())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod delivery;
 pub mod health;
 pub mod serve;
 pub mod webhook;
@@ -30,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         .merge(
             admin::routes()
                 .merge(api::routes())
+                .merge(delivery::routes())
                 .layer(middleware::from_fn_with_state(
                     state.clone(),
                     read_body_in_time,

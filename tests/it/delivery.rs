@@ -1,0 +1,639 @@
+//! Outbound delivery end to end: the real `hookgate` binary, configured with a short retry
+//! schedule in its config file, delivering to real loopback receivers that succeed, fail and
+//! recover, stall, reset the connection, redirect, rate-limit and answer 410.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Router;
+use hookgate::providers::scheme::standard_webhooks;
+use hookgate::providers::{Request as SignedRequest, Secret};
+use serde_json::{json, Value};
+
+use crate::backend_tests;
+use crate::cli::{hookgate, Server};
+use crate::support::{Backend, TestStore};
+
+const TOKEN: &str = "delivery-admin-token-0123456789";
+/// Valid endpoint secrets (base64 of 32 bytes).
+const SECRET_A: &str = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+const SECRET_B: &str = "whsec_ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
+
+/// One request a receiver got.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+/// Loopback receivers; the path picks the behaviour.
+#[derive(Clone, Default)]
+pub struct Receivers {
+    pub log: Arc<Mutex<Vec<Received>>>,
+    counts: Arc<Mutex<HashMap<String, u32>>>,
+}
+
+impl Receivers {
+    pub fn got(&self, path: &str) -> Vec<Received> {
+        self.log
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
+    }
+}
+
+async fn receive(
+    State(r): State<Receivers>,
+    Path(path): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let n = {
+        let mut counts = r.counts.lock().expect("lock");
+        let n = counts.entry(path.clone()).or_insert(0);
+        *n += 1;
+        *n
+    };
+    r.log.lock().expect("lock").push(Received {
+        path: path.clone(),
+        headers,
+        body: body.to_vec(),
+    });
+    match path.as_str() {
+        "ok" => (StatusCode::OK, "thanks").into_response(),
+        // Fails twice, then accepts.
+        "flaky" if n <= 2 => (StatusCode::INTERNAL_SERVER_ERROR, "try again").into_response(),
+        "flaky" => StatusCode::NO_CONTENT.into_response(),
+        "gone" => (StatusCode::GONE, "unsubscribed").into_response(),
+        "redirect" => (
+            StatusCode::FOUND,
+            [(axum::http::header::LOCATION, "/redirect-target")],
+        )
+            .into_response(),
+        "redirect-target" => StatusCode::OK.into_response(),
+        // Longer than the configured 1 s timeout.
+        "stall" => {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            StatusCode::OK.into_response()
+        }
+        "limited" if n == 1 => (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(axum::http::header::RETRY_AFTER, "1")],
+        )
+            .into_response(),
+        "limited" => StatusCode::OK.into_response(),
+        "big" => (StatusCode::BAD_REQUEST, "x".repeat(10_000)).into_response(),
+        p if p.starts_with("ok") => StatusCode::OK.into_response(),
+        _ => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+pub async fn start_receivers() -> (Receivers, SocketAddr) {
+    let receivers = Receivers::default();
+    let app = Router::new()
+        .route("/{path}", post(receive))
+        .with_state(receivers.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (receivers, addr)
+}
+
+/// A listener that accepts connections and resets them at once.
+async fn start_resetter() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let _ = socket.set_zero_linger();
+            drop(socket);
+        }
+    });
+    addr
+}
+
+/// Checks a request with the Standard Webhooks verifier of the providers crate.
+pub fn verify(r: &Received, secret: &str) -> bool {
+    let request = SignedRequest {
+        headers: &r.headers,
+        body: &r.body,
+        query: None,
+    };
+    standard_webhooks::verify(&request, &[Secret::new(secret)], hookgate::now_ms(), 300).is_ok()
+}
+
+struct Gateway {
+    server: Server,
+    client: reqwest::Client,
+    _dir: tempfile::TempDir,
+}
+
+impl Gateway {
+    async fn start(store: &TestStore, config: String) -> Gateway {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("hookgate.toml");
+        std::fs::write(&path, config).expect("write config");
+        let mut cmd = hookgate(dir.path(), &store.binary_url());
+        cmd.arg("--config")
+            .arg(&path)
+            .arg("serve")
+            // Deliveries never go through a proxy: a dead one here must not matter.
+            .env("HTTP_PROXY", "http://127.0.0.1:9")
+            .env("HTTPS_PROXY", "http://127.0.0.1:9")
+            .env("ALL_PROXY", "http://127.0.0.1:9");
+        let server = tokio::task::spawn_blocking(move || Server::start(cmd))
+            .await
+            .expect("start");
+        Gateway {
+            server,
+            client: reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .expect("client"),
+            _dir: dir,
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self
+            .client
+            .request(method, self.server.url(path))
+            .bearer_auth(TOKEN);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let (status, body) = self.call(reqwest::Method::GET, path, None).await;
+        assert_eq!(status, 200, "GET {path}: {body}");
+        body
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    async fn event(&self, event_type: &str) -> Value {
+        let (status, body) = self
+            .post(
+                "/v1/webhooks/test",
+                json!({"eventType": event_type, "data": {"email": "ann@example.com", "n": 1}}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body
+    }
+
+    /// The endpoint's deliveries, newest first.
+    async fn deliveries(&self, endpoint: &str) -> Vec<Value> {
+        let body = self
+            .get(&format!("/admin/deliveries?endpoint={endpoint}&limit=100"))
+            .await;
+        body["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits until `endpoint` has a delivery of `event_type` in `status`; returns its detail.
+    async fn until_status(&self, endpoint: &str, event_type: &str, status: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let items = self.deliveries(endpoint).await;
+            if let Some(d) = items
+                .iter()
+                .find(|d| d["event_type"] == event_type && d["status"] == status)
+            {
+                let id = d["id"].as_str().expect("id").to_owned();
+                return self.get(&format!("/admin/deliveries/{id}")).await;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{endpoint}: no {event_type} delivery became {status}: {items:?}\n{}",
+                self.server.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+async fn until(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn config(receivers: SocketAddr, resetter: SocketAddr) -> String {
+    let endpoint = |id: &str, path: &str, extra: &str| {
+        format!(
+            "[[endpoints]]\nid = \"{id}\"\nurl = \"http://{receivers}/{path}\"\nevent_types = [\"test.*\"]\n\
+             secrets = [\"{SECRET_A}\"]\n{extra}\n"
+        )
+    };
+    let mut text = format!(
+        "listen = \"127.0.0.1:0\"\nadmin_token = \"{TOKEN}\"\n\n\
+         [delivery]\ntimeout_secs = 1\nretry_schedule_secs = [1, 1, 2]\ngive_up_after_secs = 6\n\
+         allow_http = true\nallow_cidrs = [\"127.0.0.0/8\"]\n\n"
+    );
+    text.push_str(&format!(
+        "[[endpoints]]\nid = \"ok\"\nurl = \"http://{receivers}/ok\"\n\
+         event_types = [\"test.*\", \"hookgate.*\"]\nsecrets = [\"{SECRET_A}\", \"{SECRET_B}\"]\n\n"
+    ));
+    text.push_str(&endpoint("flaky", "flaky", ""));
+    text.push_str(&endpoint("gone", "gone", ""));
+    text.push_str(&endpoint("redirect", "redirect", ""));
+    text.push_str(&endpoint("stall", "stall", "max_in_flight = 1"));
+    text.push_str(&endpoint("limited", "limited", ""));
+    text.push_str(&endpoint("big", "big", ""));
+    text.push_str(&endpoint(
+        "shaped",
+        "ok-shaped",
+        "transform = '''if .data.n == 2 then null else {email: .data.email, kind: .type} end'''",
+    ));
+    text.push_str(&format!(
+        "[[endpoints]]\nid = \"reset\"\nurl = \"http://{resetter}/\"\nevent_types = [\"test.*\"]\n\
+         secrets = [\"{SECRET_A}\"]\n\n\
+         [[endpoints]]\nid = \"other\"\nurl = \"http://{receivers}/ok-other\"\nevent_types = [\"stripe.*\"]\n\
+         secrets = [\"{SECRET_A}\"]\n"
+    ));
+    text
+}
+
+async fn delivers_retries_and_gives_up(backend: Backend) {
+    let store = TestStore::new(&backend).await;
+    let (receivers, addr) = start_receivers().await;
+    let resetter = start_resetter().await;
+    let gw = Gateway::start(&store, config(addr, resetter)).await;
+    let event = gw.event("test.ping").await;
+    let message_id = event["messageId"].as_str().expect("messageId").to_owned();
+    assert!(message_id.starts_with("msg_"), "{event}");
+
+    // 2xx: delivered once, signed with both active secrets, the Standard Webhooks body.
+    let ok = gw.until_status("ok", "test.ping", "succeeded").await;
+    assert_eq!(ok["attempts"], 1, "{ok}");
+    assert_eq!(ok["message_id"], message_id.as_str());
+    let got = receivers.got("ok");
+    assert_eq!(got.len(), 1);
+    assert!(verify(&got[0], SECRET_A) && verify(&got[0], SECRET_B));
+    assert!(!verify(
+        &got[0],
+        "whsec_c29tZSBvdGhlciBrZXkgb2YgdHdlbnR5IGZvdXI="
+    ));
+    assert_eq!(got[0].headers["webhook-id"], message_id.as_str());
+    assert_eq!(got[0].headers["content-type"], "application/json");
+    assert!(got[0].headers["user-agent"]
+        .to_str()
+        .expect("ua")
+        .starts_with("hookgate/"));
+    assert_eq!(
+        got[0].headers["webhook-signature"]
+            .to_str()
+            .expect("sig")
+            .split(' ')
+            .count(),
+        2
+    );
+    let body: Value = serde_json::from_slice(&got[0].body).expect("json");
+    assert_eq!(body["id"], message_id.as_str());
+    assert_eq!(body["type"], "test.ping");
+    assert_eq!(body["workspace"], "default");
+    assert_eq!(body["data"]["email"], "ann@example.com");
+    assert_eq!(body["timestamp"], event["timestamp"]);
+
+    // Failures retried on the schedule; every attempt the same bytes and the same webhook-id.
+    let flaky = gw.until_status("flaky", "test.ping", "succeeded").await;
+    assert_eq!(flaky["attempts"], 3, "{flaky}");
+    let log = flaky["attempt_log"].as_array().expect("log");
+    assert_eq!(
+        log.iter()
+            .map(|a| a["status_code"].as_i64())
+            .collect::<Vec<_>>(),
+        vec![Some(500), Some(500), Some(204)]
+    );
+    assert_eq!(log[0]["response_body"], "try again");
+    let got = receivers.got("flaky");
+    assert_eq!(got.len(), 3);
+    assert!(got.iter().all(|r| r.body == got[0].body));
+    assert!(got
+        .iter()
+        .all(|r| r.headers["webhook-id"] == message_id.as_str()));
+    // The first retry waits about the first step (1 s ± 10 %).
+    let gap =
+        log[1]["started_at"].as_i64().expect("t1") - log[0]["started_at"].as_i64().expect("t0");
+    assert!((850..3000).contains(&gap), "retry after {gap} ms");
+
+    // 429 with Retry-After is honoured.
+    let limited = gw.until_status("limited", "test.ping", "succeeded").await;
+    assert_eq!(limited["attempts"], 2, "{limited}");
+
+    // 410 disables the endpoint, pauses the delivery and emits hookgate.endpoint.disabled.
+    let gone = gw.until_status("gone", "test.ping", "paused").await;
+    assert_eq!(gone["last_status_code"], 410);
+    let endpoint = gw.get("/admin/endpoints/gone").await;
+    assert_eq!(endpoint["enabled"], false, "{endpoint}");
+    assert!(endpoint["disabled_reason"]
+        .as_str()
+        .unwrap_or("")
+        .contains("410"));
+    let disabled = gw
+        .until_status("ok", "hookgate.endpoint.disabled", "succeeded")
+        .await;
+    assert_eq!(disabled["attempts"], 1);
+    let events = gw
+        .get("/v1/events?event_type=hookgate.endpoint.disabled")
+        .await;
+    assert_eq!(
+        events["events"][0]["payload"]["endpoint_id"], "gone",
+        "{events}"
+    );
+    // Re-enabling releases the held delivery (it answers 410 again and is held again).
+    let (status, _) = gw.post("/admin/endpoints/gone/enable", json!({})).await;
+    assert_eq!(status, 200);
+    until("the held delivery", || receivers.got("gone").len() >= 2).await;
+    gw.until_status("gone", "test.ping", "paused").await;
+    // A disabled endpoint gets no deliveries for new events; its held ones wait.
+    gw.event("test.second").await;
+    gw.until_status("ok", "test.second", "succeeded").await;
+    assert!(gw
+        .deliveries("gone")
+        .await
+        .iter()
+        .all(|d| d["event_type"] != "test.second"));
+    assert_eq!(receivers.got("gone").len(), 2);
+
+    // A redirect is a failure, never followed; past give_up_after_secs the delivery is dead.
+    let redirect = gw.until_status("redirect", "test.ping", "dead").await;
+    let log = redirect["attempt_log"].as_array().expect("log");
+    assert!(log.len() >= 2, "{redirect}");
+    assert!(log.iter().all(|a| a["status_code"] == 302), "{redirect}");
+    assert!(log[0]["error"].as_str().unwrap_or("").contains("redirect"));
+    assert!(receivers.got("redirect-target").is_empty());
+
+    // A stalled endpoint times out; a reset connection is a transport error; both end dead.
+    let stall = gw.until_status("stall", "test.ping", "dead").await;
+    let first = &stall["attempt_log"][0];
+    assert_eq!(first["status_code"], 0, "{stall}");
+    assert!(
+        first["error"].as_str().unwrap_or("").contains("timed out"),
+        "{stall}"
+    );
+    assert!(first["duration_ms"].as_i64().unwrap_or(0) >= 900, "{stall}");
+    let reset = gw.until_status("reset", "test.ping", "dead").await;
+    assert_eq!(reset["attempt_log"][0]["status_code"], 0, "{reset}");
+    assert!(
+        reset["attempt_log"][0]["error"].as_str().is_some(),
+        "{reset}"
+    );
+
+    // The attempt log keeps the first 4 KiB of a response.
+    let big = gw.until_status("big", "test.ping", "dead").await;
+    assert_eq!(
+        big["attempt_log"][0]["response_body"]
+            .as_str()
+            .map(str::len),
+        Some(4096)
+    );
+
+    // A transform reshapes the body; `null` skips.
+    gw.until_status("shaped", "test.ping", "succeeded").await;
+    let shaped: Value = serde_json::from_slice(&receivers.got("ok-shaped")[0].body).expect("json");
+    assert_eq!(
+        shaped,
+        json!({"email": "ann@example.com", "kind": "test.ping"})
+    );
+    let (status, _) = gw
+        .post(
+            "/v1/webhooks/test",
+            json!({"eventType": "test.skip", "data": {"n": 2}}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    gw.until_status("shaped", "test.skip", "skipped").await;
+
+    // Globs: an endpoint for stripe.* got nothing.
+    assert!(gw.deliveries("other").await.is_empty());
+    assert!(receivers.got("ok-other").is_empty());
+
+    // Bulk requeue of dead deliveries, then a resend of one that succeeded.
+    let (status, body) = gw
+        .post(
+            "/admin/deliveries/requeue",
+            json!({"endpoint": "redirect", "status": "dead"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["requeued"].as_u64()),
+        (200, Some(1)),
+        "{body}"
+    );
+    let before = receivers.got("ok").len();
+    let ok_id = ok["id"].as_str().expect("id");
+    let (status, body) = gw
+        .post(&format!("/admin/deliveries/{ok_id}/resend"), json!({}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    until("the resend", || receivers.got("ok").len() > before).await;
+    let resent = receivers.got("ok");
+    let again = resent
+        .iter()
+        .filter(|r| r.headers["webhook-id"] == message_id.as_str())
+        .collect::<Vec<_>>();
+    assert_eq!(again.len(), 2);
+    assert_eq!(
+        again[0].body, again[1].body,
+        "a resend sends the same bytes"
+    );
+
+    // Held past give_up_after_secs while disabled, the delivery is dead (kept and listed).
+    let gone = gw.until_status("gone", "test.ping", "dead").await;
+    assert!(
+        gone["last_error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("disabled"),
+        "{gone}"
+    );
+
+    // Metrics.
+    let metrics = gw
+        .client
+        .get(gw.server.url("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("hookgate_deliveries_total{endpoint=\"ok\",outcome=\"succeeded\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("hookgate_delivery_latency_seconds_count"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("hookgate_delivery_backlog{endpoint=\"ok\"}"),
+        "{metrics}"
+    );
+    gw.server.stop();
+}
+
+async fn endpoints_api_and_replay(backend: Backend) {
+    let store = TestStore::new(&backend).await;
+    let (receivers, addr) = start_receivers().await;
+    let resetter = start_resetter().await;
+    let gw = Gateway::start(&store, config(addr, resetter)).await;
+    // Events from before the endpoint exists.
+    let first = gw.event("test.old").await;
+    gw.event("test.old").await;
+
+    // Validation names the key; refused destinations are 400 destination_not_allowed.
+    let url = format!("http://{addr}/ok-late");
+    for (input, code, key) in [
+        (
+            json!({"id": "x", "url": "https://169.254.169.254/latest"}),
+            "destination_not_allowed",
+            "url",
+        ),
+        (
+            json!({"id": "x", "url": "https://10.1.2.3/in"}),
+            "destination_not_allowed",
+            "url",
+        ),
+        (
+            json!({"id": "x", "url": "https://[::ffff:192.168.0.1]/in"}),
+            "destination_not_allowed",
+            "url",
+        ),
+        (
+            json!({"id": "x", "url": "ftp://example.com/in"}),
+            "invalid_request",
+            "url",
+        ),
+        (
+            json!({"id": "x", "url": "https://u:p@example.com/in"}),
+            "invalid_request",
+            "url",
+        ),
+        (
+            json!({"id": "x", "url": url, "event_types": ["a b"]}),
+            "invalid_request",
+            "event_types[0]",
+        ),
+        (
+            json!({"id": "x", "url": url, "secrets": ["plain"]}),
+            "invalid_request",
+            "secrets[0]",
+        ),
+        (
+            json!({"id": "x", "url": url, "transform": "{a: "}),
+            "invalid_request",
+            "transform",
+        ),
+        (
+            json!({"id": "x", "url": url, "colour": "red"}),
+            "invalid_request",
+            "colour",
+        ),
+    ] {
+        let (status, body) = gw.post("/admin/endpoints", input.clone()).await;
+        assert_eq!(status, 400, "{input}: {body}");
+        assert_eq!(body["error"], code, "{input}: {body}");
+        assert!(
+            body["message"].as_str().unwrap_or("").contains(key),
+            "{input}: {body}"
+        );
+    }
+
+    // Created through the API: the generated secret is shown once, never again.
+    let (status, created) = gw
+        .post(
+            "/admin/endpoints",
+            json!({"id": "late", "url": url, "event_types": ["test.*"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let secret = created["secret"].as_str().expect("secret").to_owned();
+    assert!(secret.starts_with("whsec_"));
+    let shown = gw.get("/admin/endpoints/late").await;
+    assert!(shown.get("secret").is_none() && !shown.to_string().contains(&secret));
+    let (status, _) = gw
+        .post("/admin/endpoints", json!({"id": "late", "url": url}))
+        .await;
+    assert_eq!(status, 409);
+
+    // Replay over a range delivers events from before the endpoint existed.
+    let (status, body) = gw
+        .post(
+            "/admin/endpoints/late/replay",
+            json!({"since": first["timestamp"], "event_type": "test.old"}),
+        )
+        .await;
+    assert_eq!((status, body["queued"].as_u64()), (200, Some(2)), "{body}");
+    until("replayed events", || receivers.got("ok-late").len() == 2).await;
+    for r in receivers.got("ok-late") {
+        assert!(verify(&r, &secret));
+    }
+
+    // Rotation: the new secret signs, and the old one still does for 24 h.
+    let (status, rotated) = gw.post("/admin/endpoints/late/rotate", json!({})).await;
+    assert_eq!(status, 200, "{rotated}");
+    let new_secret = rotated["secret"].as_str().expect("secret").to_owned();
+    assert_ne!(new_secret, secret);
+    gw.event("test.after-rotate").await;
+    until("a delivery after rotation", || {
+        receivers
+            .got("ok-late")
+            .iter()
+            .any(|r| String::from_utf8_lossy(&r.body).contains("test.after-rotate"))
+    })
+    .await;
+    let last = receivers.got("ok-late").pop().expect("one");
+    assert!(verify(&last, &new_secret) && verify(&last, &secret));
+
+    // Test send, disable (new events are not queued for it), remove.
+    let (status, test) = gw.post("/admin/endpoints/late/test", json!({})).await;
+    assert_eq!(
+        (status, test["status_code"].as_i64()),
+        (200, Some(200)),
+        "{test}"
+    );
+    let (status, _) = gw.post("/admin/endpoints/late/disable", json!({})).await;
+    assert_eq!(status, 200);
+    assert_eq!(gw.get("/admin/endpoints/late").await["enabled"], false);
+    let (status, _) = gw
+        .call(reqwest::Method::DELETE, "/admin/endpoints/late", None)
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = gw
+        .call(reqwest::Method::GET, "/admin/endpoints/late", None)
+        .await;
+    assert_eq!(status, 404);
+    gw.server.stop();
+}
+
+backend_tests!(delivers_retries_and_gives_up, endpoints_api_and_replay);
