@@ -393,6 +393,17 @@ macro_rules! delivery_queries {
             q.build_query_as().fetch_all(pool).await
         }
 
+        /// Extends `worker`'s claim on a delivery; false when the claim is no longer its own.
+        pub(crate) async fn renew(pool: &Pool, seq: i64, worker: &str, until: i64) -> Result<bool, sqlx::Error> {
+            let done = sqlx::query("UPDATE deliveries SET claimed_until = $1 WHERE seq = $2 AND claimed_by = $3")
+                .bind(until)
+                .bind(seq)
+                .bind(worker)
+                .execute(pool)
+                .await?;
+            Ok(done.rows_affected() > 0)
+        }
+
         /// Fixes the body a delivery sends on every attempt (written before the first send).
         pub(crate) async fn set_body(pool: &Pool, seq: i64, body: &[u8]) -> Result<(), sqlx::Error> {
             sqlx::query("UPDATE deliveries SET body = $1 WHERE seq = $2 AND body IS NULL")
@@ -686,6 +697,9 @@ pub async fn claim(
     ordered: bool,
 ) -> R<Vec<ClaimedDelivery>> {
     on!(write db, claim(endpoint_id, worker, now_ms, lease_until, limit, ordered))
+}
+pub async fn renew(db: &Db, seq: i64, worker: &str, until: i64) -> R<bool> {
+    on!(write db, renew(seq, worker, until))
 }
 pub async fn set_body(db: &Db, seq: i64, body: &[u8]) -> R<()> {
     on!(write db, set_body(seq, body))

@@ -52,6 +52,17 @@ pub fn client(settings: &DeliverySettings) -> reqwest::Result<reqwest::Client> {
         .build()
 }
 
+/// How long a claim lasts: an attempt's longest run (transform, then the request within its
+/// timeout) plus a margin. A rate-limited delivery renews its claim after waiting (see
+/// [`Task::send`]), so the wait never eats into it.
+fn lease_ms(settings: &DeliverySettings) -> i64 {
+    let lease = settings.timeout + transform::TIME_LIMIT + LEASE_MARGIN;
+    i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2)
+}
+
+/// Added to the longest attempt to make a claim's lease.
+const LEASE_MARGIN: Duration = Duration::from_secs(10);
+
 /// One endpoint as the worker holds it.
 struct Live {
     row: EndpointRow,
@@ -110,10 +121,7 @@ pub async fn run(inner: Weak<Inner>, worker: String) {
             refresh(&inner, &mut live).await;
         }
         let now = now_ms();
-        let lease_ms = i64::try_from(
-            (settings.timeout + transform::TIME_LIMIT + Duration::from_secs(60)).as_millis(),
-        )
-        .unwrap_or(i64::MAX / 2);
+        let lease_ms = lease_ms(&settings);
         for endpoint in live.values().filter(|e| e.row.enabled) {
             let free = endpoint.slots.available_permits();
             if free == 0 {
@@ -313,8 +321,22 @@ impl Task {
         };
         drop(inner);
         if let Some(limiter) = &self.limiter {
-            // Over the endpoint's rate the delivery waits; it never fails for it.
+            // Over the endpoint's rate the delivery waits; it never fails for it. The claim is
+            // renewed after the wait; if it was lost meanwhile, another worker owns the
+            // delivery and this one must not send it.
             limiter.until_ready().await;
+            let Some(inner) = self.ctx.inner.upgrade() else {
+                return;
+            };
+            let until = now_ms().saturating_add(lease_ms(&self.settings));
+            match store::renew(&inner.db, d.seq, &self.ctx.worker, until).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(error) => {
+                    tracing::warn!(delivery = d.seq, error = %error, "could not renew a delivery claim; it is sent when the claim expires");
+                    return;
+                }
+            }
         }
         let outcome = self.post(&d, body).await;
         let Some(inner) = self.ctx.inner.upgrade() else {

@@ -636,4 +636,147 @@ async fn endpoints_api_and_replay(backend: Backend) {
     gw.server.stop();
 }
 
-backend_tests!(delivers_retries_and_gives_up, endpoints_api_and_replay);
+/// An endpoint that only fails for `disable_after_secs` is disabled, with a
+/// `hookgate.endpoint.disabled` event delivered to the endpoints that subscribe to it.
+async fn auto_disable(backend: Backend) {
+    let store = TestStore::new(&backend).await;
+    let (receivers, addr) = start_receivers().await;
+    // A port nobody listens on: every attempt is refused.
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\nadmin_token = \"{TOKEN}\"\n\
+         [delivery]\ntimeout_secs = 1\nretry_schedule_secs = [1]\ngive_up_after_secs = 600\n\
+         disable_after_secs = 2\nallow_http = true\nallow_cidrs = [\"127.0.0.0/8\"]\n\
+         [[endpoints]]\nid = \"down\"\nurl = \"http://{closed}/\"\nevent_types = [\"test.*\"]\nsecrets = [\"{SECRET_A}\"]\n\
+         [[endpoints]]\nid = \"watcher\"\nurl = \"http://{addr}/ok\"\nevent_types = [\"hookgate.endpoint.disabled\"]\n\
+         secrets = [\"{SECRET_A}\"]\n"
+    );
+    let gw = Gateway::start(&store, config).await;
+    gw.event("test.ping").await;
+    let disabled = gw
+        .until_status("watcher", "hookgate.endpoint.disabled", "succeeded")
+        .await;
+    assert_eq!(disabled["attempts"], 1);
+    let endpoint = gw.get("/admin/endpoints/down").await;
+    assert_eq!(endpoint["enabled"], false, "{endpoint}");
+    assert!(endpoint["disabled_reason"]
+        .as_str()
+        .unwrap_or("")
+        .contains("disable_after_secs"));
+    let held = gw.until_status("down", "test.ping", "paused").await;
+    let log = held["attempt_log"].as_array().expect("log");
+    assert!(log.len() >= 3, "{held}");
+    assert!(log.iter().all(|a| a["status_code"] == 0), "{held}");
+    let body: Value = serde_json::from_slice(&receivers.got("ok")[0].body).expect("json");
+    assert_eq!(body["type"], "hookgate.endpoint.disabled");
+    assert_eq!(body["data"]["endpoint_id"], "down");
+    gw.server.stop();
+}
+
+/// A delivery interrupted by a crash is sent again after the restart: same body bytes, same
+/// `webhook-id`, and `succeeded` only once a 2xx came back.
+async fn resent_after_crash(backend: Backend) {
+    let store = TestStore::new(&backend).await;
+    let seen: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+    let hang_first = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let app = {
+        let seen = Arc::clone(&seen);
+        let hang_first = Arc::clone(&hang_first);
+        Router::new().route(
+            "/hook",
+            post(move |headers: HeaderMap, body: axum::body::Bytes| {
+                let seen = Arc::clone(&seen);
+                let hang = hang_first.swap(false, std::sync::atomic::Ordering::SeqCst);
+                async move {
+                    let id = headers["webhook-id"].to_str().unwrap_or("").to_owned();
+                    seen.lock().expect("lock").push((id, body.to_vec()));
+                    if hang {
+                        tokio::time::sleep(Duration::from_secs(60)).await;
+                    }
+                    StatusCode::OK
+                }
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\nadmin_token = \"{TOKEN}\"\n\
+         [delivery]\ntimeout_secs = 5\nretry_schedule_secs = [1]\nallow_http = true\nallow_cidrs = [\"127.0.0.0/8\"]\n\
+         [[endpoints]]\nid = \"hook\"\nurl = \"http://{addr}/hook\"\nsecrets = [\"{SECRET_A}\"]\n"
+    );
+    let gw = Gateway::start(&store, config.clone()).await;
+    gw.event("test.crash").await;
+    until("the first attempt", || {
+        !seen.lock().expect("lock").is_empty()
+    })
+    .await;
+    let Gateway { server, _dir, .. } = gw;
+    server.kill();
+    let gw = Gateway::start(&store, config).await;
+    let done = gw.until_status("hook", "test.crash", "succeeded").await;
+    // The killed attempt was never recorded: one attempt, the one that got the 200.
+    assert_eq!(done["attempts"], 1, "{done}");
+    assert_eq!(done["last_status_code"], 200);
+    let seen = seen.lock().expect("lock").clone();
+    assert_eq!(seen.len(), 2, "sent once before the crash and once after");
+    assert_eq!(seen[0], seen[1], "same webhook-id and same body bytes");
+    assert_eq!(seen[0].0, done["message_id"].as_str().expect("id"));
+    gw.server.stop();
+}
+
+backend_tests!(
+    delivers_retries_and_gives_up,
+    endpoints_api_and_replay,
+    auto_disable,
+    resent_after_crash
+);
+
+/// Two processes on one PostgreSQL database deliver each event exactly once between them
+/// (a delivery is claimed by one process at a time and nobody fails here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_never_send_one_delivery_twice() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let store = TestStore::new(&backend).await;
+    let (receivers, addr) = start_receivers().await;
+    let config = format!(
+        "listen = \"127.0.0.1:0\"\nadmin_token = \"{TOKEN}\"\n\
+         [delivery]\nallow_http = true\nallow_cidrs = [\"127.0.0.0/8\"]\n\
+         [[endpoints]]\nid = \"shared\"\nurl = \"http://{addr}/ok\"\nmax_in_flight = 8\nsecrets = [\"{SECRET_A}\"]\n"
+    );
+    let a = Gateway::start(&store, config.clone()).await;
+    let b = Gateway::start(&store, config).await;
+    let mut ids = Vec::new();
+    for i in 0..60 {
+        let gw = if i % 2 == 0 { &a } else { &b };
+        ids.push(
+            gw.event("test.cluster").await["messageId"]
+                .as_str()
+                .expect("id")
+                .to_owned(),
+        );
+    }
+    until("every delivery", || receivers.got("ok").len() >= ids.len()).await;
+    // Let any second copy arrive before counting.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let got = receivers.got("ok");
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for r in &got {
+        let id = r.headers["webhook-id"].to_str().expect("id").to_owned();
+        *counts.entry(id).or_default() += 1;
+    }
+    assert_eq!(counts.len(), ids.len());
+    assert!(counts.values().all(|n| *n == 1), "{counts:?}");
+    a.server.stop();
+    b.server.stop();
+}
