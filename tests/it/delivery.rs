@@ -676,11 +676,14 @@ async fn auto_disable(backend: Backend) {
     gw.server.stop();
 }
 
+/// A request's `webhook-id` and body.
+type Seen = (String, Vec<u8>);
+
 /// A delivery interrupted by a crash is sent again after the restart: same body bytes, same
 /// `webhook-id`, and `succeeded` only once a 2xx came back.
 async fn resent_after_crash(backend: Backend) {
     let store = TestStore::new(&backend).await;
-    let seen: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
     let hang_first = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let app = {
         let seen = Arc::clone(&seen);
