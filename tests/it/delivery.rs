@@ -736,7 +736,148 @@ async fn resent_after_crash(backend: Backend) {
     gw.server.stop();
 }
 
+/// The CLI: `endpoints add|list|show|test|disable|remove`, `deliveries` (list, show, requeue)
+/// and `listen --forward-to` against a running gateway.
+async fn cli_endpoints_deliveries_listen(backend: Backend) {
+    use crate::cli::run;
+    let store = TestStore::new(&backend).await;
+    let (receivers, addr) = start_receivers().await;
+    let resetter = start_resetter().await;
+    let gw = Gateway::start(&store, config(addr, resetter)).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let cfg = dir.path().join("cli.toml");
+    std::fs::write(
+        &cfg,
+        "[delivery]\nallow_http = true\nallow_cidrs = [\"127.0.0.0/8\"]\n",
+    )
+    .expect("config");
+    let db = store.binary_url();
+    let cli = |args: &[&str]| {
+        let mut cmd = hookgate(dir.path(), &db);
+        cmd.arg("--config").arg(&cfg).args(args);
+        run(&mut cmd)
+    };
+    // Validation names the key; a private literal is refused without allow_cidrs covering it.
+    let (ok, _, err) = cli(&["endpoints", "add", "bad", "--url", "https://10.0.0.1/x"]);
+    assert!(
+        !ok && err.contains("url") && err.contains("destination_not_allowed"),
+        "{err}"
+    );
+    let url = format!("http://{addr}/ok-cli");
+    let (ok, out, err) = cli(&[
+        "endpoints",
+        "add",
+        "cli",
+        "--url",
+        &url,
+        "--event-type",
+        "test.*",
+    ]);
+    assert!(ok, "{err}");
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("signing secret (shown once): "))
+        .expect("the generated secret is printed once")
+        .to_owned();
+    let (ok, out, _) = cli(&["endpoints", "list"]);
+    assert!(ok && out.contains("cli") && out.contains(&url), "{out}");
+    assert!(!out.contains(&secret));
+    let (ok, out, err) = cli(&["endpoints", "test", "cli"]);
+    assert!(ok, "{out} {err}");
+    assert!(out.contains("\"status_code\": 200"), "{out}");
+    // The running gateway picks the new endpoint up and delivers to it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        gw.event("test.cli").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if receivers
+            .got("ok-cli")
+            .iter()
+            .any(|r| verify(r, &secret) && String::from_utf8_lossy(&r.body).contains("test.cli"))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the CLI's endpoint never got an event"
+        );
+    }
+    let (ok, out, err) = cli(&["deliveries", "--endpoint", "cli", "--json"]);
+    assert!(ok, "{err}");
+    let first: Value = serde_json::from_str(out.lines().next().expect("a line")).expect("json");
+    assert_eq!(first["endpoint_id"], "cli");
+    let id = first["id"].as_str().expect("id").to_owned();
+    let (ok, out, _) = cli(&["deliveries", "show", &id]);
+    assert!(ok && out.contains(&id), "{out}");
+    let (ok, out, _) = cli(&[
+        "deliveries",
+        "requeue",
+        "--endpoint",
+        "cli",
+        "--status",
+        "nope",
+    ]);
+    assert!(!ok && out.is_empty());
+    let (ok, out, _) = cli(&[
+        "deliveries",
+        "requeue",
+        "--endpoint",
+        "redirect",
+        "--status",
+        "dead",
+    ]);
+    assert!(ok && out.contains("requeued"), "{out}");
+
+    // listen --forward-to: follows the stream, posts each event signed, one line per event.
+    let listen_secret = "whsec_bGlzdGVuLWZvcndhcmQtc2VjcmV0LTMyLWJ5dGVz";
+    let mut cmd = hookgate(dir.path(), &db);
+    cmd.args([
+        "listen",
+        "--forward-to",
+        &format!("http://{addr}/ok-listen"),
+        "--gateway",
+        &gw.server.url(""),
+        "--api-key",
+        TOKEN,
+        "--event-type",
+        "test.listen*",
+        "--secret",
+        listen_secret,
+    ])
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("listen");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        gw.event("test.listened").await;
+        gw.event("test.other").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if !receivers.got("ok-listen").is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "listen forwarded nothing");
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("output");
+    let got = receivers.got("ok-listen");
+    assert!(got.iter().all(|r| verify(r, listen_secret)));
+    assert!(got
+        .iter()
+        .all(|r| String::from_utf8_lossy(&r.body).contains("test.listened")));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("test.listened") && stdout.contains("-> 200"),
+        "{stdout}"
+    );
+    let (ok, _, _) = cli(&["endpoints", "remove", "cli"]);
+    assert!(ok);
+    let (ok, _, err) = cli(&["endpoints", "show", "cli"]);
+    assert!(!ok && err.contains("no endpoint"), "{err}");
+    gw.server.stop();
+}
+
 backend_tests!(
+    cli_endpoints_deliveries_listen,
     delivers_retries_and_gives_up,
     endpoints_api_and_replay,
     auto_disable,
