@@ -30,6 +30,7 @@ use crate::cli::bench::BenchArgs;
 use crate::db::Db;
 
 pub mod abuse;
+pub mod delivery;
 
 const SECRET_STRIPE: &str = "whsec_bench_signing_secret";
 const SECRET_CLERK: &str = "whsec_YmVuY2gtc3ZpeC1zaWduaW5nLWtleQ==";

@@ -20,6 +20,9 @@ pub enum Scenario {
     /// Paced deliveries on one connection, alone and then while another connection is flooded
     /// at `--flood-factor` times its rate limit.
     Fairness,
+    /// Paced provider deliveries (`--rate`) delivered to a fast local endpoint, alone and then
+    /// next to a slow (10 s) and a dead endpoint: delivered/s, event → 2xx latency, drain, loss.
+    Delivery,
 }
 
 /// Options of `hookgate bench`.
@@ -124,6 +127,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                     t.query, t.p50_ms, t.p99_ms, t.max_ms, t.items
                 );
             }
+        }
+        return Ok(());
+    }
+    if args.scenario == Scenario::Delivery {
+        let report = crate::bench::delivery::run(&args).await?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            crate::bench::delivery::print(&report);
+        }
+        let lost = report.alone.lost + report.with_slow_and_dead.lost;
+        if lost > 0 {
+            anyhow::bail!("{lost} events never reached the fast endpoint");
         }
         return Ok(());
     }

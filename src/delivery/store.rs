@@ -587,6 +587,17 @@ macro_rules! delivery_queries {
             Ok(n)
         }
 
+        /// The earliest due time of each endpoint's unfinished deliveries (a read, so the worker
+        /// takes the writer only for endpoints that have something due).
+        pub(crate) async fn next_due(pool: &Pool) -> Result<Vec<(String, i64)>, sqlx::Error> {
+            sqlx::query_as(
+                "SELECT endpoint_id, MIN(next_attempt_at) FROM deliveries \
+                 WHERE status IN ('pending', 'retrying') AND next_attempt_at IS NOT NULL GROUP BY endpoint_id",
+            )
+            .fetch_all(pool)
+            .await
+        }
+
         /// Unfinished deliveries per endpoint (pending or retrying).
         pub(crate) async fn backlog(pool: &Pool) -> Result<Vec<(String, i64)>, sqlx::Error> {
             sqlx::query_as(
@@ -739,6 +750,9 @@ pub async fn queue_events(
     now_ms: i64,
 ) -> R<u64> {
     on!(write db, queue_events(endpoint_id, workspace, events, now_ms))
+}
+pub async fn next_due(db: &Db) -> R<Vec<(String, i64)>> {
+    on!(read db, next_due())
 }
 pub async fn backlog(db: &Db) -> R<Vec<(String, i64)>> {
     on!(read db, backlog())

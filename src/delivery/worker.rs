@@ -122,7 +122,19 @@ pub async fn run(inner: Weak<Inner>, worker: String) {
         }
         let now = now_ms();
         let lease_ms = lease_ms(&settings);
+        // One read says which endpoints have something due; only those are claimed from (a
+        // claim is a write, and on SQLite every write waits for the one writer connection).
+        let due: HashMap<String, i64> = match store::next_due(&inner.db).await {
+            Ok(rows) => rows.into_iter().collect(),
+            Err(error) => {
+                tracing::warn!(error = %error, "could not read due deliveries");
+                HashMap::new()
+            }
+        };
         for endpoint in live.values().filter(|e| e.row.enabled) {
+            if due.get(&endpoint.row.id).is_none_or(|at| *at > now) {
+                continue;
+            }
             let free = endpoint.slots.available_permits();
             if free == 0 {
                 continue;

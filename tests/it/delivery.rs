@@ -924,3 +924,42 @@ async fn two_processes_never_send_one_delivery_twice() {
     a.server.stop();
     b.server.stop();
 }
+
+/// `hookgate bench --scenario delivery`, briefly: both phases deliver every event to the fast
+/// endpoint (correctness only; the figures are not asserted).
+#[test]
+fn bench_delivery_scenario_loses_nothing() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args([
+            "bench",
+            "--scenario",
+            "delivery",
+            "--rate",
+            "20",
+            "--duration",
+            "1",
+            "--warmup",
+            "0.5",
+            "--server-cpu",
+            "none",
+            "--json",
+        ])
+        .env_remove("HOOKGATE_CONFIG")
+        .env_remove("HOOKGATE_DATABASE_URL")
+        .output()
+        .expect("run bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(&stdout).expect("json report");
+    for phase in ["alone", "with_slow_and_dead"] {
+        let p = &report[phase];
+        assert!(p["events"].as_u64().unwrap_or(0) >= 20, "{p}");
+        assert_eq!(p["delivered"], p["events"], "{p}");
+        assert_eq!(p["lost"], 0, "{p}");
+        assert!(p["drain_secs"].as_f64().is_some(), "{p}");
+    }
+}
