@@ -876,7 +876,59 @@ async fn cli_endpoints_deliveries_listen(backend: Backend) {
     gw.server.stop();
 }
 
+/// With a secret key, endpoint secrets are stored encrypted and bound to their endpoint: the
+/// stored value holds no secret, reads back with the key, and does not open for another id or
+/// without the key.
+async fn endpoint_secrets_encrypted_at_rest(backend: Backend) {
+    use hookgate::crypto::SecretKey;
+    use hookgate::delivery::endpoint::{open_secrets, EndpointInput, EndpointSpec};
+    use hookgate::delivery::{manage, store};
+    let store_ = TestStore::new(&backend).await;
+    let db = &store_.db;
+    db.migrate().await.expect("migrate");
+    let key = SecretKey::parse("000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f")
+        .expect("key");
+    let spec = EndpointSpec::build(
+        &EndpointInput {
+            id: "enc".into(),
+            url: "https://hooks.example.com/in".into(),
+            secrets: Some(vec![SECRET_A.into()]),
+            ..EndpointInput::default()
+        },
+        &hookgate::delivery::destination::Policy::default(),
+    )
+    .expect("spec");
+    manage::save(db, &spec, Some(&key), "api", false, hookgate::now_ms())
+        .await
+        .expect("save");
+    let rotated = manage::rotate(db, "enc", None, Some(&key), hookgate::now_ms())
+        .await
+        .expect("rotate")
+        .expect("exists");
+    let row = store::get_endpoint(db, "enc")
+        .await
+        .expect("get")
+        .expect("row");
+    assert!(row.secrets.starts_with("enc:v1:"), "{}", row.secrets);
+    for secret in [SECRET_A, rotated.as_str()] {
+        let body = &secret["whsec_".len()..];
+        assert!(!row.secrets.contains(body));
+    }
+    let opened = open_secrets("enc", &row.secrets, Some(&key)).expect("opens");
+    assert_eq!(opened.len(), 2);
+    assert_eq!(opened[0].secret, SECRET_A);
+    assert!(
+        opened[0].expires_at.is_some(),
+        "the old secret expires after 24 h"
+    );
+    assert!(open_secrets("other", &row.secrets, Some(&key)).is_err());
+    assert!(open_secrets("enc", &row.secrets, None).is_err());
+    let view = manage::view(&row, Some(&key), hookgate::now_ms()).to_string();
+    assert!(!view.contains(&SECRET_A["whsec_".len()..]) && !view.contains(&rotated));
+}
+
 backend_tests!(
+    endpoint_secrets_encrypted_at_rest,
     cli_endpoints_deliveries_listen,
     delivers_retries_and_gives_up,
     endpoints_api_and_replay,
