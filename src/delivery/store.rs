@@ -243,10 +243,13 @@ macro_rules! delivery_queries {
         ) -> Result<bool, sqlx::Error> {
             let mut conn = pool.acquire().await?;
             let mut tx = conn.begin().await?;
-            let done = sqlx::query(
+            // With an event to emit (the worker disabling an endpoint), only an endpoint that is
+            // still enabled changes: several failing deliveries in flight emit one event.
+            let only_if_enabled = if event.is_some() { " AND enabled" } else { "" };
+            let done = sqlx::query(&format!(
                 "UPDATE endpoints SET enabled = $1, disabled_reason = $2, updated_at = $3, \
-                 failing_since = CASE WHEN $1 THEN NULL ELSE failing_since END WHERE id = $4",
-            )
+                 failing_since = CASE WHEN $1 THEN NULL ELSE failing_since END WHERE id = $4{only_if_enabled}"
+            ))
             .bind(enabled)
             .bind(reason)
             .bind(now_ms)
