@@ -173,6 +173,9 @@ pub struct FileConfig {
     pub retention: Option<crate::policy::FileRetention>,
     #[serde(default, deserialize_with = "connection_list")]
     pub connections: Vec<ConnectionInput>,
+    #[serde(default)]
+    pub endpoints: Vec<crate::delivery::endpoint::EndpointInput>,
+    pub delivery: Option<crate::delivery::endpoint::FileDelivery>,
 }
 
 /// Reads the `[[connections]]` tables, naming the one an error is in (`connections[2]: ...`).
@@ -234,6 +237,10 @@ pub struct Config {
     /// Encrypts connection secrets at rest when set (`HOOKGATE_SECRET_KEY`).
     pub secret_key: Option<SecretKey>,
     pub connections: Vec<ConnectionSpec>,
+    /// Outbound delivery settings (`[delivery]`).
+    pub delivery: crate::delivery::endpoint::DeliverySettings,
+    /// Endpoints declared in the config file (`[[endpoints]]`), upserted at start.
+    pub endpoints: Vec<crate::delivery::endpoint::EndpointSpec>,
 }
 
 impl fmt::Debug for Config {
@@ -262,6 +269,8 @@ impl fmt::Debug for Config {
                 &self.secret_key.as_ref().map(|_| "<redacted>"),
             )
             .field("connections", &self.connections)
+            .field("delivery", &self.delivery)
+            .field("endpoints", &self.endpoints)
             .finish()
     }
 }
@@ -289,6 +298,8 @@ impl Config {
             workers: true,
             secret_key: None,
             connections: Vec::new(),
+            delivery: crate::delivery::endpoint::DeliverySettings::default(),
+            endpoints: Vec::new(),
         }
     }
 
@@ -415,6 +426,9 @@ impl Config {
             }
             connections.push(spec);
         }
+        let delivery =
+            crate::delivery::endpoint::DeliverySettings::from_file(file.delivery.as_ref())?;
+        let endpoints = crate::delivery::endpoint::from_file(&file.endpoints, &delivery.policy)?;
         Ok(Config {
             listen,
             database_url,
@@ -441,6 +455,8 @@ impl Config {
             workers: !args.no_workers,
             secret_key,
             connections,
+            delivery,
+            endpoints,
         })
     }
 }

@@ -168,11 +168,20 @@ pub struct EncryptedColumn {
 
 /// Every column encrypted at rest. Outbound endpoints' signing secrets, once they exist, are
 /// one more entry here (and `encode_value`/`decode_value` with it where they are written).
-pub const ENCRYPTED_COLUMNS: &[EncryptedColumn] = &[EncryptedColumn {
-    table: "connections",
-    id_column: "id",
-    column: "secrets",
-}];
+pub const ENCRYPTED_COLUMNS: &[EncryptedColumn] = &[
+    EncryptedColumn {
+        table: "connections",
+        id_column: "id",
+        column: "secrets",
+    },
+    // Endpoint signing secrets, written by `delivery::endpoint` through `seal_text` with the
+    // same associated data (`hookgate:endpoints.secrets:<id>`).
+    EncryptedColumn {
+        table: "endpoints",
+        id_column: "id",
+        column: "secrets",
+    },
+];
 
 impl EncryptedColumn {
     fn aad(&self, id: &str) -> Vec<u8> {
@@ -231,6 +240,36 @@ pub fn decode_secrets(
     let json = CONNECTION_SECRETS.decode_value(connection_id, stored, key)?;
     // The serde error is dropped on purpose: its message can quote the value.
     serde_json::from_slice(&json).map_err(|_| SecretsError::NotJson)
+}
+
+/// The value to store for an arbitrary secret-bearing `text` of row `row` in `table`
+/// (`endpoints.secrets`, ...): encrypted with `key` and bound to that row, else the text as is.
+pub fn seal_text(table: &str, row: &str, text: &str, key: Option<&SecretKey>) -> String {
+    match key {
+        Some(key) => key.seal(
+            format!("hookgate:{table}:{row}").as_bytes(),
+            text.as_bytes(),
+        ),
+        None => text.to_owned(),
+    }
+}
+
+/// Reads back a value [`seal_text`] stored for the same table and row.
+///
+/// # Errors
+/// The value is encrypted and the key is missing or wrong, or it is damaged.
+pub fn open_text(
+    table: &str,
+    row: &str,
+    stored: &str,
+    key: Option<&SecretKey>,
+) -> Result<String, SecretsError> {
+    if !is_encrypted(stored) {
+        return Ok(stored.to_owned());
+    }
+    let key = key.ok_or(SecretsError::NoKey)?;
+    let bytes = key.open(format!("hookgate:{table}:{row}").as_bytes(), stored)?;
+    String::from_utf8(bytes).map_err(|_| SecretsError::NotJson)
 }
 
 #[cfg(test)]

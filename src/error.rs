@@ -60,6 +60,9 @@ pub enum AppError {
         message: String,
         errors: Vec<crate::custom::FieldError>,
     },
+    /// 400: an endpoint's destination is in a refused address range (outbound delivery).
+    #[error("{0}")]
+    DestinationNotAllowed(String),
     /// 409: the resource exists already.
     #[error("{0}")]
     Conflict(String),
@@ -82,6 +85,7 @@ impl AppError {
             | AppError::BadPayload(_)
             | AppError::Invalid(_)
             | AppError::InvalidFields { .. } => StatusCode::BAD_REQUEST,
+            AppError::DestinationNotAllowed(_) => StatusCode::BAD_REQUEST,
             AppError::Unauthorized(_) | AppError::MissingToken => StatusCode::UNAUTHORIZED,
             AppError::StoreUnavailable { brevo: true } => StatusCode::TOO_MANY_REQUESTS,
             AppError::StoreUnavailable { brevo: false } => StatusCode::SERVICE_UNAVAILABLE,
@@ -107,6 +111,7 @@ impl AppError {
             AppError::TooManyStreams => "too_many_streams",
             AppError::Invalid(_) => "invalid_request",
             AppError::InvalidFields { code, .. } => code,
+            AppError::DestinationNotAllowed(_) => "destination_not_allowed",
             AppError::Conflict(_) => "conflict",
             AppError::Database(_) => "internal_error",
         }
@@ -130,7 +135,10 @@ impl IntoResponse for AppError {
         let mut body = serde_json::json!({ "error": self.code() });
         // Admin input errors say what to fix; they never contain secrets (ConnectionInput::into_spec
         // names keys, not values).
-        if let AppError::Invalid(message) | AppError::Conflict(message) = &self {
+        if let AppError::Invalid(message)
+        | AppError::Conflict(message)
+        | AppError::DestinationNotAllowed(message) = &self
+        {
             body["message"] = serde_json::Value::String(message.clone());
         }
         if let AppError::InvalidFields {

@@ -28,6 +28,7 @@ pub mod contacts;
 pub mod crypto;
 pub mod custom;
 pub mod db;
+pub mod delivery;
 pub mod error;
 pub mod http;
 pub mod ingest;
@@ -157,6 +158,20 @@ impl Gateway {
                     format!("cannot store connection {:?} from the config file", spec.id)
                 })?;
         }
+        for spec in &config.endpoints {
+            let saved =
+                delivery::manage::save(&db, spec, config.secret_key.as_ref(), "config", true, now)
+                    .await
+                    .with_context(|| {
+                        format!("cannot store endpoint {:?} from the config file", spec.id)
+                    })?;
+            if let delivery::manage::Saved::Written {
+                generated_secret: Some(_),
+            } = saved
+            {
+                tracing::info!(endpoint = %spec.id, "endpoint stored with a generated signing secret; run `hookgate endpoints rotate {}` to get one you can copy", spec.id);
+            }
+        }
         // A connection whose secrets this process cannot read would silently answer 404: refuse
         // to start instead, naming it and saying which key to set.
         connections::check_readable(&db, config.secret_key.as_ref()).await?;
@@ -209,6 +224,13 @@ impl Gateway {
                 open_streams: http::api::OpenStreams::default(),
             }),
         };
+        if run_workers {
+            let worker = format!("{}-{}", std::process::id(), ulid::Ulid::new());
+            workers.push(tokio::spawn(delivery::worker::run(
+                Arc::downgrade(&state.inner),
+                worker,
+            )));
+        }
         let weak = Arc::downgrade(&state.inner);
         let refresh_task = tokio::spawn(async move {
             let mut last_refresh = std::time::Instant::now();

@@ -8,6 +8,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -34,8 +35,25 @@ pub struct StatusLabels {
     pub status: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeliveryLabels {
+    pub endpoint: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabels {
+    pub endpoint: String,
+}
+
 pub struct Metrics {
     registry: Registry,
+    /// Delivery attempts by endpoint and outcome (succeeded, failed, dead, skipped).
+    pub deliveries: Family<DeliveryLabels, Counter>,
+    /// Event committed → 2xx from the endpoint.
+    pub delivery_latency: Histogram,
+    /// Pending and retrying deliveries per endpoint.
+    pub delivery_backlog: Family<EndpointLabels, Gauge>,
     pub processed: Family<StatusLabels, Counter>,
     pub requests: Family<RequestLabels, Counter>,
     pub verification_failures: Family<FailureLabels, Counter>,
@@ -121,8 +139,32 @@ impl Metrics {
             "Stored events the pipeline finished, by resulting status",
             processed.clone(),
         );
+        let deliveries = Family::<DeliveryLabels, Counter>::default();
+        registry.register(
+            "deliveries",
+            "Outbound delivery attempts by endpoint and outcome (succeeded, failed, dead, skipped)",
+            deliveries.clone(),
+        );
+        let delivery_latency = Histogram::new([
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+            3600.0,
+        ]);
+        registry.register(
+            "delivery_latency_seconds",
+            "Time from an event's commit to a 2xx answer from an endpoint",
+            delivery_latency.clone(),
+        );
+        let delivery_backlog = Family::<EndpointLabels, Gauge>::default();
+        registry.register(
+            "delivery_backlog",
+            "Pending and retrying deliveries per endpoint",
+            delivery_backlog.clone(),
+        );
         Metrics {
             registry,
+            deliveries,
+            delivery_latency,
+            delivery_backlog,
             processed,
             requests,
             verification_failures,

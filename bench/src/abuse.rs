@@ -145,13 +145,13 @@ pub struct ScenarioReport {
 }
 
 /// What a group of paced clients measured.
-struct Tally {
+pub(super) struct Tally {
     histogram: Histogram<u64>,
     statuses: BTreeMap<u16, u64>,
     errors: u64,
     /// Requests due in the measured window.
     measured_sent: u64,
-    acknowledged: Vec<String>,
+    pub(super) acknowledged: Vec<String>,
 }
 
 impl Tally {
@@ -175,7 +175,7 @@ impl Tally {
         self.acknowledged.extend(other.acknowledged);
     }
 
-    fn phase(&self, window: Duration) -> Phase {
+    pub(super) fn phase(&self, window: Duration) -> Phase {
         let ms = |q: f64| self.histogram.value_at_quantile(q) as f64 / 1000.0;
         Phase {
             measured_requests: self.histogram.len(),
@@ -192,14 +192,14 @@ impl Tally {
 
 /// When a paced phase starts, starts measuring and stops.
 #[derive(Clone, Copy)]
-struct Window {
+pub(crate) struct Window {
     start: Instant,
     measure_from: Instant,
     stop_at: Instant,
 }
 
 impl Window {
-    fn new(warmup: f64, duration: f64) -> Self {
+    pub(super) fn new(warmup: f64, duration: f64) -> Self {
         let start = Instant::now();
         let measure_from = start + Duration::from_secs_f64(warmup);
         Window {
@@ -209,7 +209,7 @@ impl Window {
         }
     }
 
-    fn measured(&self) -> Duration {
+    pub(super) fn measured(&self) -> Duration {
         self.stop_at - self.measure_from
     }
 }
@@ -297,7 +297,7 @@ async fn paced_client(
 
 /// `rate` requests per second over `clients` paced clients (numbered from `conn_base`), their
 /// start times spread over one interval.
-async fn paced(
+pub(crate) async fn paced(
     addr: SocketAddr,
     gen: &Arc<Generator>,
     rate: f64,

@@ -42,6 +42,9 @@ pub enum Scenario {
     /// Paced deliveries on one connection, alone and then while another connection is flooded
     /// at `--flood-factor` times its rate limit.
     Fairness,
+    /// Paced provider deliveries (`--rate`) delivered to a fast local endpoint, alone and then
+    /// next to a slow (10 s) and a dead endpoint: delivered/s, event → 2xx latency, drain, loss.
+    Delivery,
 }
 
 /// Options of `hookgate-bench`.

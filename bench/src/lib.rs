@@ -5,10 +5,13 @@
 //!   timings (`--query-rows`);
 //! - [`abuse`]: the `slowloris` and `fairness` scenarios (paced deliveries, alone and under
 //!   attack);
+//! - [`delivery`]: outbound delivery to a fast local endpoint, alone and next to a slow and a
+//!   dead one;
 //! - [`args`]: the command line.
 
 pub mod abuse;
 pub mod args;
+pub mod delivery;
 pub mod load;
 
 use anyhow::Context as _;
@@ -52,6 +55,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                     t.query, t.p50_ms, t.p99_ms, t.max_ms, t.items
                 );
             }
+        }
+        return Ok(());
+    }
+    if args.scenario == Scenario::Delivery {
+        let report = delivery::run(&args).await?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        } else {
+            delivery::print(&report);
+        }
+        let lost = report.alone.lost + report.with_slow_and_dead.lost;
+        if lost > 0 {
+            anyhow::bail!("{lost} events never reached the fast endpoint");
         }
         return Ok(());
     }

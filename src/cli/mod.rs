@@ -5,9 +5,12 @@
 pub mod backup;
 pub mod connections;
 pub mod contacts;
+pub mod deliveries;
+pub mod endpoints;
 pub mod events;
 pub mod fire;
 pub mod keys;
+pub mod listen;
 pub mod logs;
 pub mod logs_show;
 pub mod migrate;
@@ -47,6 +50,13 @@ pub enum Command {
     /// Manage connections in the database.
     #[command(subcommand)]
     Connections(connections::ConnectionsCommand),
+    /// Manage the endpoints events are delivered to.
+    #[command(subcommand)]
+    Endpoints(endpoints::EndpointsCommand),
+    /// The delivery log: list, show, resend, requeue.
+    Deliveries(deliveries::DeliveriesArgs),
+    /// Follow a running gateway's events and post each one, signed, to a local URL.
+    Listen(listen::ListenArgs),
     /// Show the ingest log, newest last; `logs show <id>` shows one record in full.
     Logs(logs::LogsArgs),
     /// Run normalization again for a stored event (idempotent: it never fires twice).
@@ -83,6 +93,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::PrintConfig(args) => print_config::run(&global, &args),
         Command::Migrate => migrate::run(&global).await,
         Command::Connections(command) => connections::run(&global, command).await,
+        Command::Endpoints(command) => endpoints::run(&global, command).await,
+        Command::Deliveries(args) => deliveries::run(&global, args).await,
+        Command::Listen(args) => listen::run(args).await,
         Command::Logs(args) => logs::run(&global, args).await,
         Command::Replay(args) => replay::run(&global, args).await,
         Command::Contacts(command) => contacts::run(&global, command).await,

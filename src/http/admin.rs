@@ -279,7 +279,7 @@ async fn get_connection(
 /// A 400 for a request body that does not deserialize. serde's messages can quote the offending
 /// value, which in these bodies may be a secret, so only the messages that name a key are passed
 /// on; the others say where the problem is, not what the value was.
-fn json_error(what: &str, error: &serde_json::Error) -> AppError {
+pub(crate) fn json_error(what: &str, error: &serde_json::Error) -> AppError {
     let text = error.to_string();
     // A provider name is not a secret, and its message lists the names that exist.
     if [

@@ -35,6 +35,7 @@ pub fn routes() -> Router<AppState> {
 pub fn fire_json(f: &FireRow) -> Value {
     let mut event = json!({
         "id": f.seq.to_string(),
+        "messageId": crate::delivery::message_id(f.created_at, f.seq),
         "eventType": f.trigger_id,
         "payload": serde_json::from_str::<Value>(&f.payload).unwrap_or(Value::Null),
         "timestamp": format_rfc3339_ms(f.created_at),
@@ -102,7 +103,7 @@ fn take_stream_slot(state: &AppState, name: &str) -> Result<StreamSlot, AppError
 }
 
 /// A time filter: Unix milliseconds or RFC 3339.
-fn parse_time(name: &str, text: &str) -> Result<i64, AppError> {
+pub(crate) fn parse_time(name: &str, text: &str) -> Result<i64, AppError> {
     text.parse::<i64>()
         .ok()
         .or_else(|| parse_rfc3339_ms(text))

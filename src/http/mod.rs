@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod delivery;
 pub mod fires;
 pub mod health;
 pub mod serve;
@@ -33,6 +34,7 @@ pub fn router(state: AppState) -> Router {
             admin::routes()
                 .merge(api::routes())
                 .merge(fires::routes())
+                .merge(delivery::routes())
                 .layer(middleware::from_fn_with_state(
                     state.clone(),
                     read_body_in_time,

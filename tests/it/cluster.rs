@@ -97,6 +97,8 @@ async fn wait_all_processed(
     }
 }
 
+/// Trigger fires made from provider events (the gateway's own contact lifecycle events, with
+/// provider `hookgate`, are left out).
 pub async fn fires(db: &hookgate::db::Db) -> Vec<hookgate::db::rows::FireRow> {
     db.list_fires(&hookgate::db::FireFilter {
         limit: 100_000,
@@ -104,6 +106,9 @@ pub async fn fires(db: &hookgate::db::Db) -> Vec<hookgate::db::rows::FireRow> {
     })
     .await
     .expect("fires")
+    .into_iter()
+    .filter(|f| f.provider != "hookgate")
+    .collect()
 }
 
 /// Events acknowledged by a gateway running without workers, then SIGKILL, then a normal

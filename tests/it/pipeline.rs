@@ -36,7 +36,22 @@ fn processed(n: i64) -> std::collections::BTreeMap<String, i64> {
     [("processed".to_owned(), n)].into()
 }
 
+/// Every trigger fire in the events API (contact lifecycle events left out).
 pub async fn all_fires(app: &TestApp) -> Vec<Value> {
+    all_events(app)
+        .await
+        .into_iter()
+        .filter(|e| {
+            !e["eventType"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("contact.")
+        })
+        .collect()
+}
+
+/// Every event in the events API.
+async fn all_events(app: &TestApp) -> Vec<Value> {
     let mut out = Vec::new();
     let mut cursor = "0".to_owned();
     loop {
@@ -927,7 +942,71 @@ async fn batch_replays_events_in_order(backend: Backend) {
     assert_eq!(seqs_again, seqs);
 }
 
+/// Contact lifecycle events: `contact.created`, `contact.updated` with the changed field names
+/// and `contact.suppressed`, committed with the contact change; a replay changes nothing and
+/// emits nothing.
+async fn contact_lifecycle_events(backend: Backend) {
+    let k = kit(ProviderId::Stripe);
+    let app = TestApp::builder(backend)
+        .connection("stripe", ProviderId::Stripe, &[k.secret])
+        .start()
+        .await;
+    let first = app
+        .deliver(
+            ProviderId::Stripe,
+            "stripe",
+            &stripe_customer_updated("evt_a", "Ann Lee", 1_700_000_100),
+            k.secret,
+            now_options(),
+        )
+        .await
+        .assert_outcome("accepted");
+    settle(&app.store.db).await;
+    app.deliver(
+        ProviderId::Stripe,
+        "stripe",
+        &stripe_customer_updated("evt_b", "Ann Stone", 1_700_000_200),
+        k.secret,
+        now_options(),
+    )
+    .await
+    .assert_outcome("accepted");
+    settle(&app.store.db).await;
+    let events = all_events(&app).await;
+    let contact: Vec<&Value> = events
+        .iter()
+        .filter(|e| {
+            e["eventType"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("contact.")
+        })
+        .collect();
+    assert_eq!(contact.len(), 2, "{contact:?}");
+    assert_eq!(contact[0]["eventType"], "contact.created");
+    assert_eq!(contact[0]["payload"]["email"], "order.test@example.com");
+    assert_eq!(contact[0]["payload"]["first_name"], "Ann");
+    assert!(contact[0]["messageId"]
+        .as_str()
+        .is_some_and(|m| m.starts_with("msg_")));
+    assert_eq!(contact[1]["eventType"], "contact.updated");
+    assert_eq!(contact[1]["payload"]["changed"], json!(["last_name"]));
+    assert_eq!(contact[1]["payload"]["last_name"], "Stone");
+    // A replay of the first event changes nothing, so it emits nothing.
+    let replay = app
+        .client
+        .post(app.url(&format!("/admin/ingest/{first}/replay")))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("replay");
+    assert!(replay.status().is_success());
+    settle(&app.store.db).await;
+    assert_eq!(all_events(&app).await.len(), events.len());
+}
+
 backend_tests!(
+    contact_lifecycle_events,
     every_fixture_normalizes,
     ordering_and_replay,
     identity_resolution,

@@ -40,6 +40,7 @@ macro_rules! apply_queries {
             {
                 stored.entry(key).or_insert(None).get_or_insert(contact);
             }
+            let before = stored.clone();
             let replay = batch
                 .replay(
                     Snapshot {
@@ -56,6 +57,11 @@ macro_rules! apply_queries {
             contacts::write_links(&mut tx, &replay.links).await?;
             contacts::park(&mut tx, &replay.parked).await?;
             let (seqs, inserted) = fires::write_fires(&mut tx, &replay.fires, now_ms).await?;
+            // Contact lifecycle events commit with the contact change they describe.
+            let token = ulid::Ulid::new().to_string();
+            let lifecycle =
+                crate::delivery::lifecycle::contact_events(&before, &replay.contacts, &token);
+            fires::write_contact_events(&mut tx, &lifecycle, now_ms).await?;
             fires::write_catalog(&mut tx, &replay.fires, &inserted, now_ms, known, learned).await?;
             // Statuses before re-queueing: an event parked by this batch and revealed later in
             // it must end `pending`, not `unresolved`.

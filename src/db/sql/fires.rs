@@ -106,6 +106,34 @@ macro_rules! fire_queries {
             Ok((seqs, inserted))
         }
 
+        /// Inserts contact lifecycle events (provider `hookgate`, no ingest row); the outbox
+        /// trigger adds their deliveries in the same transaction.
+        pub(crate) async fn write_contact_events(
+            conn: &mut Conn,
+            events: &[crate::delivery::lifecycle::ContactEvent],
+            now_ms: i64,
+        ) -> Result<(), sqlx::Error> {
+            for chunk in chunks(events) {
+                let mut q = QueryBuilder::<$db>::new(
+                    "INSERT INTO fires (idempotency_key, workspace, trigger_id, provider, ingest_id, email, payload, occurred_at, created_at) ",
+                );
+                q.push_values(chunk, |mut row, e| {
+                    row.push_bind(e.key.clone())
+                        .push_bind(e.workspace.clone())
+                        .push_bind(e.event_type)
+                        .push_bind("hookgate")
+                        .push_bind(None::<String>)
+                        .push_bind(e.email.clone())
+                        .push_bind(e.payload.to_string())
+                        .push_bind(now_ms)
+                        .push_bind(now_ms);
+                });
+                q.push(" ON CONFLICT (idempotency_key) DO NOTHING");
+                q.build().execute(&mut *conn).await?;
+            }
+            Ok(())
+        }
+
         /// Adds the payload keys of new fires to their triggers' schemas.
         pub(crate) async fn write_catalog(
             conn: &mut Conn,
@@ -224,8 +252,10 @@ macro_rules! fire_queries {
             q.build_query_as().fetch_all(pool).await
         }
 
+        /// Trigger fires made from provider events (not the gateway's own contact and endpoint
+        /// events, provider `hookgate`).
         pub(crate) async fn fire_count(pool: &Pool) -> Result<i64, sqlx::Error> {
-            sqlx::query_scalar("SELECT COUNT(*) FROM fires").fetch_one(pool).await
+            sqlx::query_scalar("SELECT COUNT(*) FROM fires WHERE provider <> 'hookgate'").fetch_one(pool).await
         }
     };
 }

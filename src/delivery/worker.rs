@@ -1,0 +1,642 @@
+//! The delivery worker: claims due deliveries endpoint by endpoint and sends them.
+//!
+//! Isolation: every endpoint has its own in-flight limit (`max_in_flight`, 1 when `ordered`),
+//! and the worker claims for an endpoint only as many deliveries as it has free slots, each sent
+//! on its own task. A slow or dead endpoint fills its own slots and nobody else's.
+//!
+//! Claims are leases (`claimed_by`, `claimed_until`) taken with one `UPDATE`; on PostgreSQL the
+//! rows are picked `FOR UPDATE SKIP LOCKED`, so two processes never hold one delivery. A lease
+//! outlives the longest attempt, so it never expires while its holder is still sending; an
+//! attempt's result is written only while its lease is held. A crash mid-send leaves the lease
+//! to expire, and the delivery is sent again (same body bytes, same `webhook-id`).
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use rand::Rng as _;
+use tokio::sync::Semaphore;
+
+use super::destination::{check_url, CheckedResolver};
+use super::endpoint::{active_secrets, open_secrets, DeliverySettings, StoredSecret};
+use super::store::{self, AttemptRow, ClaimedDelivery, EndpointRow, Finish, OwnEvent};
+use super::{envelope, message_id, sign, transform};
+use crate::metrics::{DeliveryLabels, EndpointLabels};
+use crate::{now_ms, Inner};
+
+/// How much of a response body the attempt log keeps.
+pub const RESPONSE_LOG_BYTES: usize = 4096;
+/// How often endpoints are reloaded and the backlog gauge refreshed.
+const REFRESH: Duration = Duration::from_secs(1);
+/// The longest wait between two claim rounds.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Builds the HTTP client deliveries go out on: no proxy (proxy environment variables are
+/// ignored), no redirects, names resolved and checked by [`CheckedResolver`].
+///
+/// # Errors
+/// The TLS backend cannot be initialised.
+pub fn client(settings: &DeliverySettings) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .dns_resolver(Arc::new(CheckedResolver {
+            policy: Arc::new(settings.policy.clone()),
+        }))
+        .timeout(settings.timeout)
+        .connect_timeout(settings.timeout.min(Duration::from_secs(10)))
+        .user_agent(concat!("hookgate/", env!("CARGO_PKG_VERSION")))
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build()
+}
+
+/// How long a claim lasts: an attempt's longest run (transform, then the request within its
+/// timeout) plus a margin. A rate-limited delivery renews its claim after waiting (see
+/// [`Task::send`]), so the wait never eats into it.
+fn lease_ms(settings: &DeliverySettings) -> i64 {
+    let lease = settings.timeout + transform::TIME_LIMIT + LEASE_MARGIN;
+    i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2)
+}
+
+/// Added to the longest attempt to make a claim's lease.
+const LEASE_MARGIN: Duration = Duration::from_secs(10);
+
+/// One endpoint as the worker holds it.
+struct Live {
+    row: EndpointRow,
+    secrets: Vec<StoredSecret>,
+    slots: Arc<Semaphore>,
+    limiter: Option<Arc<DefaultDirectRateLimiter>>,
+}
+
+/// What every send task shares.
+struct Ctx {
+    inner: Weak<Inner>,
+    client: reqwest::Client,
+    worker: String,
+}
+
+/// Runs until the gateway stops.
+pub async fn run(inner: Weak<Inner>, worker: String) {
+    let Some(settings) = inner.upgrade().map(|i| i.config.delivery.clone()) else {
+        return;
+    };
+    let client = match client(&settings) {
+        Ok(c) => c,
+        Err(error) => {
+            tracing::error!(error = %error, "cannot build the delivery HTTP client; deliveries are not sent");
+            return;
+        }
+    };
+    let ctx = Arc::new(Ctx {
+        inner,
+        client,
+        worker,
+    });
+    if let Some(inner) = ctx.inner.upgrade() {
+        if let Err(error) = store::release_stale_claims(&inner.db).await {
+            tracing::warn!(error = %error, "could not release delivery claims left by an earlier run");
+        }
+    }
+    let mut live: HashMap<String, Live> = HashMap::new();
+    let mut last_refresh: Option<Instant> = None;
+    let mut generation = super::endpoints_generation();
+    loop {
+        let Some(inner) = ctx.inner.upgrade() else {
+            return;
+        };
+        if inner
+            .signals
+            .stopping
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return;
+        }
+        let changed = super::endpoints_generation() != generation;
+        if changed || last_refresh.is_none_or(|t| t.elapsed() >= REFRESH) {
+            last_refresh = Some(Instant::now());
+            generation = super::endpoints_generation();
+            refresh(&inner, &mut live).await;
+        }
+        let now = now_ms();
+        let lease_ms = lease_ms(&settings);
+        // One read says which endpoints have something due; only those are claimed from (a
+        // claim is a write, and on SQLite every write waits for the one writer connection).
+        let due: HashMap<String, i64> = match store::next_due(&inner.db).await {
+            Ok(rows) => rows.into_iter().collect(),
+            Err(error) => {
+                tracing::warn!(error = %error, "could not read due deliveries");
+                HashMap::new()
+            }
+        };
+        for endpoint in live.values().filter(|e| e.row.enabled) {
+            if due.get(&endpoint.row.id).is_none_or(|at| *at > now) {
+                continue;
+            }
+            let free = endpoint.slots.available_permits();
+            if free == 0 {
+                continue;
+            }
+            let limit = if endpoint.row.ordered { 1 } else { free };
+            let claimed = match store::claim(
+                &inner.db,
+                &endpoint.row.id,
+                &ctx.worker,
+                now,
+                now + lease_ms,
+                i64::try_from(limit).unwrap_or(1),
+                endpoint.row.ordered,
+            )
+            .await
+            {
+                Ok(c) => c,
+                Err(error) => {
+                    tracing::warn!(endpoint = %endpoint.row.id, error = %error, "could not claim deliveries");
+                    continue;
+                }
+            };
+            for delivery in claimed {
+                let Ok(permit) = Arc::clone(&endpoint.slots).try_acquire_owned() else {
+                    break;
+                };
+                let task = Task {
+                    ctx: Arc::clone(&ctx),
+                    endpoint: endpoint.row.clone(),
+                    secrets: active_secrets(&endpoint.secrets, now),
+                    limiter: endpoint.limiter.clone(),
+                    settings: settings.clone(),
+                };
+                tokio::spawn(async move {
+                    task.send(delivery).await;
+                    drop(permit);
+                });
+            }
+        }
+        let signals = Arc::clone(&inner.signals);
+        drop(inner);
+        let notified = signals.fires.notified();
+        tokio::select! {
+            () = notified => {}
+            () = tokio::time::sleep(POLL) => {}
+        }
+    }
+}
+
+/// Reloads endpoints (keeping each one's slots while its limits are unchanged), refreshes the
+/// backlog gauge and gives up paused deliveries past their window.
+async fn refresh(inner: &Inner, live: &mut HashMap<String, Live>) {
+    let rows = match store::list_endpoints(&inner.db).await {
+        Ok(rows) => rows,
+        Err(error) => {
+            tracing::warn!(error = %error, "could not load endpoints; keeping the previous ones");
+            return;
+        }
+    };
+    let key = inner.config.secret_key.as_ref();
+    let mut next = HashMap::new();
+    for row in rows {
+        let secrets = match open_secrets(&row.id, &row.secrets, key) {
+            Ok(s) => s,
+            Err(error) => {
+                tracing::error!(endpoint = %row.id, error = %error, "cannot read the endpoint's secrets; its deliveries wait");
+                continue;
+            }
+        };
+        let slots_wanted = if row.ordered {
+            1
+        } else {
+            usize::try_from(row.max_in_flight.max(1)).unwrap_or(1)
+        };
+        let (slots, limiter) = match live.remove(&row.id) {
+            Some(old)
+                if old.row.max_in_flight == row.max_in_flight
+                    && old.row.ordered == row.ordered
+                    && old.row.rate_limit_per_sec == row.rate_limit_per_sec =>
+            {
+                (old.slots, old.limiter)
+            }
+            _ => (
+                Arc::new(Semaphore::new(slots_wanted)),
+                row.rate_limit_per_sec
+                    .and_then(|r| u32::try_from(r).ok())
+                    .and_then(NonZeroU32::new)
+                    .map(|r| Arc::new(RateLimiter::direct(Quota::per_second(r)))),
+            ),
+        };
+        next.insert(
+            row.id.clone(),
+            Live {
+                row,
+                secrets,
+                slots,
+                limiter,
+            },
+        );
+    }
+    *live = next;
+    match store::backlog(&inner.db).await {
+        Ok(counts) => {
+            let counts: HashMap<String, i64> = counts.into_iter().collect();
+            for id in live.keys() {
+                inner
+                    .metrics
+                    .delivery_backlog
+                    .get_or_create(&EndpointLabels {
+                        endpoint: id.clone(),
+                    })
+                    .set(counts.get(id).copied().unwrap_or(0));
+            }
+        }
+        Err(error) => tracing::warn!(error = %error, "could not count the delivery backlog"),
+    }
+    let give_up_ms = i64::try_from(inner.config.delivery.give_up_after_secs)
+        .unwrap_or(i64::MAX / 2000)
+        .saturating_mul(1000);
+    if let Err(error) = store::give_up_paused(&inner.db, give_up_ms, now_ms()).await {
+        tracing::warn!(error = %error, "could not give up expired paused deliveries");
+    }
+}
+
+/// The result of one attempt, before it is written.
+struct Outcome {
+    status_code: i64,
+    error: Option<String>,
+    response_body: Option<String>,
+    retry_after_secs: Option<u64>,
+}
+
+struct Task {
+    ctx: Arc<Ctx>,
+    endpoint: EndpointRow,
+    secrets: Vec<String>,
+    limiter: Option<Arc<DefaultDirectRateLimiter>>,
+    settings: DeliverySettings,
+}
+
+impl Task {
+    async fn send(self, d: ClaimedDelivery) {
+        let Some(inner) = self.ctx.inner.upgrade() else {
+            return;
+        };
+        let started_at = now_ms();
+        let started = Instant::now();
+        // The body is fixed at the first attempt and sent byte for byte on every later one.
+        let body = match &d.body {
+            Some(body) => body.clone(),
+            None => match self.build_body(&d).await {
+                Ok(Some(body)) => {
+                    if let Err(error) = store::set_body(&inner.db, d.seq, &body).await {
+                        tracing::warn!(delivery = d.seq, error = %error, "could not store the delivery body; retrying later");
+                        return;
+                    }
+                    body
+                }
+                Ok(None) => {
+                    self.finish(
+                        &inner,
+                        &d,
+                        started_at,
+                        started,
+                        "skipped",
+                        None,
+                        Outcome {
+                            status_code: 0,
+                            error: Some("the transform returned null".into()),
+                            response_body: None,
+                            retry_after_secs: None,
+                        },
+                    )
+                    .await;
+                    return;
+                }
+                Err(error) => {
+                    self.finish(
+                        &inner,
+                        &d,
+                        started_at,
+                        started,
+                        "dead",
+                        None,
+                        Outcome {
+                            status_code: 0,
+                            error: Some(error.to_string()),
+                            response_body: None,
+                            retry_after_secs: None,
+                        },
+                    )
+                    .await;
+                    return;
+                }
+            },
+        };
+        drop(inner);
+        if let Some(limiter) = &self.limiter {
+            // Over the endpoint's rate the delivery waits; it never fails for it. The claim is
+            // renewed after the wait; if it was lost meanwhile, another worker owns the
+            // delivery and this one must not send it.
+            limiter.until_ready().await;
+            let Some(inner) = self.ctx.inner.upgrade() else {
+                return;
+            };
+            let until = now_ms().saturating_add(lease_ms(&self.settings));
+            match store::renew(&inner.db, d.seq, &self.ctx.worker, until).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(error) => {
+                    tracing::warn!(delivery = d.seq, error = %error, "could not renew a delivery claim; it is sent when the claim expires");
+                    return;
+                }
+            }
+        }
+        let outcome = self.post(&d, body).await;
+        let Some(inner) = self.ctx.inner.upgrade() else {
+            return;
+        };
+        let code = outcome.status_code;
+        if (200..300).contains(&code) {
+            let latency = now_ms().saturating_sub(d.fire_created_at);
+            inner
+                .metrics
+                .delivery_latency
+                .observe(latency.max(0) as f64 / 1000.0);
+            if let Err(error) = store::note_success(&inner.db, &self.endpoint.id).await {
+                tracing::warn!(error = %error, "could not record an endpoint success");
+            }
+            self.finish(&inner, &d, started_at, started, "succeeded", None, outcome)
+                .await;
+            return;
+        }
+        if code == 410 {
+            let reason = "the endpoint answered 410 Gone";
+            self.disable(&inner, reason).await;
+            self.finish(&inner, &d, started_at, started, "paused", None, outcome)
+                .await;
+            return;
+        }
+        let first = d.first_attempt_at.unwrap_or(started_at);
+        let give_up_at = first.saturating_add(secs_ms(self.settings.give_up_after_secs));
+        let delay = self.next_delay(d.attempts, outcome.retry_after_secs);
+        let next_at = now_ms().saturating_add(delay);
+        let mut status = if next_at > give_up_at {
+            "dead"
+        } else {
+            "retrying"
+        };
+        match store::note_failure(&inner.db, &self.endpoint.id, started_at).await {
+            Ok(Some(since))
+                if started_at.saturating_sub(since)
+                    >= secs_ms(self.settings.disable_after_secs) =>
+            {
+                let reason = format!(
+                    "every attempt failed for {} s (disable_after_secs)",
+                    self.settings.disable_after_secs
+                );
+                self.disable(&inner, &reason).await;
+                if status == "retrying" {
+                    status = "paused";
+                }
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(error = %error, "could not record an endpoint failure"),
+        }
+        let next = (status == "retrying").then_some(next_at);
+        self.finish(&inner, &d, started_at, started, status, next, outcome)
+            .await;
+    }
+
+    /// The body before sending: the envelope, or what the transform makes of it.
+    async fn build_body(
+        &self,
+        d: &ClaimedDelivery,
+    ) -> Result<Option<Vec<u8>>, transform::TransformError> {
+        let value = envelope(
+            d.fire_created_at,
+            d.fire_seq,
+            &d.event_type,
+            &d.workspace,
+            &d.payload,
+        );
+        match &self.endpoint.transform {
+            Some(program) => transform::run(program, value).await,
+            None => Ok(Some(value.to_string().into_bytes())),
+        }
+    }
+
+    /// The wait before the next attempt: the schedule's step for this attempt (the last step
+    /// repeats) with ±10 % jitter, or the endpoint's `Retry-After` capped at the last step.
+    fn next_delay(&self, attempts_before: i64, retry_after_secs: Option<u64>) -> i64 {
+        let schedule = &self.settings.retry_schedule_secs;
+        let last = schedule.last().copied().unwrap_or(60);
+        if let Some(secs) = retry_after_secs {
+            return secs_ms(secs.min(last));
+        }
+        let index = usize::try_from(attempts_before).unwrap_or(0);
+        let step = schedule.get(index).copied().unwrap_or(last);
+        let base = secs_ms(step) as f64;
+        let jitter = rand::rng().random_range(-0.1..=0.1);
+        (base * (1.0 + jitter)).round() as i64
+    }
+
+    /// One HTTP attempt.
+    async fn post(&self, d: &ClaimedDelivery, body: Vec<u8>) -> Outcome {
+        let no_answer = |error: String| Outcome {
+            status_code: 0,
+            error: Some(error),
+            response_body: None,
+            retry_after_secs: None,
+        };
+        // IP literals are checked again (the policy may have changed since the endpoint was
+        // saved); names are checked by the client's resolver.
+        let url = match check_url(&self.endpoint.url, &self.settings.policy) {
+            Ok(url) => url,
+            Err(error) => return no_answer(error.to_string()),
+        };
+        let msg_id = message_id(d.fire_created_at, d.fire_seq);
+        let signed = sign::sign(&msg_id, now_ms().div_euclid(1000), &body, &self.secrets);
+        let request = self
+            .ctx
+            .client
+            .post(url)
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header("webhook-id", signed.id)
+            .header("webhook-timestamp", signed.timestamp)
+            .header("webhook-signature", signed.signature)
+            .body(body);
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(error) => return no_answer(describe(&error)),
+        };
+        let status = response.status();
+        let retry_after_secs = if status.as_u16() == 429 || status.as_u16() == 503 {
+            response
+                .headers()
+                .get(http::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_retry_after)
+        } else {
+            None
+        };
+        let (response_body, read_error) = read_prefix(response).await;
+        let error = if status.is_success() {
+            None
+        } else if status.is_redirection() {
+            Some(format!(
+                "answered {status}; redirects are not followed (point the endpoint at the final URL)"
+            ))
+        } else {
+            Some(read_error.unwrap_or_else(|| format!("answered {status}")))
+        };
+        Outcome {
+            status_code: i64::from(status.as_u16()),
+            error,
+            response_body: Some(response_body),
+            retry_after_secs,
+        }
+    }
+
+    /// Disables the endpoint and emits `hookgate.endpoint.disabled` in the same transaction.
+    async fn disable(&self, inner: &Inner, reason: &str) {
+        let now = now_ms();
+        let event = OwnEvent {
+            key: format!("hookgate.endpoint.disabled:{}:{now}", self.endpoint.id),
+            workspace: self.endpoint.workspace.clone(),
+            event_type: "hookgate.endpoint.disabled",
+            payload: serde_json::json!({
+                "endpoint_id": self.endpoint.id,
+                "url": self.endpoint.url,
+                "reason": reason,
+            }),
+        };
+        match store::set_endpoint_enabled(
+            &inner.db,
+            &self.endpoint.id,
+            false,
+            Some(reason),
+            Some(&event),
+            now,
+        )
+        .await
+        {
+            Ok(_) => {
+                tracing::warn!(endpoint = %self.endpoint.id, reason, "endpoint disabled");
+                inner.signals.fires.notify_waiters();
+            }
+            Err(error) => {
+                tracing::error!(endpoint = %self.endpoint.id, error = %error, "could not disable the endpoint")
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn finish(
+        &self,
+        inner: &Inner,
+        d: &ClaimedDelivery,
+        started_at: i64,
+        started: Instant,
+        status: &'static str,
+        next_attempt_at: Option<i64>,
+        outcome: Outcome,
+    ) {
+        let finish = Finish {
+            seq: d.seq,
+            worker: self.ctx.worker.clone(),
+            attempt: AttemptRow {
+                attempt: 0,
+                started_at,
+                duration_ms: i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX),
+                status_code: outcome.status_code,
+                error: outcome.error,
+                response_body: outcome.response_body,
+            },
+            status,
+            next_attempt_at,
+            now_ms: now_ms(),
+        };
+        let label = match status {
+            "succeeded" => "succeeded",
+            "dead" => "dead",
+            "skipped" => "skipped",
+            _ => "failed",
+        };
+        inner
+            .metrics
+            .deliveries
+            .get_or_create(&DeliveryLabels {
+                endpoint: self.endpoint.id.clone(),
+                outcome: label,
+            })
+            .inc();
+        match store::finish(&inner.db, &finish).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(
+                delivery = d.seq,
+                "the delivery's claim was lost; its result is not recorded"
+            ),
+            Err(error) => {
+                tracing::warn!(delivery = d.seq, error = %error, "could not record the attempt; the delivery is sent again when its claim expires")
+            }
+        }
+    }
+}
+
+fn secs_ms(secs: u64) -> i64 {
+    i64::try_from(secs)
+        .unwrap_or(i64::MAX / 1000)
+        .saturating_mul(1000)
+}
+
+/// `Retry-After` in seconds (HTTP dates are not honoured: the schedule applies).
+fn parse_retry_after(text: &str) -> Option<u64> {
+    text.trim().parse().ok()
+}
+
+/// An error message for the attempt log: the kind of failure and its innermost cause.
+pub(crate) fn describe(error: &reqwest::Error) -> String {
+    let kind = if error.is_timeout() {
+        "timed out"
+    } else if error.is_connect() {
+        "could not connect"
+    } else if error.is_request() {
+        "request failed"
+    } else {
+        "transport error"
+    };
+    let mut cause: &dyn std::error::Error = error;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    format!("{kind}: {cause}")
+}
+
+/// Reads at most [`RESPONSE_LOG_BYTES`] of a response body (lossy UTF-8).
+async fn read_prefix(mut response: reqwest::Response) -> (String, Option<String>) {
+    let mut buf = Vec::new();
+    let mut error = None;
+    while buf.len() < RESPONSE_LOG_BYTES {
+        match response.chunk().await {
+            Ok(Some(chunk)) => buf.extend_from_slice(&chunk),
+            Ok(None) => break,
+            Err(e) => {
+                error = Some(describe(&e));
+                break;
+            }
+        }
+    }
+    buf.truncate(RESPONSE_LOG_BYTES);
+    (String::from_utf8_lossy(&buf).into_owned(), error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_parses_seconds_only() {
+        assert_eq!(parse_retry_after("7"), Some(7));
+        assert_eq!(parse_retry_after(" 12 "), Some(12));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+    }
+}

@@ -1,0 +1,397 @@
+//! The admin API of outbound delivery: `/admin/endpoints...` and `/admin/deliveries...`.
+//! Every route needs the `admin` scope.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::delivery::endpoint::{EndpointInput, EndpointSpec};
+use crate::delivery::manage::{self, ManageError, Saved};
+use crate::delivery::store::{self, DeliveryFilter, STATUSES};
+use crate::error::AppError;
+use crate::http::admin::json_error;
+use crate::http::api::parse_time;
+use crate::AppState;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/admin/endpoints",
+            get(list_endpoints).post(create_endpoint),
+        )
+        .route(
+            "/admin/endpoints/{id}",
+            get(get_endpoint).delete(delete_endpoint),
+        )
+        .route("/admin/endpoints/{id}/enable", post(enable_endpoint))
+        .route("/admin/endpoints/{id}/disable", post(disable_endpoint))
+        .route("/admin/endpoints/{id}/rotate", post(rotate_endpoint))
+        .route("/admin/endpoints/{id}/test", post(test_endpoint))
+        .route("/admin/endpoints/{id}/replay", post(replay_endpoint))
+        .route("/admin/deliveries", get(list_deliveries))
+        .route("/admin/deliveries/requeue", post(requeue))
+        .route("/admin/deliveries/{id}", get(get_delivery))
+        .route("/admin/deliveries/{id}/resend", post(resend))
+}
+
+async fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
+    crate::auth::authorize(state, headers, crate::auth::Scope::Admin)
+        .await
+        .map(|_| ())
+}
+
+impl From<ManageError> for AppError {
+    fn from(e: ManageError) -> Self {
+        match e {
+            ManageError::Db(e) => AppError::Database(e),
+            ManageError::Invalid(m) => AppError::Invalid(m),
+            ManageError::Secrets(id, e) => {
+                tracing::error!(endpoint = %id, error = %e, "cannot read an endpoint's secrets");
+                AppError::Invalid(format!("endpoint {id:?}: {e}"))
+            }
+        }
+    }
+}
+
+fn key(state: &AppState) -> Option<&crate::crypto::SecretKey> {
+    state.config.secret_key.as_ref()
+}
+
+async fn endpoint_row(state: &AppState, id: &str) -> Result<store::EndpointRow, AppError> {
+    store::get_endpoint(&state.db, id)
+        .await?
+        .ok_or(AppError::NotFound)
+}
+
+async fn list_endpoints(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, AppError> {
+    require_admin(&state, &headers).await?;
+    let now = crate::now_ms();
+    let rows = store::list_endpoints(&state.db).await?;
+    let items: Vec<Value> = rows
+        .iter()
+        .map(|r| manage::view(r, key(&state), now))
+        .collect();
+    Ok(Json(json!({ "items": items })))
+}
+
+async fn get_endpoint(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    require_admin(&state, &headers).await?;
+    let row = endpoint_row(&state, &id).await?;
+    Ok(Json(manage::view(&row, key(&state), crate::now_ms())))
+}
+
+#[derive(Debug, Deserialize)]
+struct CreateQuery {
+    #[serde(default)]
+    replace: bool,
+}
+
+/// `POST /admin/endpoints` with the keys of an `[[endpoints]]` table. The answer carries the
+/// signing secret once when one was generated.
+async fn create_endpoint(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<CreateQuery>,
+    body: axum::body::Bytes,
+) -> Result<Response, AppError> {
+    require_admin(&state, &headers).await?;
+    let input: EndpointInput =
+        serde_json::from_slice(&body).map_err(|e| json_error("endpoint", &e))?;
+    let spec = EndpointSpec::build(&input, &state.config.delivery.policy).map_err(|e| {
+        if e.destination {
+            AppError::DestinationNotAllowed(e.to_string())
+        } else {
+            AppError::Invalid(e.to_string())
+        }
+    })?;
+    let now = crate::now_ms();
+    let saved = manage::save(&state.db, &spec, key(&state), "api", q.replace, now).await?;
+    let generated = match saved {
+        Saved::Exists => {
+            return Err(AppError::Conflict(format!(
+                "endpoint {:?} exists; POST with ?replace=true to overwrite it",
+                spec.id
+            )))
+        }
+        Saved::Written { generated_secret } => generated_secret,
+    };
+    let row = endpoint_row(&state, &spec.id).await?;
+    let mut view = manage::view(&row, key(&state), now);
+    if let Some(secret) = generated {
+        view["secret"] = Value::String(secret);
+    }
+    tracing::info!(endpoint = %spec.id, "endpoint saved through the admin API");
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+async fn delete_endpoint(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, AppError> {
+    require_admin(&state, &headers).await?;
+    if !store::delete_endpoint(&state.db, &id, crate::now_ms()).await? {
+        return Err(AppError::NotFound);
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn set_enabled(state: &AppState, id: &str, enabled: bool) -> Result<Json<Value>, AppError> {
+    let now = crate::now_ms();
+    let reason = (!enabled).then_some("disabled by an operator");
+    if !store::set_endpoint_enabled(&state.db, id, enabled, reason, None, now).await? {
+        return Err(AppError::NotFound);
+    }
+    state.signals.fires.notify_waiters();
+    let row = endpoint_row(state, id).await?;
+    Ok(Json(manage::view(&row, key(state), now)))
+}
+
+async fn enable_endpoint(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    require_admin(&state, &headers).await?;
+    set_enabled(&state, &id, true).await
+}
+
+async fn disable_endpoint(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    require_admin(&state, &headers).await?;
+    set_enabled(&state, &id, false).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotateInput {
+    secret: Option<String>,
+}
+
+/// `POST /admin/endpoints/<id>/rotate [{"secret": "whsec_..."}]` → the new secret, once.
+async fn rotate_endpoint(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, AppError> {
+    require_admin(&state, &headers).await?;
+    let input: RotateInput = if body.iter().all(u8::is_ascii_whitespace) {
+        RotateInput::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| json_error("rotate", &e))?
+    };
+    let now = crate::now_ms();
+    let secret = manage::rotate(&state.db, &id, input.secret, key(&state), now)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    Ok(Json(json!({
+        "id": id,
+        "secret": secret,
+        "previous_secrets_expire_at": now + crate::delivery::endpoint::ROTATION_OVERLAP_MS,
+    })))
+}
+
+async fn test_endpoint(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    require_admin(&state, &headers).await?;
+    let row = endpoint_row(&state, &id).await?;
+    let result =
+        manage::send_test(&row, &state.config.delivery, key(&state), crate::now_ms()).await?;
+    Ok(Json(result))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RangeInput {
+    since: Option<Value>,
+    until: Option<Value>,
+    event_type: Option<String>,
+    endpoint: Option<String>,
+    status: Option<String>,
+}
+
+fn time_value(name: &str, v: Option<&Value>) -> Result<Option<i64>, AppError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(|| {
+            AppError::Invalid(format!(
+                "{name} must be Unix milliseconds or an RFC 3339 time"
+            ))
+        }),
+        Some(Value::String(s)) => parse_time(name, s).map(Some),
+        Some(_) => Err(AppError::Invalid(format!(
+            "{name} must be Unix milliseconds or an RFC 3339 time"
+        ))),
+    }
+}
+
+fn parse_range(body: &[u8], what: &str) -> Result<RangeInput, AppError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(RangeInput::default());
+    }
+    serde_json::from_slice(body).map_err(|e| json_error(what, &e))
+}
+
+/// `POST /admin/endpoints/<id>/replay {"since","until","event_type"}` → `{"queued": n}`.
+async fn replay_endpoint(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, AppError> {
+    require_admin(&state, &headers).await?;
+    let input = parse_range(&body, "replay")?;
+    if input.endpoint.is_some() || input.status.is_some() {
+        return Err(AppError::Invalid(
+            "replay takes since, until and event_type".into(),
+        ));
+    }
+    let since = time_value("since", input.since.as_ref())?;
+    let until = time_value("until", input.until.as_ref())?;
+    let row = endpoint_row(&state, &id).await?;
+    let queued = manage::replay(
+        &state.db,
+        &row,
+        since,
+        until,
+        input.event_type.as_deref(),
+        crate::now_ms(),
+    )
+    .await?;
+    state.signals.fires.notify_waiters();
+    Ok(Json(json!({ "queued": queued })))
+}
+
+fn check_status(status: Option<&str>) -> Result<(), AppError> {
+    match status {
+        Some(s) if !STATUSES.contains(&s) => Err(AppError::Invalid(format!(
+            "status must be one of {}",
+            STATUSES.join(", ")
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// `POST /admin/deliveries/requeue {"endpoint","status","event_type","since","until"}`.
+async fn requeue(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, AppError> {
+    require_admin(&state, &headers).await?;
+    let input = parse_range(&body, "requeue")?;
+    check_status(input.status.as_deref())?;
+    let filter = DeliveryFilter {
+        endpoint: input.endpoint,
+        status: input.status,
+        event_type: input.event_type,
+        since: time_value("since", input.since.as_ref())?,
+        until: time_value("until", input.until.as_ref())?,
+        ..DeliveryFilter::default()
+    };
+    let n = store::requeue(&state.db, &filter, crate::now_ms()).await?;
+    state.signals.fires.notify_waiters();
+    Ok(Json(json!({ "requeued": n })))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListQuery {
+    endpoint: Option<String>,
+    status: Option<String>,
+    event_type: Option<String>,
+    cursor: Option<String>,
+    after: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list_deliveries(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, AppError> {
+    require_admin(&state, &headers).await?;
+    check_status(q.status.as_deref())?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(AppError::Invalid("limit must be 1 to 500".into()));
+    }
+    let cursor = |name: &str, v: &Option<String>| -> Result<Option<i64>, AppError> {
+        v.as_deref()
+            .map(|c| {
+                crate::delivery::parse_delivery_id(c).ok_or_else(|| {
+                    AppError::Invalid(format!("{name} is not a delivery id this API returned"))
+                })
+            })
+            .transpose()
+    };
+    let filter = DeliveryFilter {
+        endpoint: q.endpoint,
+        status: q.status,
+        event_type: q.event_type,
+        before_seq: cursor("cursor", &q.cursor)?,
+        after_seq: cursor("after", &q.after)?,
+        limit,
+        ..DeliveryFilter::default()
+    };
+    let rows = store::list_deliveries(&state.db, &filter).await?;
+    let next_cursor = (rows.len() as i64 == limit && filter.after_seq.is_none())
+        .then(|| rows.last().map(|r| crate::delivery::delivery_id(r.seq)))
+        .flatten();
+    let items: Vec<Value> = rows.iter().map(manage::delivery_view).collect();
+    Ok(Json(json!({ "items": items, "next_cursor": next_cursor })))
+}
+
+fn delivery_seq(id: &str) -> Result<i64, AppError> {
+    crate::delivery::parse_delivery_id(id).ok_or(AppError::NotFound)
+}
+
+async fn get_delivery(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    require_admin(&state, &headers).await?;
+    let seq = delivery_seq(&id)?;
+    let row = store::get_delivery(&state.db, seq)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    let attempts = store::attempts(&state.db, seq).await?;
+    let mut view = manage::delivery_view(&row);
+    view["attempt_log"] = serde_json::to_value(&attempts).unwrap_or(Value::Null);
+    Ok(Json(view))
+}
+
+async fn resend(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, AppError> {
+    require_admin(&state, &headers).await?;
+    let seq = delivery_seq(&id)?;
+    if !store::resend(&state.db, seq, crate::now_ms()).await? {
+        return Err(AppError::NotFound);
+    }
+    state.signals.fires.notify_waiters();
+    let row = store::get_delivery(&state.db, seq)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    Ok(Json(manage::delivery_view(&row)))
+}
