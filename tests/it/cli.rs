@@ -74,12 +74,16 @@ impl Server {
         let sink = std::sync::Arc::clone(&log);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                // Into the log first, so a caller woken by the address sees the line too.
+                {
+                    let mut log = sink.lock().expect("lock");
+                    log.push_str(&line);
+                    log.push('\n');
+                }
                 if let Some(rest) = line.split("listen=").nth(1) {
                     let addr = rest.split_whitespace().next().unwrap_or("").to_owned();
                     let _ = tx.send(addr);
                 }
-                sink.lock().expect("lock").push_str(&line);
-                sink.lock().expect("lock").push('\n');
             }
         });
         let addr = rx
