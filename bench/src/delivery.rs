@@ -1,4 +1,4 @@
-//! `hookgate bench --scenario delivery`: signed provider traffic through the gateway and out to
+//! `hookgate-bench --scenario delivery`: signed provider traffic through the gateway and out to
 //! a fast local endpoint, measured at the receiver (delivered/s, event commit → 2xx latency,
 //! backlog drain time after the load, zero loss), first with the fast endpoint alone and then
 //! with a slow endpoint (10 s per request) and a dead one (connection refused) subscribed to

@@ -982,36 +982,31 @@ async fn two_processes_never_send_one_delivery_twice() {
     b.server.stop();
 }
 
-/// `hookgate bench --scenario delivery`, briefly: both phases deliver every event to the fast
-/// endpoint (correctness only; the figures are not asserted).
-#[test]
-fn bench_delivery_scenario_loses_nothing() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookgate"))
-        .args([
-            "bench",
-            "--scenario",
-            "delivery",
-            "--rate",
-            "20",
-            "--duration",
-            "1",
-            "--warmup",
-            "0.5",
-            "--server-cpu",
-            "none",
-            "--json",
-        ])
-        .env_remove("HOOKGATE_CONFIG")
-        .env_remove("HOOKGATE_DATABASE_URL")
-        .output()
-        .expect("run bench");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: Value = serde_json::from_str(&stdout).expect("json report");
+/// `hookgate-bench --scenario delivery`, briefly and in-process against the real binary: both
+/// phases deliver every event to the fast endpoint (correctness only; figures not asserted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_delivery_scenario_loses_nothing() {
+    use clap::Parser as _;
+    let cli = hookgate_bench::args::Cli::try_parse_from([
+        "hookgate-bench",
+        "--scenario",
+        "delivery",
+        "--rate",
+        "20",
+        "--duration",
+        "1",
+        "--warmup",
+        "0.5",
+        "--server-cpu",
+        "none",
+    ])
+    .expect("bench arguments");
+    let mut args = cli.bench;
+    args.hookgate = Some(env!("CARGO_BIN_EXE_hookgate").into());
+    let report = hookgate_bench::delivery::run(&args)
+        .await
+        .expect("bench run");
+    let report = serde_json::to_value(&report).expect("json report");
     for phase in ["alone", "with_slow_and_dead"] {
         let p = &report[phase];
         assert!(p["events"].as_u64().unwrap_or(0) >= 20, "{p}");
