@@ -103,6 +103,8 @@ pub struct Finish {
     /// retrying | succeeded | dead | skipped | paused
     pub status: &'static str,
     pub next_attempt_at: Option<i64>,
+    /// The body sent, to store when none is stored yet.
+    pub body: Option<Vec<u8>>,
     pub now_ms: i64,
 }
 
@@ -424,8 +426,8 @@ macro_rules! delivery_queries {
             let attempt: Option<i64> = sqlx::query_scalar(
                 "UPDATE deliveries SET status = $2, attempts = attempts + 1, \
                  next_attempt_at = $3, first_attempt_at = COALESCE(first_attempt_at, $4), last_status_code = $5, \
-                 last_error = $6, claimed_by = NULL, claimed_until = NULL, updated_at = $7 \
-                 WHERE seq = $1 AND claimed_by = $8 RETURNING attempts",
+                 last_error = $6, claimed_by = NULL, claimed_until = NULL, updated_at = $7, \
+                 body = COALESCE(body, $9) WHERE seq = $1 AND claimed_by = $8 RETURNING attempts",
             )
             .bind(f.seq)
             .bind(f.status)
@@ -435,6 +437,7 @@ macro_rules! delivery_queries {
             .bind(f.attempt.error.as_deref())
             .bind(f.now_ms)
             .bind(&f.worker)
+            .bind(f.body.as_deref())
             .fetch_optional(&mut *tx)
             .await?;
             let Some(attempt) = attempt else {

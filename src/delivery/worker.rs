@@ -76,6 +76,8 @@ struct Ctx {
     inner: Weak<Inner>,
     client: reqwest::Client,
     worker: String,
+    /// A send task finished: its slot is free, so the loop claims again at once.
+    slot_freed: tokio::sync::Notify,
 }
 
 /// Runs until the gateway stops.
@@ -94,6 +96,7 @@ pub async fn run(inner: Weak<Inner>, worker: String) {
         inner,
         client,
         worker,
+        slot_freed: tokio::sync::Notify::new(),
     });
     if let Some(inner) = ctx.inner.upgrade() {
         if let Err(error) = store::release_stale_claims(&inner.db).await {
@@ -169,8 +172,10 @@ pub async fn run(inner: Weak<Inner>, worker: String) {
                     settings: settings.clone(),
                 };
                 tokio::spawn(async move {
+                    let ctx = Arc::clone(&task.ctx);
                     task.send(delivery).await;
                     drop(permit);
+                    ctx.slot_freed.notify_one();
                 });
             }
         }
@@ -179,6 +184,7 @@ pub async fn run(inner: Weak<Inner>, worker: String) {
         let notified = signals.fires.notified();
         tokio::select! {
             () = notified => {}
+            () = ctx.slot_freed.notified() => {}
             () = tokio::time::sleep(POLL) => {}
         }
     }
@@ -283,8 +289,12 @@ impl Task {
         let started_at = now_ms();
         let started = Instant::now();
         // The body is fixed at the first attempt and sent byte for byte on every later one.
+        // Without a transform the body is the envelope, rebuilt byte for byte from the event
+        // (which never changes) and stored with the attempt's result; a transform's output is
+        // stored before the first send, since a program could depend on more than the event.
         let body = match &d.body {
             Some(body) => body.clone(),
+            None if self.endpoint.transform.is_none() => plain_body(&d),
             None => match self.build_body(&d).await {
                 Ok(Some(body)) => {
                     if let Err(error) = store::set_body(&inner.db, d.seq, &body).await {
@@ -553,6 +563,11 @@ impl Task {
             },
             status,
             next_attempt_at,
+            body: d
+                .body
+                .is_none()
+                .then(|| plain_body(d))
+                .filter(|_| self.endpoint.transform.is_none()),
             now_ms: now_ms(),
         };
         let label = match status {
@@ -580,6 +595,19 @@ impl Task {
             }
         }
     }
+}
+
+/// The envelope of a delivery's event, as sent without a transform.
+fn plain_body(d: &ClaimedDelivery) -> Vec<u8> {
+    envelope(
+        d.fire_created_at,
+        d.fire_seq,
+        &d.event_type,
+        &d.workspace,
+        &d.payload,
+    )
+    .to_string()
+    .into_bytes()
 }
 
 fn secs_ms(secs: u64) -> i64 {
