@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 use axum::routing::post;
 use serde::Serialize;
 
@@ -114,7 +114,7 @@ fn dead_endpoint() -> anyhow::Result<SocketAddr> {
 }
 
 async fn phase(args: &BenchArgs, with_others: bool) -> anyhow::Result<DeliveryPhase> {
-    let exe = std::env::current_exe().context("cannot find the hookgate binary")?;
+    let exe = crate::gateway_binary(args)?;
     let dir = tempfile::tempdir()?;
     let gen = Arc::new(Generator::new(args.provider, args.body_bytes));
     let (url, db, cleanup) = fresh_store(args, dir.path()).await?;
