@@ -32,6 +32,7 @@ pub mod delivery;
 pub mod error;
 pub mod http;
 pub mod ingest;
+pub mod lifecycle;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;

@@ -13,7 +13,6 @@
 
 pub mod destination;
 pub mod endpoint;
-pub mod lifecycle;
 pub mod manage;
 pub mod sign;
 pub mod store;

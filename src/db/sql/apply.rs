@@ -59,8 +59,7 @@ macro_rules! apply_queries {
             let (seqs, inserted) = fires::write_fires(&mut tx, &replay.fires, now_ms).await?;
             // Contact lifecycle events commit with the contact change they describe.
             let token = ulid::Ulid::new().to_string();
-            let lifecycle =
-                crate::delivery::lifecycle::contact_events(&before, &replay.contacts, &token);
+            let lifecycle = crate::lifecycle::contact_events(&before, &replay.contacts, &token);
             fires::write_contact_events(&mut tx, &lifecycle, now_ms).await?;
             fires::write_catalog(&mut tx, &replay.fires, &inserted, now_ms, known, learned).await?;
             // Statuses before re-queueing: an event parked by this batch and revealed later in

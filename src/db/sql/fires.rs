@@ -110,7 +110,7 @@ macro_rules! fire_queries {
         /// trigger adds their deliveries in the same transaction.
         pub(crate) async fn write_contact_events(
             conn: &mut Conn,
-            events: &[crate::delivery::lifecycle::ContactEvent],
+            events: &[crate::lifecycle::ContactEvent],
             now_ms: i64,
         ) -> Result<(), sqlx::Error> {
             for chunk in chunks(events) {
