@@ -94,7 +94,8 @@ impl fmt::Debug for ConnectionInput {
 }
 
 /// A validated connection definition (from the file, the CLI, the admin API or a stored row).
-#[derive(Clone, PartialEq)]
+/// Its derived `Debug` is safe: each [`Secret`] redacts itself.
+#[derive(Clone, PartialEq, Debug)]
 pub struct ConnectionSpec {
     pub id: String,
     pub provider: ProviderId,
@@ -110,26 +111,6 @@ pub struct ConnectionSpec {
     pub rate_limit_per_sec: Option<u32>,
     pub rate_limit_burst: Option<u32>,
     pub enabled: bool,
-}
-
-impl fmt::Debug for ConnectionSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ConnectionSpec")
-            .field("id", &self.id)
-            .field("provider", &self.provider)
-            .field("workspace", &self.workspace)
-            .field(
-                "secrets",
-                &format_args!("<{} redacted>", self.secrets.len()),
-            )
-            .field("tolerance_secs", &self.tolerance_secs)
-            .field("allow_ips", &self.allow_ips)
-            .field("auth", &self.auth)
-            .field("email_path", &self.email_path)
-            .field("user_id_column", &self.user_id_column)
-            .field("enabled", &self.enabled)
-            .finish()
-    }
 }
 
 impl ConnectionInput {

@@ -305,10 +305,11 @@ pub(crate) fn json_error(what: &str, error: &serde_json::Error) -> AppError {
     ))
 }
 
+/// `?replace=true` on the create routes (connections, endpoints): overwrite an existing id.
 #[derive(Debug, Deserialize)]
-struct CreateQuery {
+pub(super) struct CreateQuery {
     #[serde(default)]
-    replace: bool,
+    pub(super) replace: bool,
 }
 
 /// `POST /admin/connections` with the same keys as a `[[connections]]` table.

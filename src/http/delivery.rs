@@ -13,7 +13,7 @@ use crate::delivery::endpoint::{EndpointInput, EndpointSpec};
 use crate::delivery::manage::{self, ManageError, Saved};
 use crate::delivery::store::{self, DeliveryFilter, STATUSES};
 use crate::error::AppError;
-use crate::http::admin::json_error;
+use crate::http::admin::{json_error, CreateQuery};
 use crate::http::api::parse_time;
 use crate::AppState;
 
@@ -89,12 +89,6 @@ async fn get_endpoint(
     require_admin(&state, &headers).await?;
     let row = endpoint_row(&state, &id).await?;
     Ok(Json(manage::view(&row, key(&state), crate::now_ms())))
-}
-
-#[derive(Debug, Deserialize)]
-struct CreateQuery {
-    #[serde(default)]
-    replace: bool,
 }
 
 /// `POST /admin/endpoints` with the keys of an `[[endpoints]]` table. The answer carries the
