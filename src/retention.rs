@@ -9,8 +9,11 @@
 //! transaction with a pause after it, so the receive path's group commits are never held up for
 //! long; `hookgate purge [--dry-run]` runs the same steps once.
 //!
-//! The steps are data ([`STEPS`]): the outbound deliveries' retention (`deliveries_days`) is one
-//! more entry once a deliveries table exists.
+//! `[retention] deliveries_days` (default 30) removes succeeded and skipped outbound deliveries
+//! with their attempt logs once their last change is older than that; deliveries still pending,
+//! retrying, paused or dead are kept whatever their age, so nothing awaiting an operator goes.
+//!
+//! The steps are data ([`STEPS`]).
 
 use std::time::Duration;
 
@@ -28,15 +31,26 @@ const BATCH_PAUSE: Duration = Duration::from_millis(50);
 pub const INTERVAL: Duration = Duration::from_secs(600);
 const DAY_MS: i64 = 86_400_000;
 
+/// How a step's rows are keyed, and so how its cutoff is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Key {
+    /// ULID text ids (ingest rows): the cutoff is the ULID of the boundary, so the scan is a
+    /// range of the primary key.
+    Ulid,
+    /// Integer sequence numbers (deliveries): the cutoff is the boundary in Unix milliseconds,
+    /// compared with the row's own time column in the step's `select`.
+    Seq,
+}
+
 /// One purge step: which rows, how old, removed from which tables.
 pub struct Step {
     /// What `hookgate purge` calls the rows.
     pub what: &'static str,
-    /// `SELECT id ...` of the rows due, `$1` being the cutoff as a ULID (ingest ids are ULIDs,
-    /// so the primary key orders them by receive time and the scan is an index range).
+    /// `SELECT <key> ...` of the rows due, `$1` being the cutoff written as [`Step::key`] says.
     select: &'static str,
-    /// Tables the selected ids are deleted from, in this order.
-    delete_from: &'static [&'static str],
+    key: Key,
+    /// Tables the selected keys are deleted from, in this order, each with its key column.
+    delete_from: &'static [(&'static str, &'static str)],
     days: fn(&Retention) -> u32,
 }
 
@@ -45,17 +59,28 @@ pub const STEPS: &[Step] = &[
     Step {
         what: "rejected requests",
         select: "SELECT id FROM ingest WHERE outcome = 'rejected' AND id < $1",
-        delete_from: &["ingest_payloads", "ingest"],
+        key: Key::Ulid,
+        delete_from: &[("ingest_payloads", "id"), ("ingest", "id")],
         days: |r| r.ingest_days,
     },
     Step {
         what: "payloads of processed, ignored and duplicate events",
         select: "SELECT i.id FROM ingest i JOIN ingest_payloads p ON p.id = i.id \
                  WHERE (i.status IN ('processed', 'ignored') OR i.outcome = 'duplicate') AND i.id < $1",
-        delete_from: &["ingest_payloads"],
+        key: Key::Ulid,
+        delete_from: &[("ingest_payloads", "id")],
         days: |r| r.ingest_days,
     },
-    // Outbound deliveries (`deliveries_days`): one more entry here once that table exists.
+    // Finished deliveries only: pending, retrying, paused and dead ones stay until someone
+    // resends or requeues them, whatever their age.
+    Step {
+        what: "succeeded and skipped deliveries",
+        select: "SELECT seq FROM deliveries \
+                 WHERE status IN ('succeeded', 'skipped') AND updated_at < $1",
+        key: Key::Seq,
+        delete_from: &[("delivery_attempts", "delivery_seq"), ("deliveries", "seq")],
+        days: |r| r.deliveries_days,
+    },
 ];
 
 /// What one step removed (or, in a dry run, would remove).
@@ -66,14 +91,21 @@ pub struct Purged {
     pub rows: u64,
 }
 
+/// The instant (Unix ms) before which rows are older than `days` at `now_ms`.
+fn boundary_ms(now_ms: i64, days: u32) -> i64 {
+    now_ms.saturating_sub(i64::from(days) * DAY_MS).max(0)
+}
+
 /// The ULID below which rows are older than `days` at `now_ms`.
 fn cutoff(now_ms: i64, days: u32) -> String {
-    let at = now_ms.saturating_sub(i64::from(days) * DAY_MS).max(0);
+    let at = boundary_ms(now_ms, days);
     ulid::Ulid::from_parts(u64::try_from(at).unwrap_or(0), 0).to_string()
 }
 
+/// Counts (dry run) or removes, batch by batch, the rows `step.select` finds below `$cutoff`,
+/// whose keys are of type `$key`.
 macro_rules! purge_step {
-    ($pool:expr, $step:expr, $cutoff:expr, $dry_run:expr) => {{
+    ($pool:expr, $step:expr, $cutoff:expr, $key:ty, $dry_run:expr) => {{
         let pool = $pool;
         let step: &Step = $step;
         if $dry_run {
@@ -86,35 +118,51 @@ macro_rules! purge_step {
         } else {
             let mut total = 0_u64;
             loop {
-                let ids: Vec<String> =
+                let keys: Vec<$key> =
                     sqlx::query_scalar(&format!("{} ORDER BY 1 LIMIT {BATCH}", step.select))
                         .bind($cutoff)
                         .fetch_all(pool)
                         .await?;
-                if ids.is_empty() {
+                if keys.is_empty() {
                     break;
                 }
-                let placeholders: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+                let placeholders: Vec<String> = (1..=keys.len()).map(|i| format!("${i}")).collect();
                 let mut tx = pool.begin().await?;
-                for table in step.delete_from {
+                for (table, column) in step.delete_from {
                     let sql = format!(
-                        "DELETE FROM {table} WHERE id IN ({})",
+                        "DELETE FROM {table} WHERE {column} IN ({})",
                         placeholders.join(", ")
                     );
                     let mut query = sqlx::query(&sql);
-                    for id in &ids {
-                        query = query.bind(id);
+                    for key in &keys {
+                        query = query.bind(key);
                     }
                     query.execute(&mut *tx).await?;
                 }
                 tx.commit().await?;
-                total += ids.len() as u64;
-                if ids.len() < BATCH {
+                total += keys.len() as u64;
+                if keys.len() < BATCH {
                     break;
                 }
                 tokio::time::sleep(BATCH_PAUSE).await;
             }
             total
+        }
+    }};
+}
+
+macro_rules! purge_keyed {
+    ($pool:expr, $step:expr, $now_ms:expr, $days:expr, $dry_run:expr) => {{
+        let step: &Step = $step;
+        match step.key {
+            Key::Ulid => {
+                let cut = cutoff($now_ms, $days);
+                purge_step!($pool, step, &cut, String, $dry_run)
+            }
+            Key::Seq => {
+                let cut = boundary_ms($now_ms, $days);
+                purge_step!($pool, step, cut, i64, $dry_run)
+            }
         }
     }};
 }
@@ -132,10 +180,9 @@ pub async fn purge(
     let mut out = Vec::with_capacity(STEPS.len());
     for step in STEPS {
         let days = (step.days)(retention);
-        let cut = cutoff(now_ms, days);
         let rows = match db {
-            Db::Sqlite { writer, .. } => purge_step!(writer, step, &cut, dry_run),
-            Db::Postgres(pool) => purge_step!(pool, step, &cut, dry_run),
+            Db::Sqlite { writer, .. } => purge_keyed!(writer, step, now_ms, days, dry_run),
+            Db::Postgres(pool) => purge_keyed!(pool, step, now_ms, days, dry_run),
         };
         out.push(Purged {
             what: step.what,

@@ -653,13 +653,13 @@ async fn retention_purges_old_payloads_and_keeps_dedupe_keys(backend: Backend) {
     let today = purge(&app.store.db, &retention, now, false)
         .await
         .expect("purge");
-    assert_eq!(counts(&today), [0, 0]);
+    assert_eq!(counts(&today), [0, 0, 0]);
     // 31 days on: a dry run counts, the purge removes, a second purge finds nothing.
     let later = now + 31 * 86_400_000;
     let dry = purge(&app.store.db, &retention, later, true)
         .await
         .expect("dry run");
-    assert_eq!(counts(&dry), [2, 1], "{dry:?}");
+    assert_eq!(counts(&dry), [2, 1, 0], "{dry:?}");
     let done = purge(&app.store.db, &retention, later, false)
         .await
         .expect("purge");
@@ -667,7 +667,7 @@ async fn retention_purges_old_payloads_and_keeps_dedupe_keys(backend: Backend) {
     let again = purge(&app.store.db, &retention, later, false)
         .await
         .expect("purge");
-    assert_eq!(counts(&again), [0, 0]);
+    assert_eq!(counts(&again), [0, 0, 0]);
     let rejected = app.admin_get("/admin/ingest?outcome=rejected").await.json();
     assert_eq!(
         rejected["items"].as_array().map(Vec::len),
@@ -690,6 +690,136 @@ async fn retention_purges_old_payloads_and_keeps_dedupe_keys(backend: Backend) {
     )
     .await
     .assert_outcome("duplicate");
+}
+
+backend_tests!(retention_purges_finished_deliveries_and_keeps_the_rest);
+
+/// `deliveries_days`: succeeded and skipped deliveries and their attempt logs go once older
+/// than the window; a delivery still retrying stays (with its attempts), however old.
+async fn retention_purges_finished_deliveries_and_keeps_the_rest(backend: Backend) {
+    use hookgate::retention::{purge, Retention};
+    use serde_json::{json, Value};
+    let receiver = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = receiver.local_addr().expect("addr");
+    let routes = axum::Router::new()
+        .route("/ok", axum::routing::post(|| async { StatusCode::OK }))
+        .route(
+            "/fail",
+            axum::routing::post(|| async { StatusCode::SERVICE_UNAVAILABLE }),
+        );
+    tokio::spawn(async move {
+        let _ = axum::serve(receiver, routes).await;
+    });
+    let app = TestApp::builder(backend)
+        .config(|c| {
+            c.delivery.policy.allow_http = true;
+            c.delivery.policy.allow_cidrs = vec!["127.0.0.0/8".parse().expect("cidr")];
+            // The failing endpoint's next attempt is far off: it stays `retrying`.
+            c.delivery.retry_schedule_secs = vec![3600];
+        })
+        .start()
+        .await;
+    for (id, path, transform) in [
+        ("ok", "ok", None),
+        ("skip", "ok", Some("null")),
+        ("fail", "fail", None),
+    ] {
+        let mut endpoint =
+            json!({"id": id, "url": format!("http://{addr}/{path}"), "event_types": ["test.*"]});
+        if let Some(t) = transform {
+            endpoint["transform"] = json!(t);
+        }
+        app.admin_post("/admin/endpoints", endpoint)
+            .await
+            .assert_status(201);
+    }
+    app.admin_post(
+        "/v1/webhooks/test",
+        json!({"eventType": "test.ping", "data": {"n": 1}}),
+    )
+    .await
+    .assert_status(201);
+    let deliveries = |endpoint: &'static str| {
+        let app = &app;
+        async move {
+            app.admin_get(&format!("/admin/deliveries?endpoint={endpoint}"))
+                .await
+                .json()["items"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    for (endpoint, status) in [
+        ("ok", "succeeded"),
+        ("skip", "skipped"),
+        ("fail", "retrying"),
+    ] {
+        loop {
+            let items: Vec<Value> = deliveries(endpoint).await;
+            if items.iter().any(|d| d["status"] == status) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{endpoint}: no delivery became {status}: {items:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let failing = deliveries("fail").await[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let delivered = deliveries("ok").await[0]["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let retention = Retention::default();
+    let now = hookgate::now_ms();
+    let finished = |p: &[hookgate::retention::Purged]| {
+        p.iter()
+            .find(|p| p.what == "succeeded and skipped deliveries")
+            .map(|p| (p.days, p.rows))
+    };
+    let today = purge(&app.store.db, &retention, now, false)
+        .await
+        .expect("purge");
+    assert_eq!(finished(&today), Some((30, 0)), "{today:?}");
+    let later = now + 31 * 86_400_000;
+    let dry = purge(&app.store.db, &retention, later, true)
+        .await
+        .expect("dry run");
+    assert_eq!(finished(&dry), Some((30, 2)), "{dry:?}");
+    // A dry run removed nothing.
+    assert_eq!(deliveries("ok").await.len(), 1);
+    let done = purge(&app.store.db, &retention, later, false)
+        .await
+        .expect("purge");
+    assert_eq!(finished(&done), Some((30, 2)), "{done:?}");
+    assert!(deliveries("ok").await.is_empty());
+    assert!(deliveries("skip").await.is_empty());
+    app.admin_get(&format!("/admin/deliveries/{delivered}"))
+        .await
+        .assert_status(404);
+    // The retrying delivery stays, with its attempt log.
+    let kept = app
+        .admin_get(&format!("/admin/deliveries/{failing}"))
+        .await
+        .json();
+    assert_eq!(kept["status"], "retrying", "{kept}");
+    assert_eq!(
+        kept["attempt_log"].as_array().map(Vec::len),
+        Some(1),
+        "{kept}"
+    );
+    let again = purge(&app.store.db, &retention, later, false)
+        .await
+        .expect("purge");
+    assert_eq!(finished(&again), Some((30, 0)), "{again:?}");
 }
 
 /// `hookgate purge` says what it removed; an `ingest_days` under the dedupe floor is refused.
