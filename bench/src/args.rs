@@ -1,5 +1,5 @@
-//! The command line of `hookgate-bench`: the benchmark's options, and the hidden `baseline`
-//! subcommand the benchmark starts its baseline server with.
+//! The command line of `hookgate-bench`: the benchmark's options, and the hidden `baseline` and
+//! `durable` subcommands the benchmark starts its baseline servers with.
 
 use std::net::SocketAddr;
 
@@ -28,6 +28,10 @@ pub enum Command {
     /// The benchmark's baseline: a minimal axum server that reads the body and answers 200.
     #[command(hide = true)]
     Baseline(BaselineArgs),
+    /// The benchmark's durable baseline: the same HTTP stack and verification, then one
+    /// group-committed row per event, answered after the commit.
+    #[command(hide = true)]
+    Durable(DurableArgs),
 }
 
 /// What `hookgate-bench` measures.
@@ -110,9 +114,12 @@ pub struct BenchArgs {
     /// benchmark itself under `taskset -c 0` to pin the load generator.
     #[arg(long, default_value = "1")]
     pub server_cpu: String,
-    /// Skip the baseline server.
+    /// Skip both baseline servers (the bare one and the durable one).
     #[arg(long)]
     pub no_baseline: bool,
+    /// Skip only the durable baseline (one verified, group-committed row per event).
+    #[arg(long)]
+    pub no_durable: bool,
     /// Run the gateway without normalization workers.
     #[arg(long)]
     pub no_workers: bool,
@@ -138,4 +145,21 @@ pub struct BenchArgs {
 pub struct BaselineArgs {
     #[arg(long, default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
+}
+
+/// Options of `hookgate-bench durable`.
+#[derive(Debug, Clone, Args)]
+pub struct DurableArgs {
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+    /// `sqlite://<file>` or a `postgres://` URL (its `search_path` picks the schema).
+    #[arg(long)]
+    pub database_url: String,
+    #[arg(long, default_value = "full")]
+    pub durability: Durability,
+    #[arg(long, default_value = "stripe")]
+    pub provider: ProviderId,
+    /// The signing secret the load is signed with.
+    #[arg(long)]
+    pub secret: String,
 }

@@ -1,8 +1,9 @@
 //! `hookgate-bench`, the load generator: it starts a real `hookgate serve` child process on a
 //! fresh store and measures it from the outside. It is not part of the product binary.
 //!
-//! - [`load`]: the closed-loop load test against a baseline server, and the admin query
+//! - [`load`]: the closed-loop load test against the baseline servers, and the admin query
 //!   timings (`--query-rows`);
+//! - [`durable`]: the durable baseline (verify, one group-committed row per event);
 //! - [`abuse`]: the `slowloris` and `fairness` scenarios (paced deliveries, alone and under
 //!   attack);
 //! - [`delivery`]: outbound delivery to a fast local endpoint, alone and next to a slow and a
@@ -12,6 +13,7 @@
 pub mod abuse;
 pub mod args;
 pub mod delivery;
+pub mod durable;
 pub mod load;
 
 use anyhow::Context as _;

@@ -62,6 +62,12 @@ pub struct Report {
     pub gateway: LoadResult,
     pub baseline: Option<LoadResult>,
     pub ratio: Option<f64>,
+    /// The durable baseline (verify, one group-committed row per event, ack after commit) on
+    /// the same store and durability, and the gateway's requests/s as a share of it.
+    pub durable: Option<LoadResult>,
+    pub ratio_durable: Option<f64>,
+    /// Acknowledged events the durable baseline did not store (its own zero-loss check).
+    pub durable_missing: Option<u64>,
     /// Events answered 2xx (warm-up included) and how many of them are missing from the store.
     pub acknowledged: u64,
     pub missing: u64,
@@ -520,6 +526,13 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         Some(result)
     };
 
+    let (durable, durable_missing) = if args.no_baseline || args.no_durable {
+        (None, None)
+    } else {
+        let (result, missing) = durable_baseline(&args, &bench_exe, &gen).await?;
+        (Some(result), Some(missing))
+    };
+
     let (url, db, cleanup) = fresh_store(&args, dir.path()).await?;
     let config = dir.path().join("bench.toml");
     std::fs::write(
@@ -601,6 +614,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
     let ratio = baseline
         .as_ref()
         .map(|b| result.requests_per_sec / b.requests_per_sec.max(1e-9));
+    let ratio_durable = durable
+        .as_ref()
+        .map(|d| result.requests_per_sec / d.requests_per_sec.max(1e-9));
     Ok(Report {
         provider: provider.to_string(),
         store: if args.store == "sqlite" {
@@ -615,6 +631,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         gateway: result,
         baseline,
         ratio,
+        durable,
+        ratio_durable,
+        durable_missing,
         acknowledged: acknowledged.len() as u64,
         missing,
         stored: stored.len() as u64,
@@ -626,6 +645,42 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         normalization_rate,
         kept_store,
     })
+}
+
+/// Runs the durable baseline on a fresh store of the run's kind and durability under the same
+/// load: its result and how many acknowledged events it failed to store.
+async fn durable_baseline(
+    args: &BenchArgs,
+    bench_exe: &std::path::Path,
+    gen: &Arc<Generator>,
+) -> anyhow::Result<(LoadResult, u64)> {
+    eprintln!(
+        "bench: durable baseline (verify, one group-committed row per event, {} durability) for {:.0} s + {:.0} s warm-up…",
+        args.durability, args.duration, args.warmup
+    );
+    let dir = tempfile::tempdir()?;
+    // A fresh store like the gateway's (on PostgreSQL its own schema); the baseline makes its
+    // one table there.
+    let (url, db, cleanup) = fresh_store(args, dir.path()).await?;
+    db.close().await;
+    let url = if cleanup.is_some() {
+        url
+    } else {
+        format!("sqlite://{}", dir.path().join("durable.db").display())
+    };
+    let mut cmd = pinned(&args.server_cpu, bench_exe);
+    cmd.args(["durable", "--listen", "127.0.0.1:0", "--database-url"])
+        .arg(&url)
+        .args(["--durability", args.durability.as_str()])
+        .args(["--provider", &args.provider.to_string()])
+        .args(["--secret", gen.secret()]);
+    let server = ServerProcess::spawn(cmd)?;
+    let (result, acknowledged) = load(&server, gen, args).await;
+    drop(server);
+    let stored = u64::try_from(crate::durable::stored(&url).await?).unwrap_or(0);
+    drop_store(cleanup).await;
+    let missing = (acknowledged.len() as u64).saturating_sub(stored);
+    Ok((result, missing))
 }
 
 /// Mean rows per batch and mean batch time from the gateway's `/metrics`.
@@ -818,8 +873,18 @@ pub fn print(report: &Report) {
         line("baseline", b);
     }
     line("gateway", &report.gateway);
+    if let Some(d) = &report.durable {
+        line("durable", d);
+    }
     if let Some(ratio) = report.ratio {
         println!("ratio     gateway/baseline = {:.1} %", ratio * 100.0);
+    }
+    if let Some(ratio) = report.ratio_durable {
+        println!(
+            "ratio     gateway/durable  = {:.1} %  (durable baseline lost {} acknowledged events)",
+            ratio * 100.0,
+            report.durable_missing.unwrap_or(0)
+        );
     }
     println!(
         "loss      {} acknowledged, {} stored, {} missing{}",
