@@ -500,9 +500,26 @@ pub fn parse_file_config(text: &str) -> anyhow::Result<FileConfig> {
 }
 
 /// Replaces `${NAME}` with the environment variable `NAME`; `$${` is a literal `${`.
+/// Comments are copied as written: a `${NAME}` there is not a use of `NAME`.
 #[cfg(test)]
 fn expand_env(text: &str) -> anyhow::Result<String> {
     expand_env_tracked(text, &mut Vec::new())
+}
+
+/// Where in the TOML text the scanner is: the expansion of a value depends on it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lexical {
+    /// Outside strings and comments (a bare value such as a number may be a `${NAME}`).
+    Bare,
+    /// Inside `"..."` or `"""..."""`: the value is escaped as a basic string's body.
+    Basic {
+        multi: bool,
+    },
+    /// Inside `'...'` or `'''...'''`: nothing can be escaped.
+    Literal {
+        multi: bool,
+    },
+    Comment,
 }
 
 /// As [`expand_env`], recording each `(name, value)` substituted (the value as inserted).
@@ -515,40 +532,75 @@ fn expand_env_tracked(
     substituted: &mut Vec<(String, String)>,
 ) -> anyhow::Result<String> {
     let mut out = String::with_capacity(text.len());
+    let mut state = Lexical::Bare;
     let mut rest = text;
-    while let Some(pos) = rest.find("${") {
-        if rest[..pos].ends_with('$') {
-            out.push_str(&rest[..pos - 1]);
-            out.push_str("${");
-            rest = &rest[pos + 2..];
-            continue;
-        }
-        out.push_str(&rest[..pos]);
-        let after = &rest[pos + 2..];
-        let end = after
-            .find('}')
-            .ok_or_else(|| anyhow::anyhow!("unterminated `${{` in the file"))?;
-        let name = &after[..end];
-        let value = std::env::var(name).map_err(|_| {
-            anyhow::anyhow!("environment variable {name} (used as ${{{name}}}) is not set")
-        })?;
-        // The value is inserted into TOML text, so it must be escaped as a TOML string body.
-        let mut inserted = String::with_capacity(value.len());
-        for ch in value.chars() {
-            match ch {
-                '"' => inserted.push_str("\\\""),
-                '\\' => inserted.push_str("\\\\"),
-                c => inserted.push(c),
+    while let Some(ch) = rest.chars().next() {
+        let starts = |s: &str| rest.starts_with(s);
+        // How many bytes to copy as they are, and the state after them.
+        let (copy, next) = match state {
+            Lexical::Comment if ch == '\n' => (1, Lexical::Bare),
+            Lexical::Comment => (ch.len_utf8(), state),
+            Lexical::Bare if ch == '#' => (1, Lexical::Comment),
+            Lexical::Bare if starts("\"\"\"") => (3, Lexical::Basic { multi: true }),
+            Lexical::Bare if ch == '"' => (1, Lexical::Basic { multi: false }),
+            Lexical::Bare if starts("\'\'\'") => (3, Lexical::Literal { multi: true }),
+            Lexical::Bare if ch == '\'' => (1, Lexical::Literal { multi: false }),
+            Lexical::Basic { .. } if ch == '\\' => {
+                // An escape: the backslash and the character it escapes.
+                (
+                    1 + rest[1..].chars().next().map_or(0, char::len_utf8),
+                    state,
+                )
             }
-        }
-        out.push_str(&inserted);
-        substituted.push((name.to_owned(), value));
-        if inserted != substituted[substituted.len() - 1].1 {
-            substituted.push((name.to_owned(), inserted));
-        }
-        rest = &after[end + 1..];
+            Lexical::Basic { multi: true } if starts("\"\"\"") => (3, Lexical::Bare),
+            Lexical::Basic { multi: false } if ch == '"' => (1, Lexical::Bare),
+            Lexical::Literal { multi: true } if starts("\'\'\'") => (3, Lexical::Bare),
+            Lexical::Literal { multi: false } if ch == '\'' => (1, Lexical::Bare),
+            _ if state != Lexical::Comment && starts("$${") => {
+                out.push_str("${");
+                rest = &rest[3..];
+                continue;
+            }
+            _ if state != Lexical::Comment && starts("${") => {
+                let after = &rest[2..];
+                let end = after
+                    .find('}')
+                    .ok_or_else(|| anyhow::anyhow!("unterminated `${{` in the file"))?;
+                let name = &after[..end];
+                let value = std::env::var(name).map_err(|_| {
+                    anyhow::anyhow!("environment variable {name} (used as ${{{name}}}) is not set")
+                })?;
+                let inserted = match state {
+                    Lexical::Basic { .. } => {
+                        let mut escaped = String::with_capacity(value.len());
+                        for c in value.chars() {
+                            match c {
+                                '"' => escaped.push_str("\\\""),
+                                '\\' => escaped.push_str("\\\\"),
+                                c => escaped.push(c),
+                            }
+                        }
+                        escaped
+                    }
+                    Lexical::Literal { .. } if value.contains('\'') => anyhow::bail!(
+                        "environment variable {name} holds a ' and is used inside a '...' string: quote ${{{name}}} with \"...\" instead"
+                    ),
+                    _ => value.clone(),
+                };
+                out.push_str(&inserted);
+                if inserted != value {
+                    substituted.push((name.to_owned(), inserted));
+                }
+                substituted.push((name.to_owned(), value));
+                rest = &after[end + 1..];
+                continue;
+            }
+            _ => (ch.len_utf8(), state),
+        };
+        out.push_str(&rest[..copy.min(rest.len())]);
+        rest = &rest[copy.min(rest.len())..];
+        state = next;
     }
-    out.push_str(rest);
     Ok(out)
 }
 
@@ -700,6 +752,49 @@ user_id_column = "id"
     fn env_expansion_escapes_and_literal() {
         assert_eq!(expand_env("a $${X} b").expect("ok"), "a ${X} b");
         assert!(expand_env("${").is_err());
+    }
+
+    #[test]
+    fn env_expansion_skips_comments_and_fits_the_string_kind() {
+        // A name no other test uses, so setting it cannot race with them.
+        std::env::set_var("HOOKGATE_TEST_EXPANDED", r#"a"b\c"#);
+        // Comments are not uses: an unset name there is fine, and left as written.
+        let text =
+            "# set ${HOOKGATE_SURELY_UNSET_VAR} first\nx = 1 # or ${HOOKGATE_SURELY_UNSET_VAR}\n";
+        assert_eq!(expand_env(text).expect("comments are copied"), text);
+        // A `#` inside a string is not a comment.
+        assert_eq!(
+            expand_env("x = \"#${HOOKGATE_TEST_EXPANDED}\"").expect("ok"),
+            r##"x = "#a\"b\\c""##
+        );
+        // Escaped quotes do not end a basic string; multi-line strings expand too.
+        assert_eq!(
+            expand_env("x = \"\\\"#${HOOKGATE_TEST_EXPANDED}\"").expect("ok"),
+            r##"x = "\"#a\"b\\c""##
+        );
+        assert_eq!(
+            expand_env("x = \"\"\"\n#${HOOKGATE_TEST_EXPANDED}\"\"\"").expect("ok"),
+            "x = \"\"\"\n#a\\\"b\\\\c\"\"\""
+        );
+        // A literal string takes the value as it is, unless it holds a quote it cannot hold.
+        std::env::set_var("HOOKGATE_TEST_EXPANDED_PLAIN", r"C:\dir");
+        assert_eq!(
+            expand_env("x = '${HOOKGATE_TEST_EXPANDED_PLAIN}' # ${NOPE}").expect("ok"),
+            r"x = 'C:\dir' # ${NOPE}"
+        );
+        std::env::set_var("HOOKGATE_TEST_EXPANDED_QUOTE", "it's");
+        let err = expand_env("x = '${HOOKGATE_TEST_EXPANDED_QUOTE}'").expect_err("refused");
+        assert!(
+            err.to_string().contains("HOOKGATE_TEST_EXPANDED_QUOTE"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("it's"), "{err}");
+        // Bare values (numbers) still expand.
+        std::env::set_var("HOOKGATE_TEST_EXPANDED_NUMBER", "4096");
+        let parsed =
+            parse_file_config("max_body_bytes = ${HOOKGATE_TEST_EXPANDED_NUMBER} # ${NOPE}")
+                .expect("parses");
+        assert_eq!(parsed.max_body_bytes, Some(4096));
     }
 
     #[test]
