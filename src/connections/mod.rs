@@ -98,11 +98,12 @@ impl Live {
 }
 
 /// What the admin API and CLI show of a connection: never its secrets.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ConnectionView {
     /// Every stored setting but the secrets (see [`ConnectionRow`]'s serialized form).
     #[serde(flatten)]
     pub row: ConnectionRow,
+    /// `/integrations/<provider>/webhook/<id>`.
     pub receive_path: String,
     /// How many secrets are valid; `None` when they are encrypted and cannot be decrypted here.
     pub secrets_count: Option<usize>,

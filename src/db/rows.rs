@@ -5,7 +5,7 @@ use serde::Serialize;
 /// A stored connection. Its serialized form is what the APIs show of it (flattened into
 /// [`crate::connections::ConnectionView`]), so a new column appears there without more code:
 /// `secrets` is never serialized, and `Debug` leaves it out too.
-#[derive(Clone, Serialize, sqlx::FromRow)]
+#[derive(Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ConnectionRow {
     pub id: String,
     pub provider: String,
@@ -15,6 +15,7 @@ pub struct ConnectionRow {
     pub tolerance_secs: Option<i64>,
     /// A JSON array of strings, shown as that array.
     #[serde(serialize_with = "json_array_text")]
+    #[schema(value_type = Vec<String>)]
     pub allow_ips: String,
     pub auth: Option<String>,
     pub email_path: Option<String>,
@@ -45,7 +46,7 @@ fn json_array_text<S: serde::Serializer>(text: &str, serializer: S) -> Result<S:
 }
 
 /// An ingest log entry without its headers and body (lists).
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct IngestSummary {
     pub id: String,
     pub received_at: i64,
