@@ -17,8 +17,8 @@ use crate::error::AppError;
 use crate::http::admin::{json_error, CreateQuery};
 use crate::http::api::parse_time;
 use crate::http::openapi::{
-    Delivery, DeliveryDetail, DeliveryPage, EndpointCreated, EndpointList, EndpointView, ErrorBody, Queued,
-    Requeued, RotatedSecret, TestSend,
+    Delivery, DeliveryDetail, DeliveryPage, EndpointCreated, EndpointList, EndpointView, ErrorBody,
+    Queued, Requeued, RotatedSecret, TestSend,
 };
 use crate::AppState;
 

@@ -84,7 +84,10 @@ fn document_json() -> &'static str {
     responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json", body = Object))
 )]
 pub async fn openapi_json() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], document_json())
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        document_json(),
+    )
 }
 
 /// Adds what [`super::read_body_in_time`] does to every `/admin` and `/v1` operation: the
@@ -135,10 +138,9 @@ fn add_middleware_answers(doc: &mut OpenApi) {
         ),
     ];
     for (_, name, description) in common {
-        components.responses.insert(
-            name.into(),
-            RefOr::T(error_response(description)),
-        );
+        components
+            .responses
+            .insert(name.into(), RefOr::T(error_response(description)));
     }
     for (path, item) in doc.paths.paths.iter_mut() {
         if !(path.starts_with("/admin") || path.starts_with("/v1")) {
@@ -194,12 +196,13 @@ fn error_response(description: &str) -> utoipa::openapi::Response {
 }
 
 // The answers the handlers build as JSON values, described. They are never constructed: they
-// exist for their schemas.
+// exist for their schemas. They stay open to new properties (no `additionalProperties: false`),
+// so a client is not broken by a field added later; the integration test checks real answers
+// strictly all the same.
 
 /// Every error answer: `{"error": "<stable code>"}`, with `message` for input errors and
 /// conflicts and `errors` listing every problem of a custom trigger or fire. Never a secret.
 #[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct ErrorBody {
     /// A stable code: `unauthorized`, `forbidden`, `not_found`, `invalid_request`, `conflict`,
@@ -217,7 +220,6 @@ pub struct ErrorBody {
 
 /// The receive route's answer.
 #[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct ReceiveAnswer {
     /// `accepted`, `duplicate` (the first delivery's id) or `ignored` (stored, not mapped).
@@ -228,7 +230,6 @@ pub struct ReceiveAnswer {
 
 /// `GET /healthz`.
 #[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct Health {
     /// `ok`.
@@ -237,7 +238,6 @@ pub struct Health {
 
 /// `GET /readyz`.
 #[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct Readiness {
     /// `ready` or `unavailable`.
@@ -251,7 +251,6 @@ pub struct Readiness {
 
 /// A page of the ingest log, newest first.
 #[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct IngestPage {
     items: Vec<IngestSummary>,
@@ -283,7 +282,6 @@ pub struct IngestRecord {
 
 /// The result of a replay.
 #[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct ReplayResult {
     /// The ingest record id.
@@ -296,7 +294,6 @@ pub struct ReplayResult {
 
 /// A contact.
 #[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct Contact {
     /// Trimmed and lower-cased.
@@ -317,7 +314,6 @@ pub struct Contact {
 
 /// Every connection.
 #[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct ConnectionList {
     connections: Vec<crate::connections::ConnectionView>,
@@ -325,7 +321,7 @@ pub struct ConnectionList {
 
 /// An event (a trigger fire, a test event or a custom fire).
 #[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 #[allow(dead_code)]
 pub struct Event {
     /// The event's cursor (a decimal sequence number).
@@ -348,7 +344,7 @@ pub struct Event {
 
 /// A page of events, oldest first.
 #[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 #[allow(dead_code)]
 pub struct EventsPage {
     events: Vec<Event>,
@@ -360,7 +356,7 @@ pub struct EventsPage {
 
 /// A trigger of the catalog.
 #[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[serde(rename_all = "camelCase")]
 #[allow(dead_code)]
 pub struct Trigger {
     /// The event type, e.g. `stripe.invoice.paid` or a custom `app.signup`.
@@ -373,7 +369,6 @@ pub struct Trigger {
 
 /// A fire's answer.
 #[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct FireResult {
     /// The ingest record id (for a duplicate, the first fire's).
@@ -384,7 +379,6 @@ pub struct FireResult {
 
 /// An endpoint as the admin API shows it: never its secrets, only how many sign.
 #[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct EndpointView {
     id: String,
@@ -423,7 +417,6 @@ pub struct EndpointCreated {
 
 /// Every endpoint.
 #[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct EndpointList {
     items: Vec<EndpointView>,
@@ -431,7 +424,6 @@ pub struct EndpointList {
 
 /// A rotated endpoint secret, shown this once; the previous ones keep signing for 24 h.
 #[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct RotatedSecret {
     id: String,
@@ -443,7 +435,6 @@ pub struct RotatedSecret {
 
 /// One test send's result.
 #[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct TestSend {
     message_id: String,
@@ -455,7 +446,6 @@ pub struct TestSend {
 
 /// How many deliveries a replay queued.
 #[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct Queued {
     queued: u64,
@@ -463,7 +453,6 @@ pub struct Queued {
 
 /// How many deliveries a requeue queued again.
 #[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct Requeued {
     requeued: u64,
@@ -471,7 +460,6 @@ pub struct Requeued {
 
 /// A delivery of one event to one endpoint.
 #[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct Delivery {
     /// `dlv_...`.
@@ -503,7 +491,6 @@ pub struct DeliveryDetail {
 
 /// A page of deliveries, newest first.
 #[derive(Serialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct DeliveryPage {
     items: Vec<Delivery>,
