@@ -527,6 +527,7 @@ async fn enable_connection(
 
 /// A new secret for a connection (write-only).
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = ConnectionRotation)]
 #[serde(deny_unknown_fields)]
 struct RotateBody {
     /// The new secret; the old ones keep verifying unless `drop_old`.

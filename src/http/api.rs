@@ -307,6 +307,7 @@ async fn stream_events(
 
 /// A test event.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = TestEventInput)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct TestBody {
     /// `test.<name>`, at most 200 characters.

@@ -234,6 +234,7 @@ async fn disable_endpoint(
 
 /// A rotation; the body may be empty.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[schema(as = EndpointRotation)]
 #[serde(deny_unknown_fields)]
 struct RotateInput {
     /// The new secret `whsec_<base64>` (default: generated).
@@ -303,6 +304,7 @@ async fn test_endpoint(
 /// A range of events or deliveries; the body may be empty. A replay takes `since`, `until`
 /// and `event_type` only.
 #[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[schema(as = DeliveryRange)]
 #[serde(deny_unknown_fields)]
 struct RangeInput {
     /// Unix milliseconds or RFC 3339.

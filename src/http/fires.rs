@@ -163,6 +163,7 @@ async fn define_trigger(
 
 /// A custom fire.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = FireInput)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct FireBody {
     /// A custom trigger of the workspace.

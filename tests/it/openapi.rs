@@ -325,6 +325,15 @@ async fn openapi_document(backend: Backend) {
         );
     }
 
+    // Operation ids are unique (client generators name functions after them).
+    let mut ids = BTreeSet::new();
+    for (method, path) in &documented {
+        let id = doc["paths"][path][method]["operationId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+        assert!(ids.insert(id.to_owned()), "operationId {id} is used twice");
+    }
+
     // Every documented operation is served. The fallback answers an unknown path 404; an
     // `/admin` or `/v1` route checks the token before anything else.
     call(&app, "get", "/admin/no-such-route", false, None)
