@@ -206,6 +206,8 @@ async fn get_ingest(
     Ok(Json(value))
 }
 
+/// Run normalization again for a stored event.
+///
 /// `POST /admin/ingest/<id>/replay`: runs normalization again for a stored event, now. Fires are
 /// unique by idempotency key, so a replay never fires twice; it re-applies contact fields (older
 /// values never overwrite newer ones) and maps events that were `ignored` if they are mapped now.
@@ -255,6 +257,8 @@ struct ContactQuery {
     workspace: Option<String>,
 }
 
+/// One contact.
+///
 /// `GET /admin/contacts/<email>?workspace=` (default workspace `default`).
 #[utoipa::path(
     get,
@@ -385,6 +389,8 @@ pub(super) struct CreateQuery {
     pub(super) replace: bool,
 }
 
+/// Create (or with `replace`, overwrite) a connection.
+///
 /// `POST /admin/connections` with the same keys as a `[[connections]]` table.
 #[utoipa::path(
     post,
@@ -538,6 +544,8 @@ struct RotateBody {
     drop_old: bool,
 }
 
+/// Rotate a connection's secret.
+///
 /// `POST /admin/connections/<id>/rotate {"secret": "...", "drop_old": false}`.
 #[utoipa::path(
     post,

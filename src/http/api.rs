@@ -141,6 +141,8 @@ struct EventsQuery {
     limit: Option<i64>,
 }
 
+/// Events, oldest first.
+///
 /// `GET /v1/events`: fires oldest first after `cursor`; `nextCursor` resumes after the last one
 /// returned (it is always present, so a client can poll with it), `done` says no more are stored.
 #[utoipa::path(
@@ -210,6 +212,8 @@ struct StreamQuery {
     cursor: Option<String>,
 }
 
+/// Events as Server-Sent Events.
+///
 /// `GET /v1/events/stream`: fires as Server-Sent Events (`id:` = the cursor, `data:` = the fire),
 /// a `: heartbeat` comment every 2 s, resuming after `Last-Event-ID` (or `?cursor=`); without
 /// either it starts with the next fire. Fires committed by other processes sharing the database
@@ -320,6 +324,8 @@ struct TestBody {
     workspace: Option<String>,
 }
 
+/// Create a test event.
+///
 /// `POST /v1/webhooks/test {"eventType":"test.ping","data":{...}}`: a test fire, delivered to
 /// lists and streams like any other (it is not added to the trigger catalog).
 #[utoipa::path(
@@ -394,6 +400,8 @@ struct TriggersQuery {
     workspace: Option<String>,
 }
 
+/// The trigger catalog.
+///
 /// `GET /v1/triggers`: every trigger seen, per workspace, with its payload schema.
 #[utoipa::path(
     get,

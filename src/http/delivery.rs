@@ -108,6 +108,8 @@ async fn get_endpoint(
     Ok(Json(manage::view(&row, key(&state), crate::now_ms())))
 }
 
+/// Create (or with `replace`, overwrite) an endpoint.
+///
 /// `POST /admin/endpoints` with the keys of an `[[endpoints]]` table. The answer carries the
 /// signing secret once when one was generated.
 #[utoipa::path(
@@ -242,6 +244,8 @@ struct RotateInput {
     secret: Option<String>,
 }
 
+/// Rotate an endpoint's signing secret.
+///
 /// `POST /admin/endpoints/<id>/rotate [{"secret": "whsec_..."}]` → the new secret, once.
 #[utoipa::path(
     post,
@@ -341,6 +345,8 @@ fn parse_range(body: &[u8], what: &str) -> Result<RangeInput, AppError> {
     serde_json::from_slice(body).map_err(|e| json_error(what, &e))
 }
 
+/// Deliver a range of events again.
+///
 /// `POST /admin/endpoints/<id>/replay {"since","until","event_type"}` → `{"queued": n}`: every
 /// matching event in the range is delivered again, events from before the endpoint included.
 #[utoipa::path(
@@ -394,6 +400,8 @@ fn check_status(status: Option<&str>) -> Result<(), AppError> {
     }
 }
 
+/// Requeue the deliveries a filter matches.
+///
 /// `POST /admin/deliveries/requeue {"endpoint","status","event_type","since","until"}`: the
 /// matching deliveries start a fresh schedule.
 #[utoipa::path(

@@ -126,6 +126,8 @@ pub async fn define(db: &Db, input: TriggerInput, now_ms: i64) -> Result<Defined
     })
 }
 
+/// Define or redefine a custom trigger.
+///
 /// `POST /v1/triggers {"id","workspace","payloadSchema":{"fields":[...]}}`: 201 when new, 200
 /// when redefined, 400 listing every problem of the definition.
 #[utoipa::path(
@@ -138,7 +140,7 @@ pub async fn define(db: &Db, input: TriggerInput, now_ms: i64) -> Result<Defined
         (status = 200, description = "Redefined", body = Trigger),
         (status = 400, description = "Every problem of the definition with its path (`invalid_trigger`), or JSON that does not parse (`invalid_request`)", body = ErrorBody),
         (status = 409, description = "The id is another source's trigger (`conflict`)", body = ErrorBody),
-        (status = 429, description = "The key's rate limit (`rate_limited`, with `Retry-After`)", body = ErrorBody),
+        (status = 429, description = "The key's rate limit (`rate_limited`, with `Retry-After`)", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     )
 )]
 async fn define_trigger(
@@ -372,6 +374,8 @@ async fn commit(
     answer
 }
 
+/// Fire a custom event.
+///
 /// `POST /v1/fires {"triggerEventId","workspace","payload","idempotencyKey","occurredAt"}` (or
 /// the key in an `Idempotency-Key` header): 202 after the commit, 200 `duplicate`, 409 for a
 /// key reused with another fire, 400 for bad input (every payload error with its path), 404
@@ -388,8 +392,8 @@ async fn commit(
         (status = 400, description = "Invalid input, or every payload error with its path (`invalid_payload`)", body = ErrorBody),
         (status = 404, description = "Not a custom trigger of the workspace (`not_found`)", body = ErrorBody),
         (status = 409, description = "The key was used for a different fire (`conflict`)", body = ErrorBody),
-        (status = 429, description = "The key's rate limit (`rate_limited`, with `Retry-After`)", body = ErrorBody),
-        (status = 503, description = "The store cannot commit (`store_unavailable`, with `Retry-After`)", body = ErrorBody),
+        (status = 429, description = "The key's rate limit (`rate_limited`, with `Retry-After`)", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 503, description = "The store cannot commit (`store_unavailable`, with `Retry-After`)", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     )
 )]
 async fn fire(

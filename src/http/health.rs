@@ -20,6 +20,8 @@ pub async fn healthz() -> impl IntoResponse {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
+/// Readiness: the store is reachable and writable.
+///
 /// Ready when the store answers a query and, if the last batch failed, a write probe succeeds
 /// (so readiness recovers by itself even when no traffic arrives to prove it).
 #[utoipa::path(

@@ -198,6 +198,8 @@ impl Delivery<'_> {
     }
 }
 
+/// Receive a provider's webhook delivery.
+///
 /// The receive handler.
 #[utoipa::path(
     post,
@@ -220,8 +222,8 @@ impl Delivery<'_> {
         (status = 404, description = "Unknown, disabled or other-provider connection, or unknown provider (`not_found`)", body = ErrorBody),
         (status = 408, description = "The body stalled past `body_timeout_secs` (`body_timeout`)", body = ErrorBody),
         (status = 413, description = "The body is over `max_body_bytes` (`body_too_large`)", body = ErrorBody),
-        (status = 429, description = "The connection's rate limit (`rate_limited`, with `Retry-After`); for Brevo also a store outage", body = ErrorBody),
-        (status = 503, description = "The store cannot commit (`store_unavailable`, with `Retry-After`)", body = ErrorBody),
+        (status = 429, description = "The connection's rate limit (`rate_limited`, with `Retry-After`); for Brevo also a store outage", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 503, description = "The store cannot commit (`store_unavailable`, with `Retry-After`)", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
     )
 )]
 pub async fn receive(
