@@ -19,6 +19,7 @@ mod spec;
 
 pub use spec::{
     check_allow_entry, parse_cidr, valid_connection_id, ConnectionInput, ConnectionSpec,
+    ProviderName,
 };
 
 use crate::crypto::{self, SecretKey};

@@ -15,7 +15,8 @@ use crate::db::rows::{IngestRow, IngestSummary};
 use crate::db::{IngestFilter, Outcome};
 use crate::error::AppError;
 use crate::http::openapi::{
-    ConnectionList, Contact, ErrorBody, IngestPage, IngestRecord, ReplayResult,
+    ConnectionList, Contact, ErrorBody, IngestOutcome, IngestPage, IngestRecord, ProcessingStatus,
+    ReplayResult,
 };
 use crate::resolution::Status;
 use crate::AppState;
@@ -47,11 +48,13 @@ pub struct IngestQuery {
     connection: Option<String>,
     /// Only this provider.
     provider: Option<String>,
-    /// `accepted`, `duplicate`, `ignored` or `rejected`.
+    /// Only this outcome.
+    #[param(value_type = Option<IngestOutcome>)]
     outcome: Option<String>,
     /// Only this event type.
     event_type: Option<String>,
-    /// Processing status: `pending`, `processed`, `unresolved`, `failed` or `ignored`.
+    /// Only this processing status.
+    #[param(value_type = Option<ProcessingStatus>)]
     status: Option<String>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,

@@ -17,8 +17,8 @@ use crate::error::AppError;
 use crate::http::admin::{json_error, CreateQuery};
 use crate::http::api::parse_time;
 use crate::http::openapi::{
-    Delivery, DeliveryDetail, DeliveryPage, EndpointCreated, EndpointList, EndpointView, ErrorBody,
-    Queued, Requeued, RotatedSecret, TestSend,
+    Delivery, DeliveryDetail, DeliveryPage, DeliveryStatus, EndpointCreated, EndpointList,
+    EndpointView, ErrorBody, Queued, Requeued, RotatedSecret, TestSend,
 };
 use crate::AppState;
 
@@ -440,7 +440,8 @@ async fn requeue(
 struct ListQuery {
     /// Only this endpoint's deliveries.
     endpoint: Option<String>,
-    /// `pending`, `retrying`, `succeeded`, `dead`, `skipped` or `paused`.
+    /// Only deliveries with this status.
+    #[param(value_type = Option<DeliveryStatus>)]
     status: Option<String>,
     /// Only this event type.
     event_type: Option<String>,

@@ -28,6 +28,45 @@ use utoipa::{OpenApi as _, ToSchema};
 use crate::custom::FieldError;
 use crate::db::rows::IngestSummary;
 
+/// A string schema whose values are a list the handlers check against, named for the document.
+macro_rules! string_enum {
+    ($(#[$doc:meta])* $name:ident, $description:literal, $values:expr) => {
+        $(#[$doc])*
+        pub struct $name;
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .description(Some($description))
+                    .enum_values(Some($values))
+                    .into()
+            }
+        }
+
+        impl ToSchema for $name {}
+    };
+}
+
+string_enum!(
+    /// `outcome` of the ingest log, from [`crate::db::Outcome::ALL`].
+    IngestOutcome,
+    "How a request was answered: stored, a retry of a stored event, stored but not mapped, or refused.",
+    crate::db::Outcome::ALL.iter().map(|o| o.as_str())
+);
+string_enum!(
+    /// Processing status, from [`crate::resolution::Status::ALL`].
+    ProcessingStatus,
+    "How far normalization got with a stored event.",
+    crate::resolution::Status::ALL.iter().map(|s| s.as_str())
+);
+string_enum!(
+    /// Delivery status, from [`crate::delivery::store::STATUSES`].
+    DeliveryStatus,
+    "A delivery's state.",
+    crate::delivery::store::STATUSES.iter().copied()
+);
+
 /// The bearer scheme's name in the document.
 pub const BEARER: &str = "bearer";
 
@@ -40,6 +79,13 @@ pub const BEARER: &str = "bearer";
                        `Authorization: Bearer <token>`: the configured admin token (every \
                        scope) or an API key (`hgk_...`) with the scope the operation names."
     ),
+    // Named enums used only by parameters (parameters do not register the schemas they name).
+    components(schemas(
+        IngestOutcome,
+        ProcessingStatus,
+        DeliveryStatus,
+        crate::connections::ProviderName
+    )),
     tags(
         (name = "receive", description = "Webhook deliveries from providers"),
         (name = "events", description = "Trigger fires: list, stream, test events, catalog"),
@@ -469,7 +515,7 @@ pub struct Delivery {
     event_id: String,
     message_id: String,
     event_type: String,
-    /// `pending`, `retrying`, `succeeded`, `dead`, `skipped` or `paused`.
+    #[schema(value_type = DeliveryStatus)]
     status: String,
     attempts: i64,
     /// Unix milliseconds; only while `pending` or `retrying`.

@@ -22,6 +22,7 @@ use ipnet::IpNet;
 
 use crate::connections::ConnectionSpec;
 use crate::connections::Live;
+use crate::connections::ProviderName;
 use crate::db::{IngestKind, NewIngest, Outcome, WriteOutcome};
 use crate::error::AppError;
 use crate::http::openapi::{ErrorBody, ReceiveAnswer};
@@ -210,7 +211,7 @@ impl Delivery<'_> {
         after the commit. The body is whatever the provider sends; its `Content-Type` is not \
         checked.",
     params(
-        ("provider" = String, Path, description = "stripe, clerk, shopify, stytch, supabase, workos, revenuecat or brevo"),
+        ("provider" = ProviderName, Path, description = "The provider the connection is for"),
         ("connection_id" = String, Path, description = "The connection id, `[A-Za-z0-9_-]{1,64}`"),
     ),
     request_body(content = Object, description = "The provider's payload, as it signed it", content_type = "application/json"),
