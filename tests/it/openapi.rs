@@ -342,6 +342,15 @@ async fn openapi_document(backend: Backend) {
     call(&app, "post", "/v1/no-such-route", false, None)
         .await
         .assert_error(404, "not_found");
+    // And a method a path is not served with is 405 (so the check below can fail).
+    assert_eq!(
+        call(&app, "put", "/admin/ingest", true, None)
+            .await
+            .status
+            .as_u16(),
+        405
+    );
+    assert!(!documented.contains(&("put".to_owned(), "/admin/ingest".to_owned())));
     for (method, path) in &documented {
         let url = concrete(path);
         let operation = &doc["paths"][path][method];
