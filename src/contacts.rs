@@ -125,7 +125,7 @@ pub fn fire_payload(email: &str, event: &NormalizedEvent) -> Map<String, Value> 
 }
 
 /// One field of a trigger's payload schema.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SchemaField {
     pub key: String,
     #[serde(rename = "type")]
@@ -134,7 +134,7 @@ pub struct SchemaField {
 }
 
 /// A trigger's payload schema: `{"fields": [...]}`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PayloadSchema {
     pub fields: Vec<SchemaField>,
 }

@@ -42,7 +42,7 @@ const RESERVED: [&str; 3] = ["contact", "test", "hookgate"];
 pub const TYPES: [&str; 5] = ["string", "number", "boolean", "object", "array"];
 
 /// One problem with a request, and where it is (`payload.plan`, `payloadSchema.fields[2].type`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub path: String,
     pub message: String,
@@ -133,16 +133,17 @@ fn valid_field_key(key: &str) -> bool {
 }
 
 /// A schema as a request gives it: `required` may be left out (false).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SchemaInput {
     pub fields: Vec<FieldInput>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FieldInput {
     pub key: String,
+    /// `string`, `number`, `boolean`, `object` or `array`.
     #[serde(rename = "type")]
     pub kind: String,
     #[serde(default)]
@@ -150,11 +151,14 @@ pub struct FieldInput {
 }
 
 /// A trigger definition as `POST /v1/triggers` and `hookgate triggers define` take it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TriggerInput {
+    /// `[a-z0-9_.-]`, not starting with a provider name, `contact.`, `test.` or `hookgate.`.
     pub id: String,
+    /// Default `default` (a workspace-bound key: its own).
     pub workspace: Option<String>,
+    /// `email` must be declared as a required string.
     pub payload_schema: SchemaInput,
 }
 

@@ -19,6 +19,7 @@ mod spec;
 
 pub use spec::{
     check_allow_entry, parse_cidr, valid_connection_id, ConnectionInput, ConnectionSpec,
+    ProviderName,
 };
 
 use crate::crypto::{self, SecretKey};
@@ -98,11 +99,12 @@ impl Live {
 }
 
 /// What the admin API and CLI show of a connection: never its secrets.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ConnectionView {
     /// Every stored setting but the secrets (see [`ConnectionRow`]'s serialized form).
     #[serde(flatten)]
     pub row: ConnectionRow,
+    /// `/integrations/<provider>/webhook/<id>`.
     pub receive_path: String,
     /// How many secrets are valid; `None` when they are encrypted and cannot be decrypted here.
     pub secrets_count: Option<usize>,

@@ -15,7 +15,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Deserializer};
 
 /// A connection's fields as written by an operator, before validation.
-#[derive(Clone, Deserialize, Args)]
+#[derive(Clone, Deserialize, Args, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConnectionInput {
     /// Connection id, the last segment of the receive URL: [A-Za-z0-9_-]{1,64}.
@@ -24,6 +24,7 @@ pub struct ConnectionInput {
     /// stripe | clerk | shopify | stytch | supabase | workos | revenuecat | brevo
     #[arg(long)]
     #[serde(deserialize_with = "provider_from_str")]
+    #[schema(value_type = ProviderName)]
     pub provider: ProviderId,
     /// The signing secret or shared secret (repeat for rotation); or HOOKGATE_SECRET.
     #[arg(
@@ -33,6 +34,7 @@ pub struct ConnectionInput {
         value_delimiter = ','
     )]
     #[serde(default)]
+    #[schema(write_only, required = true, min_items = 1)]
     pub secrets: Vec<String>,
     /// Workspace the connection's contacts and fires belong to (default `default`).
     #[arg(long)]
@@ -64,6 +66,21 @@ pub struct ConnectionInput {
     #[arg(skip)]
     pub enabled: Option<bool>,
 }
+
+/// The provider names, as an OpenAPI string enum (from [`ProviderId::ALL`]).
+pub struct ProviderName;
+
+impl utoipa::PartialSchema for ProviderName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some("A provider name."))
+            .enum_values(Some(ProviderId::ALL.iter().map(|p| p.as_str())))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ProviderName {}
 
 fn provider_from_str<'de, D: Deserializer<'de>>(deserializer: D) -> Result<ProviderId, D::Error> {
     let text = String::deserialize(deserializer)?;

@@ -5,8 +5,9 @@ use serde::Serialize;
 /// A stored connection. Its serialized form is what the APIs show of it (flattened into
 /// [`crate::connections::ConnectionView`]), so a new column appears there without more code:
 /// `secrets` is never serialized, and `Debug` leaves it out too.
-#[derive(Clone, Serialize, sqlx::FromRow)]
+#[derive(Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ConnectionRow {
+    /// The last segment of the receive URL.
     pub id: String,
     pub provider: String,
     pub workspace: String,
@@ -15,6 +16,7 @@ pub struct ConnectionRow {
     pub tolerance_secs: Option<i64>,
     /// A JSON array of strings, shown as that array.
     #[serde(serialize_with = "json_array_text")]
+    #[schema(value_type = Vec<String>)]
     pub allow_ips: String,
     pub auth: Option<String>,
     pub email_path: Option<String>,
@@ -22,8 +24,11 @@ pub struct ConnectionRow {
     pub rate_limit_per_sec: Option<i64>,
     pub rate_limit_burst: Option<i64>,
     pub enabled: bool,
+    /// Where it was last written: `config`, `api` or `cli`.
     pub source: String,
+    /// Unix milliseconds.
     pub created_at: i64,
+    /// Unix milliseconds.
     pub updated_at: i64,
 }
 
@@ -45,23 +50,35 @@ fn json_array_text<S: serde::Serializer>(text: &str, serializer: S) -> Result<S:
 }
 
 /// An ingest log entry without its headers and body (lists).
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct IngestSummary {
+    /// A ULID; newer records sort after older ones.
     pub id: String,
+    /// Unix milliseconds.
     pub received_at: i64,
     pub connection_id: String,
     pub provider: String,
     pub workspace: Option<String>,
+    /// `accepted`, `duplicate`, `ignored` or `rejected`.
     pub outcome: String,
+    /// Processing: `pending`, `processed`, `unresolved`, `failed` or `ignored`; null when not
+    /// stored as an event.
     pub status: Option<String>,
+    /// The status the request was answered with.
     pub http_status: i32,
+    /// The provider's event id (the dedupe key).
     pub event_id: Option<String>,
     pub event_type: Option<String>,
+    /// For a duplicate: the first record's id.
     pub duplicate_of: Option<String>,
+    /// For a rejection: the error code it was answered with.
     pub reason: Option<String>,
     pub client_addr: Option<String>,
+    /// Bytes received.
     pub body_size: i64,
+    /// Microseconds spent reading the body.
     pub read_us: Option<i64>,
+    /// Microseconds spent verifying it.
     pub verify_us: Option<i64>,
     /// Processing attempts (claims) so far.
     pub attempts: i32,

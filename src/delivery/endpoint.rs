@@ -106,18 +106,29 @@ impl DeliverySettings {
 }
 
 /// One endpoint as written: a `[[endpoints]]` table or the admin API's JSON body.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointInput {
+    /// `[A-Za-z0-9_-]{1,64}`.
     pub id: String,
+    /// `https://...` (`http://` only with `allow_http`); no userinfo.
     pub url: String,
+    /// Events of this workspace only (default `default`).
     pub workspace: Option<String>,
+    /// Globs of event types, `*` matching any characters (default `["*"]`).
     pub event_types: Option<Vec<String>>,
+    /// Signing secrets `whsec_<base64>`; one is generated (and answered once) when absent.
+    #[schema(write_only)]
     pub secrets: Option<Vec<String>>,
+    /// A jq program that turns each body into the JSON to send (`null`: not sent).
     pub transform: Option<String>,
+    /// Concurrent deliveries to this endpoint, per process (default 4).
     pub max_in_flight: Option<u32>,
+    /// Over it deliveries wait; they never fail.
     pub rate_limit_per_sec: Option<u32>,
+    /// One delivery in flight, in event order.
     pub ordered: Option<bool>,
+    /// Default true.
     pub enabled: Option<bool>,
 }
 

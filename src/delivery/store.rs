@@ -67,7 +67,7 @@ pub struct ClaimedDelivery {
 }
 
 /// One line of the attempt log.
-#[derive(Debug, Clone, sqlx::FromRow, Serialize)]
+#[derive(Debug, Clone, sqlx::FromRow, Serialize, utoipa::ToSchema)]
 pub struct AttemptRow {
     pub attempt: i64,
     pub started_at: i64,

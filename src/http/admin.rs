@@ -4,35 +4,34 @@
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use base64::Engine as _;
 use serde::Deserialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::connections::{self, ConnectionInput, ConnectionView};
 use crate::db::rows::{IngestRow, IngestSummary};
 use crate::db::{IngestFilter, Outcome};
 use crate::error::AppError;
+use crate::http::openapi::{
+    ConnectionList, Contact, ErrorBody, IngestOutcome, IngestPage, IngestRecord, ProcessingStatus,
+    ReplayResult,
+};
 use crate::resolution::Status;
 use crate::AppState;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/admin/ingest", get(list_ingest))
-        .route("/admin/ingest/{id}", get(get_ingest))
-        .route("/admin/ingest/{id}/replay", post(replay))
-        .route("/admin/contacts/{email}", get(get_contact))
-        .route(
-            "/admin/connections",
-            get(list_connections).post(create_connection),
-        )
-        .route(
-            "/admin/connections/{id}",
-            get(get_connection).delete(delete_connection),
-        )
-        .route("/admin/connections/{id}/disable", post(disable_connection))
-        .route("/admin/connections/{id}/enable", post(enable_connection))
-        .route("/admin/connections/{id}/rotate", post(rotate_connection))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_ingest))
+        .routes(routes!(get_ingest))
+        .routes(routes!(replay))
+        .routes(routes!(get_contact))
+        .routes(routes!(list_connections, create_connection))
+        .routes(routes!(get_connection, delete_connection))
+        .routes(routes!(disable_connection))
+        .routes(routes!(enable_connection))
+        .routes(routes!(rotate_connection))
 }
 
 /// Every admin route needs the `admin` scope.
@@ -42,17 +41,39 @@ async fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), AppE
         .map(|_| ())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct IngestQuery {
+    /// Only this connection id.
     connection: Option<String>,
+    /// Only this provider.
     provider: Option<String>,
+    /// Only this outcome.
+    #[param(value_type = Option<IngestOutcome>)]
     outcome: Option<String>,
+    /// Only this event type.
     event_type: Option<String>,
+    /// Only this processing status.
+    #[param(value_type = Option<ProcessingStatus>)]
     status: Option<String>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Records per page (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
 }
 
+/// The ingest log, newest first: every request to a known provider, accepted or rejected.
+#[utoipa::path(
+    get,
+    path = "/admin/ingest",
+    tag = "ingest",
+    params(IngestQuery),
+    responses(
+        (status = 200, description = "A page of records", body = IngestPage),
+        (status = 400, description = "A filter, cursor or limit is not valid", body = ErrorBody),
+    )
+)]
 async fn list_ingest(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -165,6 +186,17 @@ pub async fn ingest_json(
     Ok(Some(value))
 }
 
+/// One whole ingest record: redacted headers, body and the fires it made.
+#[utoipa::path(
+    get,
+    path = "/admin/ingest/{id}",
+    tag = "ingest",
+    params(("id" = String, Path, description = "The ingest record id")),
+    responses(
+        (status = 200, description = "The record", body = IngestRecord),
+        (status = 404, description = "No such record (`not_found`)", body = ErrorBody),
+    )
+)]
 async fn get_ingest(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -177,9 +209,22 @@ async fn get_ingest(
     Ok(Json(value))
 }
 
+/// Run normalization again for a stored event.
+///
 /// `POST /admin/ingest/<id>/replay`: runs normalization again for a stored event, now. Fires are
 /// unique by idempotency key, so a replay never fires twice; it re-applies contact fields (older
 /// values never overwrite newer ones) and maps events that were `ignored` if they are mapped now.
+#[utoipa::path(
+    post,
+    path = "/admin/ingest/{id}/replay",
+    tag = "ingest",
+    params(("id" = String, Path, description = "The ingest record id")),
+    responses(
+        (status = 200, description = "Processed again", body = ReplayResult),
+        (status = 404, description = "No such record (`not_found`)", body = ErrorBody),
+        (status = 409, description = "The record is a rejected or duplicate request (`conflict`)", body = ErrorBody),
+    )
+)]
 async fn replay(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -208,12 +253,27 @@ async fn replay(
     })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ContactQuery {
+    /// The contact's workspace (default `default`).
     workspace: Option<String>,
 }
 
+/// One contact.
+///
 /// `GET /admin/contacts/<email>?workspace=` (default workspace `default`).
+#[utoipa::path(
+    get,
+    path = "/admin/contacts/{email}",
+    tag = "contacts",
+    params(("email" = String, Path, description = "The email (compared trimmed and lower-cased)"), ContactQuery),
+    responses(
+        (status = 200, description = "The contact", body = Contact),
+        (status = 400, description = "Not an email address (`invalid_request`)", body = ErrorBody),
+        (status = 404, description = "No such contact in the workspace (`not_found`)", body = ErrorBody),
+    )
+)]
 async fn get_contact(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -248,6 +308,13 @@ pub fn contact_json(row: &crate::db::rows::ContactRow) -> serde_json::Value {
     })
 }
 
+/// Every connection, without its secrets.
+#[utoipa::path(
+    get,
+    path = "/admin/connections",
+    tag = "connections",
+    responses((status = 200, description = "Every connection", body = ConnectionList))
+)]
 async fn list_connections(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -259,6 +326,17 @@ async fn list_connections(
     Ok(Json(serde_json::json!({ "connections": views })))
 }
 
+/// One connection, without its secrets.
+#[utoipa::path(
+    get,
+    path = "/admin/connections/{id}",
+    tag = "connections",
+    params(("id" = String, Path, description = "The connection id")),
+    responses(
+        (status = 200, description = "The connection", body = ConnectionView),
+        (status = 404, description = "No such connection (`not_found`)", body = ErrorBody),
+    )
+)]
 async fn get_connection(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -306,13 +384,29 @@ pub(crate) fn json_error(what: &str, error: &serde_json::Error) -> AppError {
 }
 
 /// `?replace=true` on the create routes (connections, endpoints): overwrite an existing id.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(super) struct CreateQuery {
+    /// Overwrite an existing id (else 409).
     #[serde(default)]
     pub(super) replace: bool,
 }
 
+/// Create (or with `replace`, overwrite) a connection.
+///
 /// `POST /admin/connections` with the same keys as a `[[connections]]` table.
+#[utoipa::path(
+    post,
+    path = "/admin/connections",
+    tag = "connections",
+    params(CreateQuery),
+    request_body(content = ConnectionInput, description = "A connection; its secrets are write-only"),
+    responses(
+        (status = 201, description = "Saved; the registry serves it at once", body = ConnectionView),
+        (status = 400, description = "Invalid input, naming the key (`invalid_request`)", body = ErrorBody),
+        (status = 409, description = "The id exists and `replace` was not given (`conflict`)", body = ErrorBody),
+    )
+)]
 async fn create_connection(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -356,6 +450,17 @@ async fn create_connection(
         .into_response())
 }
 
+/// Deletes a connection; its receive URL answers 404 at once.
+#[utoipa::path(
+    delete,
+    path = "/admin/connections/{id}",
+    tag = "connections",
+    params(("id" = String, Path, description = "The connection id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such connection (`not_found`)", body = ErrorBody),
+    )
+)]
 async fn delete_connection(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -389,6 +494,17 @@ async fn set_enabled(
     )))
 }
 
+/// Disables a connection: its receive URL answers 404 until it is enabled.
+#[utoipa::path(
+    post,
+    path = "/admin/connections/{id}/disable",
+    tag = "connections",
+    params(("id" = String, Path, description = "The connection id")),
+    responses(
+        (status = 200, description = "The connection", body = ConnectionView),
+        (status = 404, description = "No such connection (`not_found`)", body = ErrorBody),
+    )
+)]
 async fn disable_connection(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -398,6 +514,17 @@ async fn disable_connection(
     set_enabled(&state, &id, false).await
 }
 
+/// Enables a connection.
+#[utoipa::path(
+    post,
+    path = "/admin/connections/{id}/enable",
+    tag = "connections",
+    params(("id" = String, Path, description = "The connection id")),
+    responses(
+        (status = 200, description = "The connection", body = ConnectionView),
+        (status = 404, description = "No such connection (`not_found`)", body = ErrorBody),
+    )
+)]
 async fn enable_connection(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -407,15 +534,34 @@ async fn enable_connection(
     set_enabled(&state, &id, true).await
 }
 
-#[derive(Debug, Deserialize)]
+/// A new secret for a connection (write-only).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = ConnectionRotation)]
 #[serde(deny_unknown_fields)]
 struct RotateBody {
+    /// The new secret; the old ones keep verifying unless `drop_old`.
+    #[schema(write_only)]
     secret: String,
+    /// Keep only the new secret.
     #[serde(default)]
     drop_old: bool,
 }
 
+/// Rotate a connection's secret.
+///
 /// `POST /admin/connections/<id>/rotate {"secret": "...", "drop_old": false}`.
+#[utoipa::path(
+    post,
+    path = "/admin/connections/{id}/rotate",
+    tag = "connections",
+    params(("id" = String, Path, description = "The connection id")),
+    request_body = RotateBody,
+    responses(
+        (status = 200, description = "The connection", body = ConnectionView),
+        (status = 400, description = "Invalid input (`invalid_request`)", body = ErrorBody),
+        (status = 404, description = "No such connection (`not_found`)", body = ErrorBody),
+    )
+)]
 async fn rotate_connection(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -10,25 +10,27 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use futures_util::Stream;
 use hookgate_providers::time::{format_rfc3339_ms, parse_rfc3339_ms};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::{authorize, Scope};
 use crate::db::rows::FireRow;
 use crate::db::FireFilter;
 use crate::error::AppError;
+use crate::http::openapi::{ErrorBody, Event as EventSchema, EventsPage, Trigger};
 use crate::AppState;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/events", get(list_events))
-        .route("/v1/events/stream", get(stream_events))
-        .route("/v1/webhooks/test", post(test_event))
-        .route("/v1/triggers", get(list_triggers))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_events))
+        .routes(routes!(stream_events))
+        .routes(routes!(test_event))
+        .routes(routes!(list_triggers))
 }
 
 /// A fire as the API shows it.
@@ -121,18 +123,38 @@ fn parse_cursor(text: &str) -> Result<i64, AppError> {
         .ok_or_else(|| AppError::Invalid("cursor is not a value this API returned".into()))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct EventsQuery {
+    /// Only this event type.
     event_type: Option<String>,
+    /// Only this workspace (a workspace-bound key: its own, 403 for another).
     workspace: Option<String>,
+    /// Fires stored after this time: Unix milliseconds or RFC 3339.
     after: Option<String>,
+    /// Fires stored before this time: Unix milliseconds or RFC 3339.
     before: Option<String>,
+    /// `nextCursor` of the previous page: fires after it.
     cursor: Option<String>,
+    /// Events per page (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
 }
 
+/// Events, oldest first.
+///
 /// `GET /v1/events`: fires oldest first after `cursor`; `nextCursor` resumes after the last one
 /// returned (it is always present, so a client can poll with it), `done` says no more are stored.
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "events",
+    params(EventsQuery),
+    responses(
+        (status = 200, description = "A page of events, oldest first", body = EventsPage),
+        (status = 400, description = "A filter, cursor or limit is not valid (`invalid_request`)", body = ErrorBody),
+    )
+)]
 async fn list_events(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -179,17 +201,37 @@ async fn list_events(
     })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct StreamQuery {
+    /// Only this event type.
     event_type: Option<String>,
+    /// Only this workspace (a workspace-bound key: its own, 403 for another).
     workspace: Option<String>,
+    /// Start after this event id (as `Last-Event-ID`).
     cursor: Option<String>,
 }
 
+/// Events as Server-Sent Events.
+///
 /// `GET /v1/events/stream`: fires as Server-Sent Events (`id:` = the cursor, `data:` = the fire),
 /// a `: heartbeat` comment every 2 s, resuming after `Last-Event-ID` (or `?cursor=`); without
 /// either it starts with the next fire. Fires committed by other processes sharing the database
 /// arrive too: the stream polls the store, and is woken at once by this process's pipeline.
+#[utoipa::path(
+    get,
+    path = "/v1/events/stream",
+    tag = "events",
+    params(
+        StreamQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event id"),
+    ),
+    responses(
+        (status = 200, description = "Server-Sent Events: `id:` the event id, `data:` the event JSON (an `Event`); a `: heartbeat` comment every 2 s", content_type = "text/event-stream", body = String),
+        (status = 400, description = "The cursor is not valid (`invalid_request`)", body = ErrorBody),
+        (status = 429, description = "The key has 8 streams open (`too_many_streams`)", body = ErrorBody),
+    )
+)]
 async fn stream_events(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -267,17 +309,35 @@ async fn stream_events(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+/// A test event.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = TestEventInput)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct TestBody {
+    /// `test.<name>`, at most 200 characters.
     event_type: String,
+    /// The payload (an `email` key links the contact).
     #[serde(default)]
+    #[schema(value_type = Object)]
     data: serde_json::Map<String, Value>,
+    /// Default `default` (a workspace-bound key: its own).
     workspace: Option<String>,
 }
 
+/// Create a test event.
+///
 /// `POST /v1/webhooks/test {"eventType":"test.ping","data":{...}}`: a test fire, delivered to
 /// lists and streams like any other (it is not added to the trigger catalog).
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks/test",
+    tag = "events",
+    request_body = TestBody,
+    responses(
+        (status = 201, description = "The test event, stored", body = EventSchema),
+        (status = 400, description = "Invalid input (`invalid_request`)", body = ErrorBody),
+    )
+)]
 async fn test_event(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -333,12 +393,23 @@ async fn test_event(
     Ok((StatusCode::CREATED, Json(fire_json(&fire))))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct TriggersQuery {
+    /// Only this workspace (a workspace-bound key: its own, 403 for another).
     workspace: Option<String>,
 }
 
+/// The trigger catalog.
+///
 /// `GET /v1/triggers`: every trigger seen, per workspace, with its payload schema.
+#[utoipa::path(
+    get,
+    path = "/v1/triggers",
+    tag = "events",
+    params(TriggersQuery),
+    responses((status = 200, description = "The trigger catalog", body = Vec<Trigger>))
+)]
 async fn list_triggers(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -4,10 +4,11 @@
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::delivery::endpoint::{EndpointInput, EndpointSpec};
 use crate::delivery::manage::{self, ManageError, Saved};
@@ -15,27 +16,25 @@ use crate::delivery::store::{self, DeliveryFilter, STATUSES};
 use crate::error::AppError;
 use crate::http::admin::{json_error, CreateQuery};
 use crate::http::api::parse_time;
+use crate::http::openapi::{
+    Delivery, DeliveryDetail, DeliveryPage, DeliveryStatus, EndpointCreated, EndpointList,
+    EndpointView, ErrorBody, Queued, Requeued, RotatedSecret, TestSend,
+};
 use crate::AppState;
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/admin/endpoints",
-            get(list_endpoints).post(create_endpoint),
-        )
-        .route(
-            "/admin/endpoints/{id}",
-            get(get_endpoint).delete(delete_endpoint),
-        )
-        .route("/admin/endpoints/{id}/enable", post(enable_endpoint))
-        .route("/admin/endpoints/{id}/disable", post(disable_endpoint))
-        .route("/admin/endpoints/{id}/rotate", post(rotate_endpoint))
-        .route("/admin/endpoints/{id}/test", post(test_endpoint))
-        .route("/admin/endpoints/{id}/replay", post(replay_endpoint))
-        .route("/admin/deliveries", get(list_deliveries))
-        .route("/admin/deliveries/requeue", post(requeue))
-        .route("/admin/deliveries/{id}", get(get_delivery))
-        .route("/admin/deliveries/{id}/resend", post(resend))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_endpoints, create_endpoint))
+        .routes(routes!(get_endpoint, delete_endpoint))
+        .routes(routes!(enable_endpoint))
+        .routes(routes!(disable_endpoint))
+        .routes(routes!(rotate_endpoint))
+        .routes(routes!(test_endpoint))
+        .routes(routes!(replay_endpoint))
+        .routes(routes!(list_deliveries))
+        .routes(routes!(requeue))
+        .routes(routes!(get_delivery))
+        .routes(routes!(resend))
 }
 
 async fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
@@ -67,6 +66,13 @@ async fn endpoint_row(state: &AppState, id: &str) -> Result<store::EndpointRow, 
         .ok_or(AppError::NotFound)
 }
 
+/// Every endpoint, without its secrets.
+#[utoipa::path(
+    get,
+    path = "/admin/endpoints",
+    tag = "endpoints",
+    responses((status = 200, description = "Every endpoint", body = EndpointList))
+)]
 async fn list_endpoints(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -81,6 +87,17 @@ async fn list_endpoints(
     Ok(Json(json!({ "items": items })))
 }
 
+/// One endpoint, without its secrets.
+#[utoipa::path(
+    get,
+    path = "/admin/endpoints/{id}",
+    tag = "endpoints",
+    params(("id" = String, Path, description = "The endpoint id")),
+    responses(
+        (status = 200, description = "The endpoint", body = EndpointView),
+        (status = 404, description = "No such endpoint (`not_found`)", body = ErrorBody),
+    )
+)]
 async fn get_endpoint(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -91,8 +108,22 @@ async fn get_endpoint(
     Ok(Json(manage::view(&row, key(&state), crate::now_ms())))
 }
 
+/// Create (or with `replace`, overwrite) an endpoint.
+///
 /// `POST /admin/endpoints` with the keys of an `[[endpoints]]` table. The answer carries the
 /// signing secret once when one was generated.
+#[utoipa::path(
+    post,
+    path = "/admin/endpoints",
+    tag = "endpoints",
+    params(CreateQuery),
+    request_body(content = EndpointInput, description = "An endpoint; its secrets are write-only"),
+    responses(
+        (status = 201, description = "Saved; `secret` when one was generated, this once", body = EndpointCreated),
+        (status = 400, description = "Invalid input naming the key (`invalid_request`), a transform that does not compile, or a refused destination (`destination_not_allowed`)", body = ErrorBody),
+        (status = 409, description = "The id exists and `replace` was not given (`conflict`)", body = ErrorBody),
+    )
+)]
 async fn create_endpoint(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -129,6 +160,17 @@ async fn create_endpoint(
     Ok((StatusCode::CREATED, Json(view)).into_response())
 }
 
+/// Deletes an endpoint.
+#[utoipa::path(
+    delete,
+    path = "/admin/endpoints/{id}",
+    tag = "endpoints",
+    params(("id" = String, Path, description = "The endpoint id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such endpoint (`not_found`)", body = ErrorBody),
+    )
+)]
 async fn delete_endpoint(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -152,6 +194,17 @@ async fn set_enabled(state: &AppState, id: &str, enabled: bool) -> Result<Json<V
     Ok(Json(manage::view(&row, key(state), now)))
 }
 
+/// Enables an endpoint: its paused deliveries are sent.
+#[utoipa::path(
+    post,
+    path = "/admin/endpoints/{id}/enable",
+    tag = "endpoints",
+    params(("id" = String, Path, description = "The endpoint id")),
+    responses(
+        (status = 200, description = "The endpoint", body = EndpointView),
+        (status = 404, description = "No such endpoint (`not_found`)", body = ErrorBody),
+    )
+)]
 async fn enable_endpoint(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -161,6 +214,17 @@ async fn enable_endpoint(
     set_enabled(&state, &id, true).await
 }
 
+/// Disables an endpoint: its deliveries are held (`paused`).
+#[utoipa::path(
+    post,
+    path = "/admin/endpoints/{id}/disable",
+    tag = "endpoints",
+    params(("id" = String, Path, description = "The endpoint id")),
+    responses(
+        (status = 200, description = "The endpoint", body = EndpointView),
+        (status = 404, description = "No such endpoint (`not_found`)", body = ErrorBody),
+    )
+)]
 async fn disable_endpoint(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -170,13 +234,31 @@ async fn disable_endpoint(
     set_enabled(&state, &id, false).await
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// A rotation; the body may be empty.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[schema(as = EndpointRotation)]
 #[serde(deny_unknown_fields)]
 struct RotateInput {
+    /// The new secret `whsec_<base64>` (default: generated).
+    #[schema(write_only)]
     secret: Option<String>,
 }
 
+/// Rotate an endpoint's signing secret.
+///
 /// `POST /admin/endpoints/<id>/rotate [{"secret": "whsec_..."}]` → the new secret, once.
+#[utoipa::path(
+    post,
+    path = "/admin/endpoints/{id}/rotate",
+    tag = "endpoints",
+    params(("id" = String, Path, description = "The endpoint id")),
+    request_body(content = Option<RotateInput>, description = "Optional; without it a secret is generated"),
+    responses(
+        (status = 200, description = "The new secret, shown this once; the old ones sign for 24 h more", body = RotatedSecret),
+        (status = 400, description = "Invalid input (`invalid_request`)", body = ErrorBody),
+        (status = 404, description = "No such endpoint (`not_found`)", body = ErrorBody),
+    )
+)]
 async fn rotate_endpoint(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -200,6 +282,17 @@ async fn rotate_endpoint(
     })))
 }
 
+/// Sends one signed `hookgate.test` event to the endpoint now, outside the queue.
+#[utoipa::path(
+    post,
+    path = "/admin/endpoints/{id}/test",
+    tag = "endpoints",
+    params(("id" = String, Path, description = "The endpoint id")),
+    responses(
+        (status = 200, description = "What the endpoint answered", body = TestSend),
+        (status = 404, description = "No such endpoint (`not_found`)", body = ErrorBody),
+    )
+)]
 async fn test_endpoint(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -212,13 +305,21 @@ async fn test_endpoint(
     Ok(Json(result))
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// A range of events or deliveries; the body may be empty. A replay takes `since`, `until`
+/// and `event_type` only.
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
+#[schema(as = DeliveryRange)]
 #[serde(deny_unknown_fields)]
 struct RangeInput {
+    /// Unix milliseconds or RFC 3339.
     since: Option<Value>,
+    /// Unix milliseconds or RFC 3339.
     until: Option<Value>,
+    /// Only this event type.
     event_type: Option<String>,
+    /// Requeue only: this endpoint's deliveries.
     endpoint: Option<String>,
+    /// Requeue only: deliveries with this status (e.g. `dead`).
     status: Option<String>,
 }
 
@@ -244,7 +345,22 @@ fn parse_range(body: &[u8], what: &str) -> Result<RangeInput, AppError> {
     serde_json::from_slice(body).map_err(|e| json_error(what, &e))
 }
 
-/// `POST /admin/endpoints/<id>/replay {"since","until","event_type"}` → `{"queued": n}`.
+/// Deliver a range of events again.
+///
+/// `POST /admin/endpoints/<id>/replay {"since","until","event_type"}` → `{"queued": n}`: every
+/// matching event in the range is delivered again, events from before the endpoint included.
+#[utoipa::path(
+    post,
+    path = "/admin/endpoints/{id}/replay",
+    tag = "endpoints",
+    params(("id" = String, Path, description = "The endpoint id")),
+    request_body(content = Option<RangeInput>, description = "`since`, `until`, `event_type`; optional"),
+    responses(
+        (status = 200, description = "Deliveries queued", body = Queued),
+        (status = 400, description = "Invalid input (`invalid_request`)", body = ErrorBody),
+        (status = 404, description = "No such endpoint (`not_found`)", body = ErrorBody),
+    )
+)]
 async fn replay_endpoint(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -284,7 +400,20 @@ fn check_status(status: Option<&str>) -> Result<(), AppError> {
     }
 }
 
-/// `POST /admin/deliveries/requeue {"endpoint","status","event_type","since","until"}`.
+/// Requeue the deliveries a filter matches.
+///
+/// `POST /admin/deliveries/requeue {"endpoint","status","event_type","since","until"}`: the
+/// matching deliveries start a fresh schedule.
+#[utoipa::path(
+    post,
+    path = "/admin/deliveries/requeue",
+    tag = "deliveries",
+    request_body(content = Option<RangeInput>, description = "Filters; optional"),
+    responses(
+        (status = 200, description = "Deliveries requeued", body = Requeued),
+        (status = 400, description = "Invalid input (`invalid_request`)", body = ErrorBody),
+    )
+)]
 async fn requeue(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -306,16 +435,36 @@ async fn requeue(
     Ok(Json(json!({ "requeued": n })))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only this endpoint's deliveries.
     endpoint: Option<String>,
+    /// Only deliveries with this status.
+    #[param(value_type = Option<DeliveryStatus>)]
     status: Option<String>,
+    /// Only this event type.
     event_type: Option<String>,
+    /// `next_cursor` of the previous page: older deliveries.
     cursor: Option<String>,
+    /// A delivery id: newer deliveries than it (for following).
     after: Option<String>,
+    /// Deliveries per page (default 50).
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<i64>,
 }
 
+/// Deliveries, newest first.
+#[utoipa::path(
+    get,
+    path = "/admin/deliveries",
+    tag = "deliveries",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of deliveries", body = DeliveryPage),
+        (status = 400, description = "A filter, cursor or limit is not valid (`invalid_request`)", body = ErrorBody),
+    )
+)]
 async fn list_deliveries(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -357,6 +506,17 @@ fn delivery_seq(id: &str) -> Result<i64, AppError> {
     crate::delivery::parse_delivery_id(id).ok_or(AppError::NotFound)
 }
 
+/// One delivery with its attempt log.
+#[utoipa::path(
+    get,
+    path = "/admin/deliveries/{id}",
+    tag = "deliveries",
+    params(("id" = String, Path, description = "The delivery id (`dlv_...`)")),
+    responses(
+        (status = 200, description = "The delivery", body = DeliveryDetail),
+        (status = 404, description = "No such delivery (`not_found`)", body = ErrorBody),
+    )
+)]
 async fn get_delivery(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -373,6 +533,17 @@ async fn get_delivery(
     Ok(Json(view))
 }
 
+/// Sends a delivery again now, whatever its status.
+#[utoipa::path(
+    post,
+    path = "/admin/deliveries/{id}/resend",
+    tag = "deliveries",
+    params(("id" = String, Path, description = "The delivery id (`dlv_...`)")),
+    responses(
+        (status = 200, description = "The delivery, queued", body = Delivery),
+        (status = 404, description = "No such delivery (`not_found`)", body = ErrorBody),
+    )
+)]
 async fn resend(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -15,27 +15,29 @@ use std::time::Duration;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::IntoResponse;
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
 use bytes::Bytes;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::{authorize, Principal, Scope};
 use crate::contacts::PayloadSchema;
 use crate::custom::{self, StoredFire, TriggerInput};
 use crate::db::{Db, FireWrite, IngestKind, NewIngest, WriteOutcome};
 use crate::error::AppError;
+use crate::http::openapi::{ErrorBody, FireResult, Trigger};
 use crate::AppState;
 
 /// How long a fire waits for its commit before answering 503.
 const STORE_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/triggers", post(define_trigger))
-        .route("/v1/fires", post(fire))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(define_trigger))
+        .routes(routes!(fire))
 }
 
 /// Per API key rate limits for the custom-event routes, with the gateway's default connection
@@ -124,8 +126,23 @@ pub async fn define(db: &Db, input: TriggerInput, now_ms: i64) -> Result<Defined
     })
 }
 
+/// Define or redefine a custom trigger.
+///
 /// `POST /v1/triggers {"id","workspace","payloadSchema":{"fields":[...]}}`: 201 when new, 200
 /// when redefined, 400 listing every problem of the definition.
+#[utoipa::path(
+    post,
+    path = "/v1/triggers",
+    tag = "custom",
+    request_body = TriggerInput,
+    responses(
+        (status = 201, description = "Defined", body = Trigger),
+        (status = 200, description = "Redefined", body = Trigger),
+        (status = 400, description = "Every problem of the definition with its path (`invalid_trigger`), or JSON that does not parse (`invalid_request`)", body = ErrorBody),
+        (status = 409, description = "The id is another source's trigger (`conflict`)", body = ErrorBody),
+        (status = 429, description = "The key's rate limit (`rate_limited`, with `Retry-After`)", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+    )
+)]
 async fn define_trigger(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -146,13 +163,20 @@ async fn define_trigger(
     Ok((status, Json(defined.json)))
 }
 
-#[derive(Debug, Deserialize)]
+/// A custom fire.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[schema(as = FireInput)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct FireBody {
+    /// A custom trigger of the workspace.
     trigger_event_id: String,
+    /// Default `default` (a workspace-bound key: its own).
     workspace: Option<String>,
+    /// A JSON object matching the trigger's payload schema.
     payload: Value,
+    /// Unique per workspace; or the `Idempotency-Key` header (one of them is required).
     idempotency_key: Option<String>,
+    /// When it happened: Unix milliseconds or RFC 3339 (default: now).
     occurred_at: Option<Value>,
 }
 
@@ -350,10 +374,28 @@ async fn commit(
     answer
 }
 
+/// Fire a custom event.
+///
 /// `POST /v1/fires {"triggerEventId","workspace","payload","idempotencyKey","occurredAt"}` (or
 /// the key in an `Idempotency-Key` header): 202 after the commit, 200 `duplicate`, 409 for a
 /// key reused with another fire, 400 for bad input (every payload error with its path), 404
 /// for a trigger that is not a custom trigger of the workspace.
+#[utoipa::path(
+    post,
+    path = "/v1/fires",
+    tag = "custom",
+    params(("Idempotency-Key" = Option<String>, Header, description = "The idempotency key, if not in the body")),
+    request_body = FireBody,
+    responses(
+        (status = 202, description = "Committed; processed afterwards (`accepted`)", body = FireResult),
+        (status = 200, description = "The key was used before for the same fire (`duplicate`, the first fire's id)", body = FireResult),
+        (status = 400, description = "Invalid input, or every payload error with its path (`invalid_payload`)", body = ErrorBody),
+        (status = 404, description = "Not a custom trigger of the workspace (`not_found`)", body = ErrorBody),
+        (status = 409, description = "The key was used for a different fire (`conflict`)", body = ErrorBody),
+        (status = 429, description = "The key's rate limit (`rate_limited`, with `Retry-After`)", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 503, description = "The store cannot commit (`store_unavailable`, with `Retry-After`)", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+    )
+)]
 async fn fire(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

@@ -6,14 +6,33 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 
+use crate::http::openapi::{Health, Readiness};
 use crate::AppState;
 
+/// The process is up.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "health",
+    responses((status = 200, description = "Up", body = Health))
+)]
 pub async fn healthz() -> impl IntoResponse {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
+/// Readiness: the store is reachable and writable.
+///
 /// Ready when the store answers a query and, if the last batch failed, a write probe succeeds
 /// (so readiness recovers by itself even when no traffic arrives to prove it).
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    responses(
+        (status = 200, description = "The store is reachable", body = Readiness),
+        (status = 503, description = "The store is not reachable or not writable", body = Readiness),
+    )
+)]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let backend = state.db.backend_name();
     let db = state.db.clone();
@@ -50,6 +69,13 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
+/// Prometheus metrics (OpenMetrics text).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "health",
+    responses((status = 200, description = "The metrics", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String))
+)]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(

@@ -8,40 +8,52 @@ pub mod api;
 pub mod delivery;
 pub mod fires;
 pub mod health;
+pub mod openapi;
 pub mod serve;
 pub mod webhook;
 
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::Scope;
 use crate::AppState;
 
-/// Every route of the gateway.
+/// Every route of the gateway: the documented routers (see [`openapi`]), the admin and API
+/// routes behind [`read_body_in_time`].
 pub fn router(state: AppState) -> Router {
+    let (public, _) = public_routes().split_for_parts();
+    let (api, _) = api_routes().split_for_parts();
     Router::new()
-        .route(
-            "/integrations/{provider}/webhook/{connection_id}",
-            post(webhook::receive),
-        )
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(health::metrics))
-        .merge(
-            admin::routes()
-                .merge(api::routes())
-                .merge(fires::routes())
-                .merge(delivery::routes())
-                .layer(middleware::from_fn_with_state(
-                    state.clone(),
-                    read_body_in_time,
-                )),
-        )
+        .merge(public)
+        .merge(api.layer(middleware::from_fn_with_state(
+            state.clone(),
+            read_body_in_time,
+        )))
         .fallback(|| async { crate::error::AppError::NotFound })
         .with_state(state)
+}
+
+/// The routes that need no bearer token: receiving, health, metrics and the OpenAPI document.
+fn public_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(webhook::receive))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
+        .routes(routes!(openapi::openapi_json))
+}
+
+/// The `/admin` and `/v1` routes: each checks its bearer token, and the middleware reads its
+/// body in time.
+fn api_routes() -> OpenApiRouter<AppState> {
+    admin::routes()
+        .merge(api::routes())
+        .merge(fires::routes())
+        .merge(delivery::routes())
 }
 
 /// The largest body an admin or API request may have (a connection definition, a test event).

@@ -22,8 +22,10 @@ use ipnet::IpNet;
 
 use crate::connections::ConnectionSpec;
 use crate::connections::Live;
+use crate::connections::ProviderName;
 use crate::db::{IngestKind, NewIngest, Outcome, WriteOutcome};
 use crate::error::AppError;
+use crate::http::openapi::{ErrorBody, ReceiveAnswer};
 use crate::metrics::{FailureLabels, ProviderLabels, RequestLabels};
 use crate::AppState;
 
@@ -197,7 +199,34 @@ impl Delivery<'_> {
     }
 }
 
+/// Receive a provider's webhook delivery.
+///
 /// The receive handler.
+#[utoipa::path(
+    post,
+    path = "/integrations/{provider}/webhook/{connection_id}",
+    tag = "receive",
+    description = "A provider's webhook delivery. It is verified on its raw bytes (the \
+        provider's signature, or a shared secret and an allowlist), stored, and answered only \
+        after the commit. The body is whatever the provider sends; its `Content-Type` is not \
+        checked.",
+    params(
+        ("provider" = ProviderName, Path, description = "The provider the connection is for"),
+        ("connection_id" = String, Path, description = "The connection id, `[A-Za-z0-9_-]{1,64}`"),
+    ),
+    request_body(content = Object, description = "The provider's payload, as it signed it", content_type = "application/json"),
+    responses(
+        (status = 200, description = "Stored (`accepted`, or `ignored` for an unmapped type) or a retry of a stored event (`duplicate`)", body = ReceiveAnswer),
+        (status = 400, description = "Verified, but not the JSON the provider sends (`invalid_json`, `unexpected_payload`)", body = ErrorBody),
+        (status = 401, description = "Not authentic: `missing_signature_header`, `invalid_signature_header`, `signature_mismatch`, `timestamp_too_old`, `timestamp_too_new`, `missing_credentials`, `credentials_mismatch`, `no_secret_configured`", body = ErrorBody),
+        (status = 403, description = "The client address is outside `allow_ips` (`ip_not_allowed`)", body = ErrorBody),
+        (status = 404, description = "Unknown, disabled or other-provider connection, or unknown provider (`not_found`)", body = ErrorBody),
+        (status = 408, description = "The body stalled past `body_timeout_secs` (`body_timeout`)", body = ErrorBody),
+        (status = 413, description = "The body is over `max_body_bytes` (`body_too_large`)", body = ErrorBody),
+        (status = 429, description = "The connection's rate limit (`rate_limited`, with `Retry-After`); for Brevo also a store outage", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 503, description = "The store cannot commit (`store_unavailable`, with `Retry-After`)", body = ErrorBody, headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+    )
+)]
 pub async fn receive(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

@@ -13,6 +13,7 @@ mod custom;
 mod delivery;
 mod fidelity;
 mod lingering;
+mod openapi;
 mod operations;
 mod operator_cli;
 mod outage;
