@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod console;
 pub mod delivery;
 pub mod fires;
 pub mod health;
@@ -30,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
+        .merge(console::routes(state.clone()))
         .merge(
             admin::routes()
                 .merge(api::routes())
