@@ -110,11 +110,12 @@ impl Drop for Driver {
     }
 }
 
-/// Where screenshots go.
-fn screenshot_dir(tmp: &Path) -> PathBuf {
+/// Where screenshots go (the repository's copies come from the SQLite run only, so the two
+/// runs never write the same file at once).
+fn screenshot_dir(tmp: &Path, backend: &Backend) -> PathBuf {
     #[expect(clippy::disallowed_methods, reason = "tests read their own settings")]
     let update = std::env::var("HOOKGATE_UPDATE_SCREENSHOTS").is_ok_and(|v| v == "1");
-    if update {
+    if update && matches!(backend, Backend::Sqlite) {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots")
     } else {
         tmp.join("screenshots")
@@ -413,7 +414,7 @@ secrets = ["{STRIPE_SECRET}"]
     let driver = Driver::start().await;
     let profile = tempfile::tempdir().expect("profile");
     let browser = driver.browser(profile.path()).await;
-    let shots = screenshot_dir(dir.path());
+    let shots = screenshot_dir(dir.path(), &backend);
     browser.set_window_size(1280, 900).await.expect("size");
 
     browser
@@ -469,7 +470,6 @@ secrets = ["{STRIPE_SECRET}"]
         .expect("the live tail shows the new request");
     until_text(&browser, "invoice.paid", false).await;
     check_page(&browser, "ingest log").await;
-    shoot(&browser, &shots, "ingest-log").await;
 
     // Open it: verification, timings, processing, contact, fires, headers, body.
     click(&browser, &format!("{row} a")).await;
@@ -629,6 +629,22 @@ secrets = ["{STRIPE_SECRET}"]
         .expect("contacts");
     until_text(&browser, "stripe_customer_id", false).await;
     check_page(&browser, "contacts").await;
+
+    // A forged request is logged as rejected, with its reason.
+    let forged = http
+        .post(&receive)
+        .header("stripe-signature", "t=1,v1=00")
+        .body("{}")
+        .send()
+        .await
+        .expect("forged");
+    assert_eq!(forged.status(), 401);
+    browser
+        .goto(&format!("{base}/console/ingest"))
+        .await
+        .expect("ingest");
+    until_text(&browser, "timestamp_too_old", true).await;
+    shoot(&browser, &shots, "ingest-log").await;
 
     // A phone-sized window: no sideways scrolling, the navigation wraps.
     browser.set_window_size(390, 844).await.expect("size");
