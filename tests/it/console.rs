@@ -377,6 +377,58 @@ secrets = ["{STRIPE_SECRET}"]
         .expect("post");
     assert_eq!(stranger.status(), 403);
     assert_eq!(stranger.headers()["connection"], "close");
+    let view = http
+        .get(format!("{base}/admin/connections/stripe-live"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("admin")
+        .json::<Value>()
+        .await
+        .expect("json");
+    assert_eq!(
+        view["enabled"],
+        json!(true),
+        "a refused form changes nothing"
+    );
+    // An admin-scoped API key signs in; a key without the scope is told so; revoking the key
+    // ends its session at the next request.
+    let (ok, admin_key, err) =
+        run(hookgate(dir.path(), &db)
+            .args(["keys", "create", "--scope", "admin", "--name", "console"]));
+    assert!(ok, "{err}");
+    let admin_key = admin_key.trim().to_owned();
+    let (ok, read_key, err) =
+        run(hookgate(dir.path(), &db).args(["keys", "create", "--scope", "webhooks:read"]));
+    assert!(ok, "{err}");
+    let narrow = sign_in_over_http(&http, &base, read_key.trim(), &[]).await;
+    assert_eq!(narrow.status(), 403);
+    assert!(narrow
+        .text()
+        .await
+        .expect("text")
+        .contains("does not have the admin scope"));
+    let keyed = sign_in_over_http(&http, &base, &admin_key, &[]).await;
+    let keyed = session_cookie(&keyed).expect("a key signs in");
+    let keyed = keyed.split(';').next().expect("pair").to_owned();
+    let page = |cookie: String| {
+        let http = http.clone();
+        let url = format!("{base}/console/triggers");
+        async move {
+            http.get(url)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .expect("page")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(page(keyed.clone()).await, 200);
+    let key_id = admin_key.split('_').nth(1).expect("key id").to_owned();
+    let (ok, _, err) = run(hookgate(dir.path(), &db).args(["keys", "revoke", &key_id]));
+    assert!(ok, "{err}");
+    assert_eq!(page(keyed).await, 303, "a revoked key's session ends");
     // Behind the trusted proxy over https the cookie is Secure.
     let proxied = sign_in_over_http(
         &http,
