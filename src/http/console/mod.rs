@@ -244,6 +244,12 @@ impl Console {
     /// The session of a request, if its cookie names one that is open and its credential is
     /// still good (a revoked or expired API key ends its sessions).
     async fn session(&self, headers: &HeaderMap) -> Option<(Session, [u8; 32])> {
+        self.lookup(headers, false).await
+    }
+
+    /// As [`Console::session`]; with `take_flash` the session's message is handed over once (a
+    /// page shows it; live-tail polls and form posts leave it for the page).
+    async fn lookup(&self, headers: &HeaderMap, take_flash: bool) -> Option<(Session, [u8; 32])> {
         let key = session_key(cookie(headers, SESSION_COOKIE)?);
         let session = {
             let mut sessions = self
@@ -257,7 +263,9 @@ impl Console {
                 return None;
             }
             let found = session.clone();
-            session.flash = None;
+            if take_flash {
+                session.flash = None;
+            }
             found
         };
         if !session.principal.still_valid(&self.app).await {
@@ -269,7 +277,7 @@ impl Console {
 
     /// The session of a page request, or a redirect to the sign-in page.
     async fn page_session(&self, headers: &HeaderMap) -> Result<Session, Response> {
-        match self.session(headers).await {
+        match self.lookup(headers, true).await {
             Some((session, _)) => Ok(session),
             None => Err(Redirect::to("/console/sign-in").into_response()),
         }
@@ -380,3 +388,47 @@ impl Console {
 
 /// The peer address, as the accept loop provides it.
 type Peer = ConnectInfo<SocketAddr>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_forms_and_https() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; hookgate_console=abc; hookgate_console_login=def"),
+        );
+        assert_eq!(cookie(&headers, SESSION_COOKIE), Some("abc"));
+        assert_eq!(cookie(&headers, LOGIN_COOKIE), Some("def"));
+        assert_eq!(cookie(&headers, "missing"), None);
+
+        let form = Form::parse(b"csrf=x%20y&empty=&drop_old=1&secret=+s3cret+");
+        assert_eq!(form.get("csrf"), Some("x y"));
+        assert_eq!(form.get("empty"), None);
+        assert!(form.checked("drop_old") && !form.checked("absent"));
+        assert_eq!(form.text("secret").as_deref(), Some("s3cret"));
+
+        let proxy: ipnet::IpNet = "10.0.0.0/8".parse().expect("net");
+        let mut forwarded = HeaderMap::new();
+        forwarded.insert("x-forwarded-proto", HeaderValue::from_static("https"));
+        let from_proxy: SocketAddr = "10.1.2.3:5000".parse().expect("addr");
+        let stranger: SocketAddr = "192.0.2.1:5000".parse().expect("addr");
+        assert!(over_https(from_proxy, &forwarded, &[proxy]));
+        assert!(
+            !over_https(stranger, &forwarded, &[proxy]),
+            "only a trusted proxy is believed"
+        );
+        assert!(!over_https(from_proxy, &HeaderMap::new(), &[proxy]));
+
+        let set = set_cookie(SESSION_COOKIE, "v", 60, true);
+        assert_eq!(
+            set.to_str().expect("text"),
+            "hookgate_console=v; Path=/console; Max-Age=60; HttpOnly; SameSite=Strict; Secure"
+        );
+        let a = random_token();
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, random_token());
+    }
+}
