@@ -176,6 +176,18 @@ async fn until_element(browser: &Client, css: &str) {
     }
 }
 
+/// Waits until the loopback receiver has had `n` requests on `/ok-console`.
+async fn until_received(receivers: &crate::delivery::Receivers, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while receivers.got("ok-console").len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "the receiver never got {n} requests"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn fill(browser: &Client, css: &str, value: &str) {
     let input = browser.find(Locator::Css(css)).await.expect(css);
     input.clear().await.expect("clear");
@@ -655,10 +667,39 @@ secrets = ["{STRIPE_SECRET}"]
         attempts.contains("200") && attempts.contains("succeeded"),
         "{attempts}"
     );
-    assert!(
-        receivers.got("ok-console").len() >= 2,
+    assert_eq!(
+        receivers.got("ok-console").len(),
+        2,
         "the receiver got the test event and the delivery"
     );
+    // Resend it; requeue dead deliveries (there are none); replay an event from before the
+    // endpoint existed.
+    click(&browser, "form[action$=\"/resend\"] button").await;
+    until_text(&browser, "Queued to be sent again now.", false).await;
+    until_received(&receivers, 3).await;
+    browser
+        .goto(&format!("{base}/console/deliveries?endpoint=my-app"))
+        .await
+        .expect("deliveries");
+    click(
+        &browser,
+        "form[action=\"/console/deliveries/requeue\"] button",
+    )
+    .await;
+    until_text(&browser, "0 deliveries requeued.", false).await;
+    click(&browser, "nav a[href=\"/console/endpoints\"]").await;
+    click(&browser, "article.endpoint details summary").await;
+    fill(&browser, "#type-my-app", "stripe.invoice.paid").await;
+    click(
+        &browser,
+        "form[action=\"/console/endpoints/my-app/replay\"] button",
+    )
+    .await;
+    until_text(&browser, "1 event(s) queued again for my-app.", false).await;
+    until_received(&receivers, 4).await;
+    let replayed: Value =
+        serde_json::from_slice(&receivers.got("ok-console")[3].body).expect("json");
+    assert_eq!(replayed["type"], "stripe.invoice.paid");
 
     // The other pages render with what exists.
     browser
@@ -712,6 +753,19 @@ secrets = ["{STRIPE_SECRET}"]
         .await
         .expect("record");
     check_page(&browser, "record at 390 px").await;
+    for page in [
+        "connections",
+        "endpoints",
+        "deliveries",
+        "events",
+        "triggers",
+    ] {
+        browser
+            .goto(&format!("{base}/console/{page}"))
+            .await
+            .expect("page");
+        check_page(&browser, &format!("{page} at 390 px")).await;
+    }
 
     // Sign out: the session is gone for the browser and for its cookie.
     let cookie = browser
