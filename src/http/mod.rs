@@ -5,6 +5,7 @@
 
 pub mod admin;
 pub mod api;
+pub mod console;
 pub mod delivery;
 pub mod fires;
 pub mod health;
@@ -33,6 +34,7 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             read_body_in_time,
         )))
+        .merge(console::routes(state.clone()))
         .fallback(|| async { crate::error::AppError::NotFound })
         .with_state(state)
 }

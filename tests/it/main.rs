@@ -8,6 +8,7 @@ mod bad_input;
 mod bench_smoke;
 mod cli;
 mod cluster;
+mod console;
 mod crash;
 mod custom;
 mod delivery;
