@@ -9,6 +9,8 @@
 //! transaction with a pause after it, so the receive path's group commits are never held up for
 //! long; `hookgate purge [--dry-run]` runs the same steps once.
 //!
+//! Drains' feed rows older than `ingest_days` (records a sink refused that long) go too.
+//!
 //! The steps are data ([`STEPS`]): the outbound deliveries' retention (`deliveries_days`) is one
 //! more entry once a deliveries table exists.
 
@@ -119,6 +121,41 @@ macro_rules! purge_step {
     }};
 }
 
+/// What `hookgate purge` calls the drain feed's rows. A drain deletes its rows as its sink
+/// accepts them, so only the records of a drain whose sink has refused them for `ingest_days`
+/// are left for this step.
+pub const DRAIN_FEED: &str = "drain records never accepted by their sink";
+
+macro_rules! purge_drain_feed {
+    ($pool:expr, $cutoff:expr, $dry_run:expr) => {{
+        let pool = $pool;
+        if $dry_run {
+            let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM drain_outbox WHERE at < $1")
+                .bind($cutoff)
+                .fetch_one(pool)
+                .await?;
+            u64::try_from(count).unwrap_or(0)
+        } else {
+            let mut total = 0_u64;
+            loop {
+                let done = sqlx::query(&format!(
+                    "DELETE FROM drain_outbox WHERE seq IN \
+                     (SELECT seq FROM drain_outbox WHERE at < $1 ORDER BY at LIMIT {BATCH})"
+                ))
+                .bind($cutoff)
+                .execute(pool)
+                .await?;
+                total += done.rows_affected();
+                if done.rows_affected() < BATCH as u64 {
+                    break;
+                }
+                tokio::time::sleep(BATCH_PAUSE).await;
+            }
+            total
+        }
+    }};
+}
+
 /// Runs every step once at `now_ms`; with `dry_run`, only counts.
 ///
 /// # Errors
@@ -143,6 +180,17 @@ pub async fn purge(
             rows,
         });
     }
+    let days = retention.ingest_days;
+    let cut = now_ms.saturating_sub(i64::from(days) * DAY_MS);
+    let rows = match db {
+        Db::Sqlite { writer, .. } => purge_drain_feed!(writer, cut, dry_run),
+        Db::Postgres(pool) => purge_drain_feed!(pool, cut, dry_run),
+    };
+    out.push(Purged {
+        what: DRAIN_FEED,
+        days,
+        rows,
+    });
     Ok(out)
 }
 

@@ -112,6 +112,7 @@ impl fmt::Debug for FileConfig {
             .field("unknown_id_log_per_minute", &self.unknown_id_log_per_minute)
             .field("retention", &self.retention)
             .field("connections", &self.connections)
+            .field("drains", &self.drains)
             .finish_non_exhaustive()
     }
 }

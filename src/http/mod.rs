@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod api;
 pub mod delivery;
+pub mod drains;
 pub mod fires;
 pub mod health;
 pub mod serve;
@@ -35,6 +36,7 @@ pub fn router(state: AppState) -> Router {
                 .merge(api::routes())
                 .merge(fires::routes())
                 .merge(delivery::routes())
+                .merge(drains::routes())
                 .layer(middleware::from_fn_with_state(
                     state.clone(),
                     read_body_in_time,

@@ -11,6 +11,7 @@ mod cluster;
 mod crash;
 mod custom;
 mod delivery;
+mod drains;
 mod fidelity;
 mod lingering;
 mod operations;
