@@ -36,17 +36,17 @@ const CLIENT_AUTH: &str = "Bearer client-auth-value-0123456789";
 
 /// One request a sink got, with the status it answered.
 #[derive(Debug, Clone)]
-struct Got {
-    path: String,
-    headers: HeaderMap,
-    body: Vec<u8>,
-    status: u16,
+pub struct Got {
+    pub path: String,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+    pub status: u16,
 }
 
 /// A loopback sink: answers `status` (shared, changeable) on `/v1/logs` and `/http`, 200 on
 /// `/endpoint` (the delivery endpoint).
 #[derive(Clone)]
-struct Sink {
+pub struct Sink {
     log: Arc<Mutex<Vec<Got>>>,
     status: Arc<AtomicU16>,
 }
@@ -74,7 +74,7 @@ async fn sink_receive(
 }
 
 impl Sink {
-    async fn start() -> (Sink, SocketAddr) {
+    pub async fn start() -> (Sink, SocketAddr) {
         let sink = Sink {
             log: Arc::default(),
             status: Arc::new(AtomicU16::new(200)),
@@ -96,7 +96,7 @@ impl Sink {
         self.status.store(status, Ordering::SeqCst);
     }
 
-    fn got(&self, path: &str) -> Vec<Got> {
+    pub fn got(&self, path: &str) -> Vec<Got> {
         self.log
             .lock()
             .expect("lock")
@@ -107,7 +107,7 @@ impl Sink {
     }
 
     /// The records of every batch on `path` the sink accepted (2xx), flattened.
-    fn accepted(&self, path: &str) -> Vec<Rec> {
+    pub fn accepted(&self, path: &str) -> Vec<Rec> {
         self.got(path)
             .iter()
             .filter(|g| (200..300).contains(&g.status))
@@ -118,9 +118,9 @@ impl Sink {
 
 /// A drained record: its kind and its attributes as strings.
 #[derive(Debug, Clone)]
-struct Rec {
-    kind: String,
-    attrs: HashMap<String, String>,
+pub struct Rec {
+    pub kind: String,
+    pub attrs: HashMap<String, String>,
 }
 
 impl Rec {
