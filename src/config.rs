@@ -664,6 +664,9 @@ user_id_column = "id"
             ("secrets = [\"${HOOKGATE_SURELY_UNSET_VAR}\"]", "HOOKGATE_SURELY_UNSET_VAR"),
             ("secret_key = \"too-short\"", "HOOKGATE_SECRET_KEY"),
             ("secret_key = \"00112233\"", "secret_key"),
+            ("[[drains]]\nid = \"d\"\nkind = \"otlp\"\nurl = \"http://x\"", "drains[0].kind"),
+            ("[[drains]]\nid = \"d\"\nkind = \"otlp_http\"\nurl = \"http://x\"\nendpoint = \"y\"", "endpoint"),
+            ("[[drains]]\nid = \"d\"\nkind = \"http\"\nurl = \"http://x\"", "drains[0].secret"),
         ];
         for (text, needle) in cases {
             let err = load(text).expect_err(text);

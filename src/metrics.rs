@@ -201,7 +201,7 @@ impl Metrics {
         let drain_queued = Family::<DrainLabels, Gauge>::default();
         registry.register(
             "drain_queued_records",
-            "A drain's unsent records (counted up to one million)",
+            "A drain's unsent records (counted up to 100 000)",
             drain_queued.clone(),
         );
         Metrics {

@@ -138,15 +138,26 @@ macro_rules! purge_drain_feed {
         } else {
             let mut total = 0_u64;
             loop {
+                // The feed has no index on `at` (one index less on the receive path's extra
+                // write): rows are appended in time order, so the old ones are the first in
+                // `seq` order, and a feed whose first row is recent has nothing to purge.
+                let first: Option<i64> =
+                    sqlx::query_scalar("SELECT at FROM drain_outbox ORDER BY seq LIMIT 1")
+                        .fetch_optional(pool)
+                        .await?;
+                if first.is_none_or(|at| at >= $cutoff) {
+                    break;
+                }
                 let done = sqlx::query(&format!(
                     "DELETE FROM drain_outbox WHERE seq IN \
-                     (SELECT seq FROM drain_outbox WHERE at < $1 ORDER BY at LIMIT {BATCH})"
+                     (SELECT seq FROM (SELECT seq, at FROM drain_outbox ORDER BY seq LIMIT {BATCH}) AS head \
+                      WHERE at < $1)"
                 ))
                 .bind($cutoff)
                 .execute(pool)
                 .await?;
                 total += done.rows_affected();
-                if done.rows_affected() < BATCH as u64 {
+                if done.rows_affected() == 0 {
                     break;
                 }
                 tokio::time::sleep(BATCH_PAUSE).await;

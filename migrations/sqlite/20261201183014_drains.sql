@@ -36,7 +36,6 @@ CREATE TABLE drain_outbox (
     at           BIGINT NOT NULL                 -- epoch ms of the record
 );
 CREATE INDEX drain_outbox_by_drain ON drain_outbox (drain_id, seq);
-CREATE INDEX drain_outbox_by_time ON drain_outbox (at);
 
 CREATE TRIGGER drain_ingest AFTER INSERT ON ingest
 BEGIN

@@ -38,9 +38,9 @@ const LEASE: Duration = Duration::from_secs(30);
 /// One request's time limit.
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// Queued records are counted up to this many (the count stays cheap in a long outage).
-pub const LAG_COUNT_CAP: i64 = 1_000_000;
+pub const LAG_COUNT_CAP: i64 = 100_000;
 /// How often the queued count is refreshed.
-const LAG_REFRESH: Duration = Duration::from_secs(5);
+const LAG_REFRESH: Duration = Duration::from_secs(10);
 
 fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX / 4)
@@ -248,6 +248,18 @@ pub async fn run(inner: Weak<Inner>, drains: Arc<Drains>, spec: DrainSpec, worke
                 s.last_error = Some(failure);
                 s.last_error_at = Some(at);
             });
+            // The held batch's oldest record keeps ageing while the sink is down.
+            metrics
+                .drain_lag
+                .get_or_create(&labels)
+                .set(oldest.map_or(0, |o| (at - o).max(0) / 1000));
+            if last_count.is_none_or(|t| t.elapsed() >= LAG_REFRESH) {
+                last_count = Some(Instant::now());
+                if let Ok(n) = store::queued(&db, &id, LAG_COUNT_CAP).await {
+                    drains.update(&id, |s| s.queued = Some(n));
+                    metrics.drain_queued.get_or_create(&labels).set(n);
+                }
+            }
             if !wait(&inner, &drains, &id, delay).await {
                 return;
             }

@@ -704,3 +704,70 @@ async fn drain_survives_sigkill_without_losing_records(backend: Backend) {
     );
     gw.server.stop();
 }
+
+backend_tests!(feed_rows_a_sink_never_accepted_are_purged_with_retention);
+
+/// A drain whose sink is dead keeps its records for `ingest_days`, then the retention purge
+/// removes them like the payloads it covers; before that nothing is purged.
+async fn feed_rows_a_sink_never_accepted_are_purged_with_retention(backend: Backend) {
+    use hookgate::retention::{purge, Retention, DRAIN_FEED};
+    const SECRET: &str = "whsec_drain_retention";
+    let dead = hookgate::drains::DrainInput {
+        id: "dead".into(),
+        kind: "otlp_http".into(),
+        url: "http://127.0.0.1:9".into(),
+        ..Default::default()
+    }
+    .build()
+    .expect("a valid drain");
+    let app = crate::support::TestApp::builder(backend)
+        .connection("stripe", ProviderId::Stripe, &[SECRET])
+        .config(|c| c.drains = vec![dead])
+        .start()
+        .await;
+    let event = json!({"id": "evt_feed", "object": "event", "type": "customer.updated", "created": 1_700_000_000,
+        "data": {"object": {"id": "cus_f", "object": "customer", "email": "feed@example.com", "name": "Fe Ed"}}})
+    .to_string()
+    .into_bytes();
+    app.deliver(
+        ProviderId::Stripe,
+        "stripe",
+        &event,
+        SECRET,
+        crate::support::now_options(),
+    )
+    .await
+    .assert_outcome("accepted");
+    crate::pipeline::settle(&app.store.db).await;
+    let db = &app.store.db;
+    // The ingest record and the processing outcome wait for the dead sink.
+    let queued = hookgate::drains::store::queued(db, "dead", 100)
+        .await
+        .expect("count");
+    assert_eq!(queued, 2);
+    let feed = |p: &[hookgate::retention::Purged]| {
+        p.iter()
+            .find(|p| p.what == DRAIN_FEED)
+            .map(|p| p.rows)
+            .expect("a drain feed step")
+    };
+    let now = hookgate::now_ms();
+    let retention = Retention::default();
+    assert_eq!(
+        feed(&purge(db, &retention, now, false).await.expect("purge")),
+        0
+    );
+    let later = now + 31 * 86_400_000;
+    assert_eq!(
+        feed(&purge(db, &retention, later, true).await.expect("dry run")),
+        2
+    );
+    assert_eq!(
+        feed(&purge(db, &retention, later, false).await.expect("purge")),
+        2
+    );
+    let queued = hookgate::drains::store::queued(db, "dead", 100)
+        .await
+        .expect("count");
+    assert_eq!(queued, 0);
+}
