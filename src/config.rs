@@ -176,6 +176,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub endpoints: Vec<crate::delivery::endpoint::EndpointInput>,
     pub delivery: Option<crate::delivery::endpoint::FileDelivery>,
+    #[serde(default)]
+    pub drains: Vec<crate::drains::DrainInput>,
 }
 
 /// Reads the `[[connections]]` tables, naming the one an error is in (`connections[2]: ...`).
@@ -241,6 +243,8 @@ pub struct Config {
     pub delivery: crate::delivery::endpoint::DeliverySettings,
     /// Endpoints declared in the config file (`[[endpoints]]`), upserted at start.
     pub endpoints: Vec<crate::delivery::endpoint::EndpointSpec>,
+    /// Drains declared in the config file (`[[drains]]`); the store's list is made to match.
+    pub drains: Vec<crate::drains::DrainSpec>,
 }
 
 impl fmt::Debug for Config {
@@ -271,6 +275,7 @@ impl fmt::Debug for Config {
             .field("connections", &self.connections)
             .field("delivery", &self.delivery)
             .field("endpoints", &self.endpoints)
+            .field("drains", &self.drains)
             .finish()
     }
 }
@@ -300,6 +305,7 @@ impl Config {
             connections: Vec::new(),
             delivery: crate::delivery::endpoint::DeliverySettings::default(),
             endpoints: Vec::new(),
+            drains: Vec::new(),
         }
     }
 
@@ -429,6 +435,7 @@ impl Config {
         let delivery =
             crate::delivery::endpoint::DeliverySettings::from_file(file.delivery.as_ref())?;
         let endpoints = crate::delivery::endpoint::from_file(&file.endpoints, &delivery.policy)?;
+        let drains = crate::drains::from_file(&file.drains)?;
         Ok(Config {
             listen,
             database_url,
@@ -457,6 +464,7 @@ impl Config {
             connections,
             delivery,
             endpoints,
+            drains,
         })
     }
 }
@@ -708,6 +716,9 @@ user_id_column = "id"
             ("secrets = [\"${HOOKGATE_SURELY_UNSET_VAR}\"]", "HOOKGATE_SURELY_UNSET_VAR"),
             ("secret_key = \"too-short\"", "HOOKGATE_SECRET_KEY"),
             ("secret_key = \"00112233\"", "secret_key"),
+            ("[[drains]]\nid = \"d\"\nkind = \"otlp\"\nurl = \"http://x\"", "drains[0].kind"),
+            ("[[drains]]\nid = \"d\"\nkind = \"otlp_http\"\nurl = \"http://x\"\nendpoint = \"y\"", "endpoint"),
+            ("[[drains]]\nid = \"d\"\nkind = \"http\"\nurl = \"http://x\"", "drains[0].secret"),
         ];
         for (text, needle) in cases {
             let err = load(text).expect_err(text);

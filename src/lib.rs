@@ -13,6 +13,8 @@
 //! - [`resolution`]: identity resolution and status decisions for a batch, pure code over a
 //!   snapshot the store reads up front.
 //! - [`metrics`]: Prometheus metrics.
+//! - [`drains`]: `[[drains]]`, streaming ingest, delivery and processing records to an
+//!   observability sink (OTLP/HTTP or signed JSON).
 //! - [`retention`]: what the store forgets and when (`[retention]`, `hookgate purge`).
 //! - [`policy`]: shared security rules (shared-secret length, event-time skew).
 //! - [`cli`]: the command line, one file per subcommand with its arguments and its handler.
@@ -29,6 +31,7 @@ pub mod crypto;
 pub mod custom;
 pub mod db;
 pub mod delivery;
+pub mod drains;
 pub mod error;
 pub mod http;
 pub mod ingest;
@@ -90,6 +93,8 @@ pub struct Inner {
     pub unknown_log: http::webhook::UnknownIdLog,
     /// Open event streams per API key (capped).
     pub open_streams: http::api::OpenStreams,
+    /// The config file's drains and their live state.
+    pub drains: Arc<drains::Drains>,
 }
 
 impl std::ops::Deref for AppState {
@@ -173,6 +178,9 @@ impl Gateway {
                 tracing::info!(endpoint = %spec.id, "endpoint stored with a generated signing secret; run `hookgate endpoints rotate {}` to get one you can copy", spec.id);
             }
         }
+        drains::store::sync(&db, &config.drains, now)
+            .await
+            .context("cannot store the config file's drains")?;
         // A connection whose secrets this process cannot read would silently answer 404: refuse
         // to start instead, naming it and saying which key to set.
         connections::check_readable(&db, config.secret_key.as_ref()).await?;
@@ -208,6 +216,7 @@ impl Gateway {
                 )));
             }
         }
+        let drain_set = Arc::new(drains::Drains::new(config.drains.clone()));
         let state = AppState {
             inner: Arc::new(Inner {
                 db,
@@ -223,8 +232,19 @@ impl Gateway {
                 pipeline,
                 unknown_log,
                 open_streams: http::api::OpenStreams::default(),
+                drains: drain_set,
             }),
         };
+        // Each drain is a task of its own, beside receiving and delivery.
+        for spec in &state.drains.specs {
+            let worker = format!("{}-{}", std::process::id(), ulid::Ulid::new());
+            workers.push(tokio::spawn(drains::worker::run(
+                Arc::downgrade(&state.inner),
+                Arc::clone(&state.drains),
+                spec.clone(),
+                worker,
+            )));
+        }
         if run_workers {
             let worker = format!("{}-{}", std::process::id(), ulid::Ulid::new());
             workers.push(tokio::spawn(delivery::worker::run(

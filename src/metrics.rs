@@ -46,8 +46,28 @@ pub struct EndpointLabels {
     pub endpoint: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DrainLabels {
+    pub drain: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DrainFailLabels {
+    pub drain: String,
+    /// `retried` (429, 502, 503, 504, no answer) or `paused` (any other answer).
+    pub action: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
+    /// Records a drain's sink accepted (2xx), per drain.
+    pub drain_records_sent: Family<DrainLabels, Counter>,
+    /// Drain batches that failed, per drain and what the drain did next.
+    pub drain_batches_failed: Family<DrainFailLabels, Counter>,
+    /// Age in seconds of a drain's oldest unsent record (0 when it is caught up).
+    pub drain_lag: Family<DrainLabels, Gauge>,
+    /// A drain's unsent records (counted up to a cap).
+    pub drain_queued: Family<DrainLabels, Gauge>,
     /// Delivery attempts by endpoint and outcome (succeeded, failed, dead, skipped).
     pub deliveries: Family<DeliveryLabels, Counter>,
     /// Event committed → 2xx from the endpoint.
@@ -160,8 +180,36 @@ impl Metrics {
             "Pending and retrying deliveries per endpoint",
             delivery_backlog.clone(),
         );
+        let drain_records_sent = Family::<DrainLabels, Counter>::default();
+        registry.register(
+            "drain_records_sent",
+            "Records a drain's sink accepted (2xx), per drain",
+            drain_records_sent.clone(),
+        );
+        let drain_batches_failed = Family::<DrainFailLabels, Counter>::default();
+        registry.register(
+            "drain_batches_failed",
+            "Drain batches that failed, per drain and action (retried, paused)",
+            drain_batches_failed.clone(),
+        );
+        let drain_lag = Family::<DrainLabels, Gauge>::default();
+        registry.register(
+            "drain_lag_seconds",
+            "Age of a drain's oldest unsent record (0 when caught up)",
+            drain_lag.clone(),
+        );
+        let drain_queued = Family::<DrainLabels, Gauge>::default();
+        registry.register(
+            "drain_queued_records",
+            "A drain's unsent records (counted up to 100 000)",
+            drain_queued.clone(),
+        );
         Metrics {
             registry,
+            drain_records_sent,
+            drain_batches_failed,
+            drain_lag,
+            drain_queued,
             deliveries,
             delivery_latency,
             delivery_backlog,

@@ -13,6 +13,8 @@
 //! with their attempt logs once their last change is older than that; deliveries still pending,
 //! retrying, paused or dead are kept whatever their age, so nothing awaiting an operator goes.
 //!
+//! Drains' feed rows older than `ingest_days` (records a sink refused that long) go too.
+//!
 //! The steps are data ([`STEPS`]).
 
 use std::time::Duration;
@@ -167,6 +169,52 @@ macro_rules! purge_keyed {
     }};
 }
 
+/// What `hookgate purge` calls the drain feed's rows. A drain deletes its rows as its sink
+/// accepts them, so only the records of a drain whose sink has refused them for `ingest_days`
+/// are left for this step.
+pub const DRAIN_FEED: &str = "drain records never accepted by their sink";
+
+macro_rules! purge_drain_feed {
+    ($pool:expr, $cutoff:expr, $dry_run:expr) => {{
+        let pool = $pool;
+        if $dry_run {
+            let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM drain_outbox WHERE at < $1")
+                .bind($cutoff)
+                .fetch_one(pool)
+                .await?;
+            u64::try_from(count).unwrap_or(0)
+        } else {
+            let mut total = 0_u64;
+            loop {
+                // The feed has no index on `at` (one index less on the receive path's extra
+                // write): rows are appended in time order, so the old ones are the first in
+                // `seq` order, and a feed whose first row is recent has nothing to purge.
+                let first: Option<i64> =
+                    sqlx::query_scalar("SELECT at FROM drain_outbox ORDER BY seq LIMIT 1")
+                        .fetch_optional(pool)
+                        .await?;
+                if first.is_none_or(|at| at >= $cutoff) {
+                    break;
+                }
+                let done = sqlx::query(&format!(
+                    "DELETE FROM drain_outbox WHERE seq IN \
+                     (SELECT seq FROM (SELECT seq, at FROM drain_outbox ORDER BY seq LIMIT {BATCH}) AS head \
+                      WHERE at < $1)"
+                ))
+                .bind($cutoff)
+                .execute(pool)
+                .await?;
+                total += done.rows_affected();
+                if done.rows_affected() == 0 {
+                    break;
+                }
+                tokio::time::sleep(BATCH_PAUSE).await;
+            }
+            total
+        }
+    }};
+}
+
 /// Runs every step once at `now_ms`; with `dry_run`, only counts.
 ///
 /// # Errors
@@ -190,6 +238,17 @@ pub async fn purge(
             rows,
         });
     }
+    let days = retention.ingest_days;
+    let cut = boundary_ms(now_ms, days);
+    let rows = match db {
+        Db::Sqlite { writer, .. } => purge_drain_feed!(writer, cut, dry_run),
+        Db::Postgres(pool) => purge_drain_feed!(pool, cut, dry_run),
+    };
+    out.push(Purged {
+        what: DRAIN_FEED,
+        days,
+        rows,
+    });
     Ok(out)
 }
 

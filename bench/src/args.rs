@@ -127,6 +127,10 @@ pub struct BenchArgs {
     /// large batches), then time filtered `GET /admin/ingest` queries against a gateway on it.
     #[arg(long)]
     pub query_rows: Option<u64>,
+    /// Load test: configure a drain (`[[drains]]`, every record kind) that points at a dead
+    /// sink (a closed loopback port), to measure what a failing drain costs receiving.
+    #[arg(long)]
+    pub drain_dead: bool,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,

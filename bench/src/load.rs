@@ -83,6 +83,8 @@ pub struct Report {
     pub normalization_rate: Option<f64>,
     /// With `--keep-store`: where the run's store is.
     pub kept_store: Option<KeptStore>,
+    /// With `--drain-dead`: the gateway had a drain pointing at a dead sink.
+    pub drain_dead: bool,
 }
 
 /// A child server process, killed on drop.
@@ -499,6 +501,11 @@ pub(crate) async fn drop_store(cleanup: Option<(String, String)>) {
 ///
 /// # Errors
 /// The servers cannot start or the store cannot be reached.
+/// `--drain-dead`: a drain of every record kind whose sink refuses connections (port 9, the
+/// discard port, is closed on loopback), so every batch fails and the feed only grows.
+const DEAD_DRAIN: &str =
+    "[[drains]]\nid = \"dead\"\nkind = \"otlp_http\"\nurl = \"http://127.0.0.1:9\"\n";
+
 pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
     let provider = args.provider;
     if !matches!(provider, ProviderId::Stripe | ProviderId::Clerk) {
@@ -538,8 +545,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:0\"\nrate_limit_per_sec = 1000000\n[[connections]]\nid = \"{CONNECTION}\"\nprovider = \"{provider}\"\nsecrets = [\"{}\"]\n",
-            gen.secret()
+            "listen = \"127.0.0.1:0\"\nrate_limit_per_sec = 1000000\n[[connections]]\nid = \"{CONNECTION}\"\nprovider = \"{provider}\"\nsecrets = [\"{}\"]\n{}",
+            gen.secret(),
+            if args.drain_dead { DEAD_DRAIN } else { "" }
         ),
     )?;
     let cmd = gateway_command(&args, &exe, &config, &url);
@@ -644,6 +652,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         drain_secs,
         normalization_rate,
         kept_store,
+        drain_dead: args.drain_dead,
     })
 }
 
@@ -869,6 +878,9 @@ pub fn print(report: &Report) {
         report.store,
         report.durability
     );
+    if report.drain_dead {
+        println!("drain     one drain (every record kind) pointing at a dead sink");
+    }
     if let Some(b) = &report.baseline {
         line("baseline", b);
     }

@@ -112,6 +112,7 @@ impl fmt::Debug for FileConfig {
             .field("unknown_id_log_per_minute", &self.unknown_id_log_per_minute)
             .field("retention", &self.retention)
             .field("connections", &self.connections)
+            .field("drains", &self.drains)
             .finish_non_exhaustive()
     }
 }
@@ -175,6 +176,12 @@ secret_key = "key-text-value-1"
 id = "c"
 provider = "brevo"
 secrets = ["connection-secret-1"]
+[[drains]]
+id = "d"
+kind = "http"
+url = "https://logs.example.com"
+headers = {"Authorization" = "drain-header-value-1"}
+secret = "whsec_ZHJhaW4tc2VjcmV0LXZhbHVlLTEtMzItYnl0ZXM="
 "#,
         )
         .expect("parses");
@@ -200,6 +207,8 @@ secrets = ["connection-secret-1"]
             "admin-token-value-1",
             "key-text-value-1",
             "connection-secret-1",
+            "drain-header-value-1",
+            "ZHJhaW4tc2VjcmV0LXZhbHVlLTEtMzItYnl0ZXM",
         ] {
             assert!(!text.contains(secret), "{secret} in {text}");
         }

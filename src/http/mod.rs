@@ -7,6 +7,7 @@ pub mod admin;
 pub mod api;
 pub mod console;
 pub mod delivery;
+pub mod drains;
 pub mod fires;
 pub mod health;
 pub mod openapi;
@@ -56,6 +57,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(api::routes())
         .merge(fires::routes())
         .merge(delivery::routes())
+        .merge(drains::routes())
 }
 
 /// The largest body an admin or API request may have (a connection definition, a test event).

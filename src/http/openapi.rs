@@ -95,6 +95,7 @@ pub const BEARER: &str = "bearer";
         (name = "connections", description = "Provider connections (secrets are write-only)"),
         (name = "endpoints", description = "Outbound delivery endpoints"),
         (name = "deliveries", description = "Outbound deliveries and their attempts"),
+        (name = "drains", description = "Drains streaming the gateway's records to observability sinks"),
         (name = "health", description = "Liveness, readiness, metrics and this document"),
     )
 )]
@@ -542,4 +543,62 @@ pub struct DeliveryPage {
     items: Vec<Delivery>,
     /// Pass as `cursor` for the next page; null on the last page.
     next_cursor: Option<String>,
+}
+
+string_enum!(
+    /// A drain's live state, from [`crate::drains::State`].
+    DrainState,
+    "running: sending or waiting for records; retrying: the last batch got a retryable answer; paused: the sink refused the last batch; standby: another process holds the drain's lease.",
+    [
+        crate::drains::State::Running,
+        crate::drains::State::Retrying,
+        crate::drains::State::Paused,
+        crate::drains::State::Standby,
+    ]
+    .iter()
+    .map(|s| s.as_str())
+);
+
+/// One drain: its settings (header names only, never values or the secret), live state in
+/// this process, and progress from the store.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct Drain {
+    id: String,
+    /// `otlp_http` or `http`.
+    kind: String,
+    url: String,
+    /// Where batches are posted (`<url>/v1/logs` for OTLP).
+    target: String,
+    header_names: Vec<String>,
+    /// Record kinds drained: `ingest`, `delivery`, `processing`.
+    records: Vec<String>,
+    #[schema(value_type = DrainState)]
+    state: String,
+    last_error: Option<String>,
+    /// RFC 3339.
+    last_error_at: Option<String>,
+    /// The feed position of the last record sent.
+    position: i64,
+    sent: i64,
+    /// Records waiting for this drain (null until first counted).
+    queued: Option<i64>,
+    /// Age of the oldest unsent record, in seconds.
+    lag_seconds: i64,
+    /// RFC 3339.
+    last_success_at: Option<String>,
+}
+
+/// Every drain.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct DrainList {
+    items: Vec<Drain>,
+}
+
+/// The drain resumed.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+pub struct DrainResumed {
+    resumed: String,
 }

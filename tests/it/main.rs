@@ -12,6 +12,7 @@ mod console;
 mod crash;
 mod custom;
 mod delivery;
+mod drains;
 mod fidelity;
 mod lingering;
 mod openapi;

@@ -105,6 +105,8 @@ const PROMISED: &[(&str, &str)] = &[
     ("post", "/admin/deliveries/requeue"),
     ("get", "/admin/deliveries/{id}"),
     ("post", "/admin/deliveries/{id}/resend"),
+    ("get", "/admin/drains"),
+    ("post", "/admin/drains/{id}/resume"),
 ];
 
 const METHODS: [&str; 8] = [

@@ -4,6 +4,7 @@
 //! every provider and every shared-secret `auth` mode, drives accepted, rejected and misrouted
 //! traffic, the admin API (good and bad tokens, bad input) and the operator commands, and then
 //! searches everything an operator or attacker could read: the process output, every HTTP answer,
+//! every batch two drains (OTLP and signed `http`) sent to a loopback sink, `GET /admin/drains`,
 //! every ingest log record, the command outputs, and every column of every table of the database.
 //! No secret, nor a derived form of one (the base64 part of a `whsec_`, its decoded key, the
 //! base64 of a basic-auth pair), may appear anywhere.
@@ -261,6 +262,13 @@ async fn secret_hygiene(backend: Backend) {
     needles.add("api-rotated", &api_rotated);
     let bad_json = format!("HYGIENE-BADJSON-{r}");
     needles.add("bad-json secret", &bad_json);
+    // Drains: a sink token through ${VAR}, an inline header value and a signing secret.
+    let drain_token = format!("Bearer HYGIENE-DRAINTOKEN-{r}");
+    needles.add("drain token", &drain_token);
+    let drain_inline = format!("HYGIENE-DRAININLINE-{r}");
+    needles.add("drain inline header", &drain_inline);
+    let drain_secret = needles.add_svix("drain secret", &format!("HYGIENE-DRAIN-{r}"));
+    let (sink, sink_addr) = crate::drains::Sink::start().await;
 
     // Secrets reach the file both through ${VAR} and written inline.
     let config = dir.path().join("hookgate.toml");
@@ -337,6 +345,18 @@ auth = "header:Authorization"
 id = "brevo-h"
 provider = "brevo"
 secrets = ["{brevo}"]
+
+[[drains]]
+id = "otel-h"
+kind = "otlp_http"
+url = "http://{sink_addr}"
+headers = {{"Authorization" = "${{HYGIENE_DRAIN_TOKEN}}", "X-Inline" = "{drain_inline}"}}
+
+[[drains]]
+id = "http-h"
+kind = "http"
+url = "http://{sink_addr}/http"
+secret = "{drain_secret}"
 "#
         ),
     )
@@ -350,7 +370,8 @@ secrets = ["{brevo}"]
         .env("RUST_LOG", "debug")
         .env("HOOKGATE_SECRET_KEY", &key)
         .env("HYGIENE_ADMIN", &admin)
-        .env("HYGIENE_STRIPE", &stripe);
+        .env("HYGIENE_STRIPE", &stripe)
+        .env("HYGIENE_DRAIN_TOKEN", &drain_token);
     let server = tokio::task::spawn_blocking(move || Server::start(cmd))
         .await
         .expect("start");
@@ -725,6 +746,7 @@ secrets = ["{brevo}"]
         .env("HOOKGATE_SECRET_KEY", &key)
         .env("HYGIENE_ADMIN", &admin)
         .env("HYGIENE_STRIPE", &stripe)
+        .env("HYGIENE_DRAIN_TOKEN", &drain_token)
         .arg("--config")
         .arg(&config)
         .arg("print-config"));
@@ -889,6 +911,40 @@ secrets = ["{brevo}"]
         redacted >= 10,
         "redacted credentials are visible as such ({redacted} records)"
     );
+    // Every ingest record reaches both drains (then so did every earlier processing outcome
+    // and delivery attempt of these requests); what they sent holds no secret.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let ingest = |path: &str| {
+            sink.accepted(path)
+                .iter()
+                .filter(|r| r.kind == "ingest")
+                .count()
+        };
+        if ingest("/v1/logs") >= records.len() && ingest("/http") >= records.len() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the drains did not send every ingest record ({} of them)",
+            records.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let sent = sink.got("/v1/logs");
+    assert!(sent
+        .iter()
+        .all(|g| g.headers["x-inline"] == drain_inline.as_str()));
+    for (i, g) in sent.iter().chain(sink.got("/http").iter()).enumerate() {
+        seen.add(
+            format!("drained batch {i} to {}", g.path),
+            String::from_utf8_lossy(&g.body).into_owned(),
+        );
+    }
+    let (status, text) = admin_call(reqwest::Method::GET, "/admin/drains", None).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("X-Inline"), "{text}");
+    seen.add("admin drains", text);
     let log = {
         let status = tokio::task::spawn_blocking(move || {
             let log = server.log();

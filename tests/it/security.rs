@@ -653,13 +653,13 @@ async fn retention_purges_old_payloads_and_keeps_dedupe_keys(backend: Backend) {
     let today = purge(&app.store.db, &retention, now, false)
         .await
         .expect("purge");
-    assert_eq!(counts(&today), [0, 0, 0]);
+    assert_eq!(counts(&today), [0, 0, 0, 0]);
     // 31 days on: a dry run counts, the purge removes, a second purge finds nothing.
     let later = now + 31 * 86_400_000;
     let dry = purge(&app.store.db, &retention, later, true)
         .await
         .expect("dry run");
-    assert_eq!(counts(&dry), [2, 1, 0], "{dry:?}");
+    assert_eq!(counts(&dry), [2, 1, 0, 0], "{dry:?}");
     let done = purge(&app.store.db, &retention, later, false)
         .await
         .expect("purge");
@@ -667,7 +667,7 @@ async fn retention_purges_old_payloads_and_keeps_dedupe_keys(backend: Backend) {
     let again = purge(&app.store.db, &retention, later, false)
         .await
         .expect("purge");
-    assert_eq!(counts(&again), [0, 0, 0]);
+    assert_eq!(counts(&again), [0, 0, 0, 0]);
     let rejected = app.admin_get("/admin/ingest?outcome=rejected").await.json();
     assert_eq!(
         rejected["items"].as_array().map(Vec::len),
