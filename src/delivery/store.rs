@@ -341,6 +341,7 @@ macro_rules! delivery_queries {
 
         /// Claims up to `limit` due deliveries of one endpoint for `worker` until `lease_until`.
         /// `ordered`: only the endpoint's oldest unfinished delivery, and only when it is due.
+        /// Returns their row numbers.
         pub(crate) async fn claim(
             pool: &Pool,
             endpoint_id: &str,
@@ -349,7 +350,7 @@ macro_rules! delivery_queries {
             lease_until: i64,
             limit: i64,
             ordered: bool,
-        ) -> Result<Vec<ClaimedDelivery>, sqlx::Error> {
+        ) -> Result<Vec<i64>, sqlx::Error> {
             let pick = if ordered {
                 "SELECT seq FROM (SELECT seq FROM deliveries WHERE endpoint_id = $3 \
                  AND status IN ('pending', 'retrying') ORDER BY fire_seq LIMIT $5) AS head"
@@ -385,6 +386,12 @@ macro_rules! delivery_queries {
                 .bind(limit)
                 .fetch_all(pool)
                 .await?;
+            Ok(seqs)
+        }
+
+        /// What it takes to send the claimed deliveries `seqs` (a read: on SQLite it does not
+        /// hold the writer connection).
+        pub(crate) async fn claimed(pool: &Pool, seqs: &[i64]) -> Result<Vec<ClaimedDelivery>, sqlx::Error> {
             if seqs.is_empty() {
                 return Ok(Vec::new());
             }
@@ -393,7 +400,7 @@ macro_rules! delivery_queries {
                  d.first_attempt_at, d.body, f.payload FROM deliveries d JOIN fires f ON f.seq = d.fire_seq WHERE d.seq IN (",
             );
             let mut list = q.separated(", ");
-            for seq in &seqs {
+            for seq in seqs {
                 list.push_bind(*seq);
             }
             q.push(") ORDER BY d.seq");
@@ -753,7 +760,8 @@ pub async fn claim(
     limit: i64,
     ordered: bool,
 ) -> R<Vec<ClaimedDelivery>> {
-    on!(write db, claim(endpoint_id, worker, now_ms, lease_until, limit, ordered))
+    let seqs = on!(write db, claim(endpoint_id, worker, now_ms, lease_until, limit, ordered))?;
+    on!(read db, claimed(&seqs))
 }
 pub async fn renew(db: &Db, seq: i64, worker: &str, until: i64) -> R<bool> {
     on!(write db, renew(seq, worker, until))

@@ -537,11 +537,22 @@ impl Task {
         } else {
             "retrying"
         };
-        match store::note_failure(&inner.db, &self.endpoint.id, started_at).await {
-            Ok(Some(since))
-                if started_at.saturating_sub(since)
-                    >= secs_ms(self.settings.disable_after_secs) =>
-            {
+        // The endpoint's failure window. The stored start only moves later (a success clears
+        // it, a failure sets it when unset), so when the endpoint as last loaded (at most
+        // about a second ago) already has a start that is not old enough to disable it, the
+        // stored one is not either, and nothing is written: a dead endpoint's failures do
+        // not each take the store's writer.
+        let disable_after = secs_ms(self.settings.disable_after_secs);
+        let known = self
+            .endpoint
+            .failing_since
+            .filter(|since| started_at.saturating_sub(*since) < disable_after);
+        let noted = match known {
+            Some(since) => Ok(Some(since)),
+            None => store::note_failure(&inner.db, &self.endpoint.id, started_at).await,
+        };
+        match noted {
+            Ok(Some(since)) if started_at.saturating_sub(since) >= disable_after => {
                 let reason = format!(
                     "every attempt failed for {} s (disable_after_secs)",
                     self.settings.disable_after_secs
