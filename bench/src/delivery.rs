@@ -32,7 +32,12 @@ pub struct DeliveryPhase {
     pub delivered: u64,
     /// Events never delivered to the fast endpoint (0 is the goal).
     pub lost: u64,
-    /// Deliveries per second during the load (events delivered while it ran / its length).
+    /// How long the load took: its planned length, or longer when the gateway answered too
+    /// slowly for the senders to keep to their schedule (then the rate offered was not met).
+    pub load_secs: f64,
+    /// Provider deliveries the gateway answered per second over the load (events / `load_secs`).
+    pub ingested_per_sec: f64,
+    /// Deliveries per second during the load (events delivered while it ran / `load_secs`).
     pub delivered_per_sec: f64,
     pub latency_p50_ms: f64,
     pub latency_p99_ms: f64,
@@ -149,8 +154,10 @@ async fn phase(args: &BenchArgs, with_others: bool) -> anyhow::Result<DeliveryPh
         args.rate, args.duration, args.warmup
     );
     let window = Window::new(args.warmup, args.duration);
+    let load_start = Instant::now();
     let tally = paced(gateway.addr, &gen, args.rate, args.senders, 0, window).await;
     let load_end = Instant::now();
+    let load_secs = (load_end - load_start).as_secs_f64();
     let load_end_ms = hookgate::now_ms();
     let ingest = tally.phase(window.measured());
     // Drain: every fire reaches the fast endpoint (bounded).
@@ -186,13 +193,14 @@ async fn phase(args: &BenchArgs, with_others: bool) -> anyhow::Result<DeliveryPh
     drop(gateway);
     db.close().await;
     drop_store(cleanup).await;
-    let load_secs = args.warmup + args.duration;
     Ok(DeliveryPhase {
         endpoints: label.to_owned(),
         ingest,
         events,
         delivered,
         lost: events.saturating_sub(delivered),
+        load_secs,
+        ingested_per_sec: events as f64 / load_secs,
         delivered_per_sec: during as f64 / load_secs,
         latency_p50_ms: ms(0.50),
         latency_p99_ms: ms(0.99),
@@ -233,9 +241,11 @@ pub fn print(r: &DeliveryReport) {
     );
     for p in [&r.alone, &r.with_slow_and_dead] {
         println!(
-            "  endpoints {:<15} ingest p99 {:>7.2} ms; {} events, {} delivered to fast ({} lost), {:.0} delivered/s; event→2xx p50 {:.1} ms p99 {:.1} ms max {:.1} ms; drained {}",
+            "  endpoints {:<15} ingest p99 {:>7.2} ms; load took {:.1} s: {:.0} events/s; {} events, {} delivered to fast ({} lost), {:.0} delivered/s; event→2xx p50 {:.1} ms p99 {:.1} ms max {:.1} ms; drained {}",
             p.endpoints,
             p.ingest.p99_ms,
+            p.load_secs,
+            p.ingested_per_sec,
             p.events,
             p.delivered,
             p.lost,

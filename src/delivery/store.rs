@@ -98,6 +98,7 @@ pub struct EndpointWrite<'a> {
 #[derive(Debug, Clone)]
 pub struct Finish {
     pub seq: i64,
+    pub endpoint_id: String,
     pub worker: String,
     pub attempt: AttemptRow,
     /// retrying | succeeded | dead | skipped | paused
@@ -338,16 +339,9 @@ macro_rules! delivery_queries {
             .map(Option::flatten)
         }
 
-        pub(crate) async fn note_success(pool: &Pool, id: &str) -> Result<(), sqlx::Error> {
-            sqlx::query("UPDATE endpoints SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL")
-                .bind(id)
-                .execute(pool)
-                .await?;
-            Ok(())
-        }
-
         /// Claims up to `limit` due deliveries of one endpoint for `worker` until `lease_until`.
         /// `ordered`: only the endpoint's oldest unfinished delivery, and only when it is due.
+        /// Returns their row numbers.
         pub(crate) async fn claim(
             pool: &Pool,
             endpoint_id: &str,
@@ -356,18 +350,27 @@ macro_rules! delivery_queries {
             lease_until: i64,
             limit: i64,
             ordered: bool,
-        ) -> Result<Vec<ClaimedDelivery>, sqlx::Error> {
+        ) -> Result<Vec<i64>, sqlx::Error> {
             let pick = if ordered {
                 "SELECT seq FROM (SELECT seq FROM deliveries WHERE endpoint_id = $3 \
                  AND status IN ('pending', 'retrying') ORDER BY fire_seq LIMIT $5) AS head"
                     .to_owned()
             } else {
+                // One index range per status (`deliveries_due`), each read in its order and
+                // cut at the limit, rather than a sort of every due row of the endpoint.
+                let due = |status: &str| {
+                    format!(
+                        "SELECT seq, next_attempt_at FROM (SELECT seq, next_attempt_at FROM deliveries \
+                         WHERE endpoint_id = $3 AND status = '{status}' AND next_attempt_at <= $4 \
+                         AND (claimed_until IS NULL OR claimed_until < $4) \
+                         ORDER BY next_attempt_at, seq LIMIT $5{skip}) AS due_{status}",
+                        skip = $skip_locked
+                    )
+                };
                 format!(
-                    "SELECT seq FROM (SELECT seq FROM deliveries WHERE endpoint_id = $3 \
-                     AND status IN ('pending', 'retrying') AND next_attempt_at <= $4 \
-                     AND (claimed_until IS NULL OR claimed_until < $4) \
-                     ORDER BY next_attempt_at, seq LIMIT $5{skip}) AS due",
-                    skip = $skip_locked
+                    "SELECT seq FROM ({} UNION ALL {}) AS due ORDER BY next_attempt_at, seq LIMIT $5",
+                    due("retrying"),
+                    due("pending")
                 )
             };
             let sql = format!(
@@ -383,6 +386,12 @@ macro_rules! delivery_queries {
                 .bind(limit)
                 .fetch_all(pool)
                 .await?;
+            Ok(seqs)
+        }
+
+        /// What it takes to send the claimed deliveries `seqs` (a read: on SQLite it does not
+        /// hold the writer connection).
+        pub(crate) async fn claimed(pool: &Pool, seqs: &[i64]) -> Result<Vec<ClaimedDelivery>, sqlx::Error> {
             if seqs.is_empty() {
                 return Ok(Vec::new());
             }
@@ -391,7 +400,7 @@ macro_rules! delivery_queries {
                  d.first_attempt_at, d.body, f.payload FROM deliveries d JOIN fires f ON f.seq = d.fire_seq WHERE d.seq IN (",
             );
             let mut list = q.separated(", ");
-            for seq in &seqs {
+            for seq in seqs {
                 list.push_bind(*seq);
             }
             q.push(") ORDER BY d.seq");
@@ -419,10 +428,39 @@ macro_rules! delivery_queries {
             Ok(())
         }
 
-        /// Records an attempt and the delivery's new state, if `worker` still holds the claim.
-        pub(crate) async fn finish(pool: &Pool, f: &Finish) -> Result<bool, sqlx::Error> {
+        /// Records attempts and their deliveries' new states in one transaction (a group
+        /// commit), each only if its `worker` still holds the claim; returns, per attempt,
+        /// whether it was recorded. Endpoints with a success among them stop failing first
+        /// (endpoint rows before delivery rows, each in key order, as every other transaction
+        /// that touches both takes them, so two never wait on each other).
+        pub(crate) async fn finish_batch(pool: &Pool, batch: &[Finish]) -> Result<Vec<bool>, sqlx::Error> {
             let mut conn = pool.acquire().await?;
             let mut tx = conn.begin().await?;
+            let mut succeeded: Vec<&str> = batch
+                .iter()
+                .filter(|f| f.status == "succeeded")
+                .map(|f| f.endpoint_id.as_str())
+                .collect();
+            succeeded.sort_unstable();
+            succeeded.dedup();
+            for id in succeeded {
+                sqlx::query("UPDATE endpoints SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            let mut order: Vec<usize> = (0..batch.len()).collect();
+            order.sort_by_key(|i| batch[*i].seq);
+            let mut recorded = vec![false; batch.len()];
+            for i in order {
+                recorded[i] = finish_one(&mut tx, &batch[i]).await?;
+            }
+            tx.commit().await?;
+            Ok(recorded)
+        }
+
+        /// Records one attempt and the delivery's new state, if `worker` still holds the claim.
+        async fn finish_one(conn: &mut Conn, f: &Finish) -> Result<bool, sqlx::Error> {
             let attempt: Option<i64> = sqlx::query_scalar(
                 "UPDATE deliveries SET status = $2, attempts = attempts + 1, \
                  next_attempt_at = $3, first_attempt_at = COALESCE(first_attempt_at, $4), last_status_code = $5, \
@@ -438,7 +476,7 @@ macro_rules! delivery_queries {
             .bind(f.now_ms)
             .bind(&f.worker)
             .bind(f.body.as_deref())
-            .fetch_optional(&mut *tx)
+            .fetch_optional(&mut *conn)
             .await?;
             let Some(attempt) = attempt else {
                 return Ok(false);
@@ -454,9 +492,8 @@ macro_rules! delivery_queries {
             .bind(f.attempt.status_code)
             .bind(f.attempt.error.as_deref())
             .bind(f.attempt.response_body.as_deref())
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await?;
-            tx.commit().await?;
             Ok(true)
         }
 
@@ -595,13 +632,26 @@ macro_rules! delivery_queries {
 
         /// The earliest due time of each endpoint's unfinished deliveries (a read, so the worker
         /// takes the writer only for endpoints that have something due).
+        /// Two index lookups per endpoint (`deliveries_due`), whatever the backlog.
         pub(crate) async fn next_due(pool: &Pool) -> Result<Vec<(String, i64)>, sqlx::Error> {
-            sqlx::query_as(
-                "SELECT endpoint_id, MIN(next_attempt_at) FROM deliveries \
-                 WHERE status IN ('pending', 'retrying') AND next_attempt_at IS NOT NULL GROUP BY endpoint_id",
+            let rows: Vec<(String, Option<i64>, Option<i64>)> = sqlx::query_as(
+                "SELECT e.id, \
+                 (SELECT MIN(d.next_attempt_at) FROM deliveries d WHERE d.endpoint_id = e.id AND d.status = 'pending'), \
+                 (SELECT MIN(d.next_attempt_at) FROM deliveries d WHERE d.endpoint_id = e.id AND d.status = 'retrying') \
+                 FROM endpoints e",
             )
             .fetch_all(pool)
-            .await
+            .await?;
+            Ok(rows
+                .into_iter()
+                .filter_map(|(id, pending, retrying)| {
+                    let due = match (pending, retrying) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    due.map(|at| (id, at))
+                })
+                .collect())
         }
 
         /// Unfinished deliveries per endpoint (pending or retrying).
@@ -700,9 +750,6 @@ pub async fn delete_endpoint(db: &Db, id: &str, now_ms: i64) -> R<bool> {
 pub async fn note_failure(db: &Db, id: &str, now_ms: i64) -> R<Option<i64>> {
     on!(write db, note_failure(id, now_ms))
 }
-pub async fn note_success(db: &Db, id: &str) -> R<()> {
-    on!(write db, note_success(id))
-}
 #[allow(clippy::too_many_arguments)]
 pub async fn claim(
     db: &Db,
@@ -713,7 +760,8 @@ pub async fn claim(
     limit: i64,
     ordered: bool,
 ) -> R<Vec<ClaimedDelivery>> {
-    on!(write db, claim(endpoint_id, worker, now_ms, lease_until, limit, ordered))
+    let seqs = on!(write db, claim(endpoint_id, worker, now_ms, lease_until, limit, ordered))?;
+    on!(read db, claimed(&seqs))
 }
 pub async fn renew(db: &Db, seq: i64, worker: &str, until: i64) -> R<bool> {
     on!(write db, renew(seq, worker, until))
@@ -721,8 +769,8 @@ pub async fn renew(db: &Db, seq: i64, worker: &str, until: i64) -> R<bool> {
 pub async fn set_body(db: &Db, seq: i64, body: &[u8]) -> R<()> {
     on!(write db, set_body(seq, body))
 }
-pub async fn finish(db: &Db, f: &Finish) -> R<bool> {
-    on!(write db, finish(f))
+pub async fn finish_batch(db: &Db, batch: &[Finish]) -> R<Vec<bool>> {
+    on!(write db, finish_batch(batch))
 }
 pub async fn list_deliveries(db: &Db, f: &DeliveryFilter) -> R<Vec<DeliveryRow>> {
     on!(read db, list_deliveries(f))

@@ -9,15 +9,22 @@
 //! outlives the longest attempt, so it never expires while its holder is still sending; an
 //! attempt's result is written only while its lease is held. A crash mid-send leaves the lease
 //! to expire, and the delivery is sent again (same body bytes, same `webhook-id`).
+//!
+//! Attempt results are group-committed: a send task hands its result to the recorder and frees
+//! its slot; the recorder writes every result queued meanwhile (attempt rows, deliveries' new
+//! states, endpoints that stopped failing) in one transaction. The claim is held until that
+//! commit, so nobody sends the delivery again meanwhile; a crash between a 2xx and the commit
+//! leaves the delivery unfinished, and it is sent again (at least once, never `succeeded`
+//! without a 2xx).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use rand::Rng as _;
-use tokio::sync::Semaphore;
+use tokio::sync::{mpsc, Semaphore};
 
 use super::destination::{check_url, CheckedResolver};
 use super::endpoint::{active_secrets, open_secrets, DeliverySettings, StoredSecret};
@@ -32,6 +39,12 @@ pub const RESPONSE_LOG_BYTES: usize = 4096;
 const REFRESH: Duration = Duration::from_secs(1);
 /// The longest wait between two claim rounds.
 const POLL: Duration = Duration::from_millis(100);
+/// Attempt results written in one transaction, at most.
+const RECORD_BATCH: usize = 512;
+/// Attempt results waiting for the recorder, at most (a send task waits for room).
+const RECORD_QUEUE: usize = 8192;
+/// How long a stopping worker waits for the recorder to write what is queued.
+const RECORD_FLUSH: Duration = Duration::from_secs(10);
 
 /// Builds the HTTP client deliveries go out on: no proxy (proxy environment variables are
 /// ignored), no redirects, names resolved and checked by [`CheckedResolver`].
@@ -69,6 +82,21 @@ struct Live {
     secrets: Vec<StoredSecret>,
     slots: Arc<Semaphore>,
     limiter: Option<Arc<DefaultDirectRateLimiter>>,
+    /// Deliveries claimed and waiting for a slot, with when their claim ends.
+    queue: VecDeque<(ClaimedDelivery, i64)>,
+}
+
+impl Live {
+    /// How many deliveries are claimed ahead of the free slots: as many as the endpoint has
+    /// slots, except for an ordered endpoint (one at a time, in order) and a rate-limited one
+    /// (its deliveries wait for the limiter, in a slot).
+    fn ahead(&self) -> usize {
+        if self.row.ordered || self.limiter.is_some() {
+            0
+        } else {
+            usize::try_from(self.row.max_in_flight.max(1)).unwrap_or(1)
+        }
+    }
 }
 
 /// What every send task shares.
@@ -78,6 +106,66 @@ struct Ctx {
     worker: String,
     /// A send task finished: its slot is free, so the loop claims again at once.
     slot_freed: tokio::sync::Notify,
+    /// Attempt results, to the recorder.
+    records: mpsc::Sender<Record>,
+}
+
+/// What the recorder is handed.
+enum Record {
+    /// An attempt's result.
+    Finish(Finish),
+    /// Write everything queued before this, then stop.
+    Flush,
+}
+
+/// Writes attempt results in group commits: it takes every result queued (up to
+/// [`RECORD_BATCH`]) and writes them in one transaction, so a commit's cost is shared by every
+/// delivery that finished while the previous one ran. Ends at [`Record::Flush`] or when every
+/// sender is gone.
+async fn recorder(db: crate::db::Db, mut queue: mpsc::Receiver<Record>) {
+    let mut batch = Vec::with_capacity(RECORD_BATCH);
+    let mut stop = false;
+    while !stop {
+        match queue.recv().await {
+            Some(Record::Finish(f)) => batch.push(f),
+            Some(Record::Flush) | None => stop = true,
+        }
+        while !stop && batch.len() < RECORD_BATCH {
+            match queue.try_recv() {
+                Ok(Record::Finish(f)) => batch.push(f),
+                Ok(Record::Flush) => stop = true,
+                Err(_) => break,
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        // One retry after a failed commit (a busy or briefly unreachable store): a batch
+        // holds many results, each otherwise sent again only when its claim expires.
+        let mut written = store::finish_batch(&db, &batch).await;
+        if written.is_err() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            written = store::finish_batch(&db, &batch).await;
+        }
+        match written {
+            Ok(recorded) => {
+                for (f, done) in batch.iter().zip(recorded) {
+                    if !done {
+                        tracing::warn!(
+                            delivery = f.seq,
+                            "the delivery's claim was lost; its result is not recorded"
+                        );
+                    }
+                }
+            }
+            Err(error) => tracing::warn!(
+                deliveries = batch.len(),
+                error = %error,
+                "could not record attempts; those deliveries are sent again when their claims expire"
+            ),
+        }
+        batch.clear();
+    }
 }
 
 /// Runs until the gateway stops.
@@ -92,17 +180,33 @@ pub async fn run(inner: Weak<Inner>, worker: String) {
             return;
         }
     };
+    let Some(db) = inner.upgrade().map(|i| i.db.clone()) else {
+        return;
+    };
+    if let Err(error) = store::release_stale_claims(&db).await {
+        tracing::warn!(error = %error, "could not release delivery claims left by an earlier run");
+    }
+    let (records, queue) = mpsc::channel(RECORD_QUEUE);
+    let recorder = tokio::spawn(recorder(db, queue));
     let ctx = Arc::new(Ctx {
         inner,
         client,
         worker,
         slot_freed: tokio::sync::Notify::new(),
+        records,
     });
-    if let Some(inner) = ctx.inner.upgrade() {
-        if let Err(error) = store::release_stale_claims(&inner.db).await {
-            tracing::warn!(error = %error, "could not release delivery claims left by an earlier run");
-        }
+    claim_and_send(&ctx, &settings).await;
+    // Results queued so far are written before the store closes; sends still running find
+    // the recorder gone, and their deliveries are sent again after the restart.
+    if ctx.records.send(Record::Flush).await.is_ok()
+        && tokio::time::timeout(RECORD_FLUSH, recorder).await.is_err()
+    {
+        tracing::warn!("the delivery recorder did not finish writing attempt results in time");
     }
+}
+
+/// The claim loop: runs until the gateway stops.
+async fn claim_and_send(ctx: &Arc<Ctx>, settings: &DeliverySettings) {
     let mut live: HashMap<String, Live> = HashMap::new();
     let mut last_refresh: Option<Instant> = None;
     let mut generation = super::endpoints_generation();
@@ -123,8 +227,13 @@ pub async fn run(inner: Weak<Inner>, worker: String) {
             generation = super::endpoints_generation();
             refresh(&inner, &mut live).await;
         }
+        // Registered before anything is read, so that fires committed meanwhile wake the
+        // next wait instead of being noticed only at the next poll.
+        let signals = Arc::clone(&inner.signals);
+        let fired = signals.fires.notified();
+        tokio::pin!(fired);
+        fired.as_mut().enable();
         let now = now_ms();
-        let lease_ms = lease_ms(&settings);
         // One read says which endpoints have something due; only those are claimed from (a
         // claim is a write, and on SQLite every write waits for the one writer connection).
         let due: HashMap<String, i64> = match store::next_due(&inner.db).await {
@@ -134,59 +243,74 @@ pub async fn run(inner: Weak<Inner>, worker: String) {
                 HashMap::new()
             }
         };
-        for endpoint in live.values().filter(|e| e.row.enabled) {
-            if due.get(&endpoint.row.id).is_none_or(|at| *at > now) {
+        for endpoint in live.values_mut().filter(|e| e.row.enabled) {
+            dispatch(ctx, settings, endpoint);
+            // Claimed ahead of the free slots, so that a slot that frees finds its next
+            // delivery here instead of waiting for a claim (one claim serves many sends).
+            let ahead = endpoint.ahead();
+            if endpoint.queue.len() > ahead / 2
+                || due.get(&endpoint.row.id).is_none_or(|at| *at > now)
+            {
                 continue;
             }
-            let free = endpoint.slots.available_permits();
-            if free == 0 {
+            let want =
+                (endpoint.slots.available_permits() + ahead).saturating_sub(endpoint.queue.len());
+            if want == 0 {
                 continue;
             }
-            let limit = if endpoint.row.ordered { 1 } else { free };
-            let claimed = match store::claim(
+            let lease_until = now_ms().saturating_add(lease_ms(settings));
+            match store::claim(
                 &inner.db,
                 &endpoint.row.id,
                 &ctx.worker,
-                now,
-                now + lease_ms,
-                i64::try_from(limit).unwrap_or(1),
+                now_ms(),
+                lease_until,
+                i64::try_from(want).unwrap_or(1),
                 endpoint.row.ordered,
             )
             .await
             {
-                Ok(c) => c,
+                Ok(claimed) => endpoint
+                    .queue
+                    .extend(claimed.into_iter().map(|d| (d, lease_until))),
                 Err(error) => {
                     tracing::warn!(endpoint = %endpoint.row.id, error = %error, "could not claim deliveries");
                     continue;
                 }
-            };
-            for delivery in claimed {
-                let Ok(permit) = Arc::clone(&endpoint.slots).try_acquire_owned() else {
-                    break;
-                };
-                let task = Task {
-                    ctx: Arc::clone(&ctx),
-                    endpoint: endpoint.row.clone(),
-                    secrets: active_secrets(&endpoint.secrets, now),
-                    limiter: endpoint.limiter.clone(),
-                    settings: settings.clone(),
-                };
-                tokio::spawn(async move {
-                    let ctx = Arc::clone(&task.ctx);
-                    task.send(delivery).await;
-                    drop(permit);
-                    ctx.slot_freed.notify_one();
-                });
             }
+            dispatch(ctx, settings, endpoint);
         }
-        let signals = Arc::clone(&inner.signals);
         drop(inner);
-        let notified = signals.fires.notified();
         tokio::select! {
-            () = notified => {}
+            () = fired => {}
             () = ctx.slot_freed.notified() => {}
             () = tokio::time::sleep(POLL) => {}
         }
+    }
+}
+
+/// Starts a send task for each claimed delivery of `endpoint` that a free slot can take.
+fn dispatch(ctx: &Arc<Ctx>, settings: &DeliverySettings, endpoint: &mut Live) {
+    while !endpoint.queue.is_empty() {
+        let Ok(permit) = Arc::clone(&endpoint.slots).try_acquire_owned() else {
+            return;
+        };
+        let Some((delivery, claimed_until)) = endpoint.queue.pop_front() else {
+            return;
+        };
+        let task = Task {
+            ctx: Arc::clone(ctx),
+            endpoint: endpoint.row.clone(),
+            secrets: active_secrets(&endpoint.secrets, now_ms()),
+            limiter: endpoint.limiter.clone(),
+            settings: settings.clone(),
+        };
+        tokio::spawn(async move {
+            let ctx = Arc::clone(&task.ctx);
+            task.send(delivery, claimed_until).await;
+            drop(permit);
+            ctx.slot_freed.notify_one();
+        });
     }
 }
 
@@ -215,22 +339,26 @@ async fn refresh(inner: &Inner, live: &mut HashMap<String, Live>) {
         } else {
             usize::try_from(row.max_in_flight.max(1)).unwrap_or(1)
         };
-        let (slots, limiter) = match live.remove(&row.id) {
+        // Deliveries claimed ahead are kept across a reload; those of an endpoint that is gone
+        // or disabled are dropped, and their claims expire.
+        let (slots, limiter, queue) = match live.remove(&row.id) {
             Some(old)
                 if old.row.max_in_flight == row.max_in_flight
                     && old.row.ordered == row.ordered
                     && old.row.rate_limit_per_sec == row.rate_limit_per_sec =>
             {
-                (old.slots, old.limiter)
+                (old.slots, old.limiter, old.queue)
             }
-            _ => (
+            old => (
                 Arc::new(Semaphore::new(slots_wanted)),
                 row.rate_limit_per_sec
                     .and_then(|r| u32::try_from(r).ok())
                     .and_then(NonZeroU32::new)
                     .map(|r| Arc::new(RateLimiter::direct(Quota::per_second(r)))),
+                old.map(|o| o.queue).unwrap_or_default(),
             ),
         };
+        let queue = if row.enabled { queue } else { VecDeque::new() };
         next.insert(
             row.id.clone(),
             Live {
@@ -238,6 +366,7 @@ async fn refresh(inner: &Inner, live: &mut HashMap<String, Live>) {
                 secrets,
                 slots,
                 limiter,
+                queue,
             },
         );
     }
@@ -282,10 +411,27 @@ struct Task {
 }
 
 impl Task {
-    async fn send(self, d: ClaimedDelivery) {
+    /// Sends one claimed delivery (claimed until `claimed_until`) and hands its result to the
+    /// recorder.
+    async fn send(self, d: ClaimedDelivery, claimed_until: i64) {
         let Some(inner) = self.ctx.inner.upgrade() else {
             return;
         };
+        // A delivery that waited for its slot long enough that its claim could end before the
+        // attempt does renews it first; if it was lost meanwhile, another worker owns it.
+        if claimed_until.saturating_sub(now_ms())
+            < lease_ms(&self.settings).saturating_sub(secs_ms(LEASE_MARGIN.as_secs() / 2))
+        {
+            let until = now_ms().saturating_add(lease_ms(&self.settings));
+            match store::renew(&inner.db, d.seq, &self.ctx.worker, until).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(error) => {
+                    tracing::warn!(delivery = d.seq, error = %error, "could not renew a delivery claim; it is sent when the claim expires");
+                    return;
+                }
+            }
+        }
         let started_at = now_ms();
         let started = Instant::now();
         // The body is fixed at the first attempt and sent byte for byte on every later one.
@@ -371,9 +517,6 @@ impl Task {
                 .metrics
                 .delivery_latency
                 .observe(latency.max(0) as f64 / 1000.0);
-            if let Err(error) = store::note_success(&inner.db, &self.endpoint.id).await {
-                tracing::warn!(error = %error, "could not record an endpoint success");
-            }
             self.finish(&inner, &d, started_at, started, "succeeded", None, outcome)
                 .await;
             return;
@@ -394,11 +537,22 @@ impl Task {
         } else {
             "retrying"
         };
-        match store::note_failure(&inner.db, &self.endpoint.id, started_at).await {
-            Ok(Some(since))
-                if started_at.saturating_sub(since)
-                    >= secs_ms(self.settings.disable_after_secs) =>
-            {
+        // The endpoint's failure window. The stored start only moves later (a success clears
+        // it, a failure sets it when unset), so when the endpoint as last loaded (at most
+        // about a second ago) already has a start that is not old enough to disable it, the
+        // stored one is not either, and nothing is written: a dead endpoint's failures do
+        // not each take the store's writer.
+        let disable_after = secs_ms(self.settings.disable_after_secs);
+        let known = self
+            .endpoint
+            .failing_since
+            .filter(|since| started_at.saturating_sub(*since) < disable_after);
+        let noted = match known {
+            Some(since) => Ok(Some(since)),
+            None => store::note_failure(&inner.db, &self.endpoint.id, started_at).await,
+        };
+        match noted {
+            Ok(Some(since)) if started_at.saturating_sub(since) >= disable_after => {
                 let reason = format!(
                     "every attempt failed for {} s (disable_after_secs)",
                     self.settings.disable_after_secs
@@ -552,6 +706,7 @@ impl Task {
     ) {
         let finish = Finish {
             seq: d.seq,
+            endpoint_id: self.endpoint.id.clone(),
             worker: self.ctx.worker.clone(),
             attempt: AttemptRow {
                 attempt: 0,
@@ -584,15 +739,13 @@ impl Task {
                 outcome: label,
             })
             .inc();
-        match store::finish(&inner.db, &finish).await {
-            Ok(true) => {}
-            Ok(false) => tracing::warn!(
+        // Not awaited to its commit: the claim is held until then, and a crash before it
+        // means the delivery is sent again.
+        if self.ctx.records.send(Record::Finish(finish)).await.is_err() {
+            tracing::debug!(
                 delivery = d.seq,
-                "the delivery's claim was lost; its result is not recorded"
-            ),
-            Err(error) => {
-                tracing::warn!(delivery = d.seq, error = %error, "could not record the attempt; the delivery is sent again when its claim expires")
-            }
+                "stopping: the attempt is not recorded; the delivery is sent again after the restart"
+            );
         }
     }
 }

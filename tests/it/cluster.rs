@@ -15,12 +15,18 @@ use crate::support::{Backend, TestStore};
 pub const ADMIN: &str = "cluster-admin-token-0123456789";
 
 pub fn serve(dir: &std::path::Path, db: &str, extra: &[&str]) -> Server {
+    serve_with(dir, db, extra, "")
+}
+
+/// [`serve`] with `more_config` appended to the config file (e.g. `[delivery]` and
+/// `[[endpoints]]` tables).
+pub fn serve_with(dir: &std::path::Path, db: &str, extra: &[&str], more_config: &str) -> Server {
     let config = dir.join("hookgate.toml");
     std::fs::write(
         &config,
         // These tests are about crashes and processes, not rate limits: a release build under
         // the crash loop's load passes the default 1 000 requests/s per connection.
-        format!("listen = \"127.0.0.1:0\"\nadmin_token = \"{ADMIN}\"\nrate_limit_per_sec = 1000000\nrate_limit_burst = 1000000\n[[connections]]\nid = \"stripe\"\nprovider = \"stripe\"\nsecrets = [\"{}\"]\n", example_secret(ProviderId::Stripe)),
+        format!("listen = \"127.0.0.1:0\"\nadmin_token = \"{ADMIN}\"\nrate_limit_per_sec = 1000000\nrate_limit_burst = 1000000\n[[connections]]\nid = \"stripe\"\nprovider = \"stripe\"\nsecrets = [\"{}\"]\n{more_config}", example_secret(ProviderId::Stripe)),
     )
     .expect("config");
     let mut cmd = hookgate(dir, db);

@@ -3,6 +3,12 @@
 //! every event that got a 2xx is stored exactly once, every stored event is processed, each has
 //! exactly one fire, and no email has two contacts.
 //!
+//! The gateway also delivers every fire to a loopback endpoint that refuses a fixed share of
+//! requests (a 500, or an answer that outlasts the gateway's timeout). Afterwards every fire
+//! reached the endpoint with a 2xx at least once (redeliveries after a kill are allowed: at
+//! least once), no `webhook-id` arrived that is not a fire's, and every delivery is `succeeded`
+//! only for an id the endpoint answered 2xx.
+//!
 //! A kill is told apart from a crash or hang of the gateway's own: before each kill the gateway
 //! answers `/healthz` and is still running, every request left unanswered failed after the kill
 //! (a connection error, not a time-out), and the requests in flight at the kills and the events
@@ -22,9 +28,12 @@ use rand::rngs::StdRng;
 use rand::{Rng as _, SeedableRng as _};
 use serde_json::{json, Value};
 
+use axum::http::{HeaderMap, StatusCode};
+use hookgate::delivery::store::{list_deliveries, DeliveryFilter};
+
 use crate::backend_tests;
 use crate::cli::Server;
-use crate::cluster::{fires, serve, signed_stripe};
+use crate::cluster::{fires, serve_with, signed_stripe};
 use crate::support::{Backend, TestStore};
 
 /// Concurrent keep-alive clients, each with its own connection.
@@ -35,6 +44,93 @@ const EMAILS: usize = 40;
 const REDELIVER_PERCENT: u32 = 10;
 /// Cycles added at most when the planned ones caught no request in flight or no claimed batch.
 const EXTRA_CYCLES: u64 = 7;
+/// The endpoint refuses every this-many-th request it gets with a 500 ...
+const REFUSE_EVERY: usize = 5;
+/// ... and answers every this-many-th (that is not refused) only after the gateway's
+/// 1 s timeout, with a 503.
+const STALL_EVERY: usize = 29;
+
+/// What the loopback endpoint got, across every gateway of the run (it outlives them).
+#[derive(Default)]
+struct Inbox {
+    requests: usize,
+    /// `webhook-id` → how many requests with it were answered 2xx.
+    ok: HashMap<String, usize>,
+    /// Every `webhook-id` received, whatever the answer.
+    seen: HashSet<String>,
+    refused: usize,
+    stalled: usize,
+    /// Requests whose body `id` is not their `webhook-id`.
+    mismatched: Vec<String>,
+}
+
+/// The endpoint's handler: records the request and answers by the fixed rule above. A 2xx is
+/// recorded before it is answered.
+async fn receive(
+    inbox: Arc<Mutex<Inbox>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> StatusCode {
+    let id = headers
+        .get("webhook-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let body_id = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v["id"].as_str().map(str::to_owned));
+    let answer = {
+        let mut inbox = inbox.lock().expect("lock");
+        inbox.requests += 1;
+        let n = inbox.requests;
+        inbox.seen.insert(id.clone());
+        if body_id.as_deref() != Some(id.as_str()) {
+            inbox.mismatched.push(id.clone());
+        }
+        if n % REFUSE_EVERY == 0 {
+            inbox.refused += 1;
+            StatusCode::INTERNAL_SERVER_ERROR
+        } else if n % STALL_EVERY == 0 {
+            inbox.stalled += 1;
+            StatusCode::SERVICE_UNAVAILABLE
+        } else {
+            *inbox.ok.entry(id).or_default() += 1;
+            StatusCode::OK
+        }
+    };
+    if answer == StatusCode::SERVICE_UNAVAILABLE {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+    answer
+}
+
+/// Starts the endpoint on loopback; returns the config the gateways get for it: a short
+/// timeout and retry schedule, loopback allowed, subscribed to the fires only (not to the
+/// contact lifecycle events).
+async fn start_endpoint(inbox: &Arc<Mutex<Inbox>>) -> String {
+    let app = {
+        let inbox = Arc::clone(inbox);
+        axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: HeaderMap, body: axum::body::Bytes| {
+                receive(Arc::clone(&inbox), headers, body)
+            }),
+        )
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!(
+        "\n[delivery]\ntimeout_secs = 1\nretry_schedule_secs = [1]\ngive_up_after_secs = 3600\n\
+         allow_http = true\nallow_cidrs = [\"127.0.0.0/8\"]\n\n\
+         [[endpoints]]\nid = \"sink\"\nurl = \"http://{addr}/hook\"\nevent_types = [\"stripe.*\"]\n\
+         max_in_flight = 16\nsecrets = [\"whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\"]\n"
+    )
+}
 
 #[expect(clippy::disallowed_methods, reason = "tests read their own settings")]
 fn setting(name: &str) -> Option<u64> {
@@ -146,10 +242,14 @@ async fn client(
     None
 }
 
-fn start(dir: &std::path::Path, db_url: &str) -> impl std::future::Future<Output = Server> {
-    let (dir, db_url) = (dir.to_owned(), db_url.to_owned());
+fn start(
+    dir: &std::path::Path,
+    db_url: &str,
+    endpoint: &str,
+) -> impl std::future::Future<Output = Server> {
+    let (dir, db_url, endpoint) = (dir.to_owned(), db_url.to_owned(), endpoint.to_owned());
     async move {
-        tokio::task::spawn_blocking(move || serve(&dir, &db_url, &[]))
+        tokio::task::spawn_blocking(move || serve_with(&dir, &db_url, &[], &endpoint))
             .await
             .expect("start")
     }
@@ -238,6 +338,8 @@ async fn crash_loop(backend: Backend) {
         .timeout(Duration::from_secs(10))
         .build()
         .expect("client");
+    let inbox = Arc::new(Mutex::new(Inbox::default()));
+    let endpoint = start_endpoint(&inbox).await;
 
     // After the planned cycles, a few more if no kill has yet caught a request in flight or a
     // claimed batch, so that both counts asserted below are about this run, not luck.
@@ -246,7 +348,7 @@ async fn crash_loop(backend: Backend) {
         || (cycle < cycles + EXTRA_CYCLES && (in_flight_at_kills == 0 || leased_at_kills == 0))
     {
         cycle += 1;
-        let mut server = start(dir.path(), &db_url).await;
+        let mut server = start(dir.path(), &db_url, &endpoint).await;
         let url = server.url("/integrations/stripe/webhook/stripe");
         let stop = Arc::new(AtomicBool::new(false));
         let acked_before = ledger.lock().expect("lock").acked.len();
@@ -333,7 +435,7 @@ async fn crash_loop(backend: Backend) {
 
     // A last gateway drains everything the killed ones left pending or claimed (claims of a
     // killed process expire after the lease).
-    let last = start(dir.path(), &db_url).await;
+    let last = start(dir.path(), &db_url, &endpoint).await;
     // The events in flight at the last kill are delivered again, as their provider would retry
     // them: each was stored before the kill (a duplicate now) or not at all (accepted now).
     let retried: Vec<usize> = std::mem::take(&mut ledger.lock().expect("lock").unanswered)
@@ -447,6 +549,8 @@ async fn crash_loop(backend: Backend) {
         "one contact per email"
     );
 
+    let delivered = check_deliveries(&store.db, &fires, &inbox, &last).await;
+
     let reclaimed = rows.iter().filter(|(_, _, attempts)| *attempts > 1).count();
     assert!(
         reclaimed > 0,
@@ -455,7 +559,7 @@ async fn crash_loop(backend: Backend) {
     println!(
         "crash loop ({name}) summary: {cycle} cycles, {} requests ({} redeliveries of acknowledged events), \
          {} events acknowledged, {in_flight_at_kills} requests in flight at the kills, {} events stored, \
-         {} redelivered after the last kill ({stored_before_kill} of them stored before it), {reclaimed} reprocessed after a kill, {} fires, {contacts} contacts",
+         {} redelivered after the last kill ({stored_before_kill} of them stored before it), {reclaimed} reprocessed after a kill, {} fires, {contacts} contacts; {delivered}",
         ledger.requests,
         ledger.redeliveries,
         ledger.acked.len(),
@@ -467,6 +571,122 @@ async fn crash_loop(backend: Backend) {
         .await
         .expect("stop");
     assert!(status.success(), "the last gateway stops cleanly");
+}
+
+/// Waits until no delivery is pending or retrying, then checks them against what the endpoint
+/// got: one delivery per fire, each `succeeded`; every fire's message id answered 2xx at least
+/// once; no other `webhook-id`; and the endpoint's refusals were retried. Returns a summary.
+async fn check_deliveries(
+    db: &Db,
+    fires: &[hookgate::db::rows::FireRow],
+    inbox: &Mutex<Inbox>,
+    gateway: &Server,
+) -> String {
+    let all = DeliveryFilter {
+        limit: 10_000_000,
+        ..DeliveryFilter::default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let deliveries = loop {
+        let deliveries = list_deliveries(db, &all).await.expect("deliveries");
+        if deliveries
+            .iter()
+            .all(|d| d.status != "pending" && d.status != "retrying")
+        {
+            break deliveries;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "deliveries still unfinished 120 s after the last restart: {} of {}\n{}",
+            deliveries
+                .iter()
+                .filter(|d| d.status == "pending" || d.status == "retrying")
+                .count(),
+            deliveries.len(),
+            gateway.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let inbox = inbox.lock().expect("lock");
+    assert!(
+        inbox.mismatched.is_empty(),
+        "requests whose body id is not their webhook-id: {:?}",
+        inbox.mismatched
+    );
+    // Every fire has exactly one delivery, and it succeeded.
+    let by_seq: HashMap<i64, String> = fires
+        .iter()
+        .map(|f| (f.seq, hookgate::delivery::message_id(f.created_at, f.seq)))
+        .collect();
+    assert_eq!(deliveries.len(), fires.len(), "one delivery per fire");
+    let delivered_seqs: HashSet<i64> = deliveries.iter().map(|d| d.fire_seq).collect();
+    assert_eq!(
+        delivered_seqs,
+        by_seq.keys().copied().collect::<HashSet<_>>(),
+        "the deliveries are of the fires"
+    );
+    let unfinished: Vec<_> = deliveries
+        .iter()
+        .filter(|d| d.status != "succeeded")
+        .map(|d| (d.seq, d.status.clone(), d.last_error.clone()))
+        .collect();
+    assert!(
+        unfinished.is_empty(),
+        "deliveries that did not succeed: {unfinished:?}"
+    );
+    // No delivery is `succeeded` without a 2xx from the endpoint for its message id.
+    for d in &deliveries {
+        let id = hookgate::delivery::message_id(d.fire_created_at, d.fire_seq);
+        assert!(
+            inbox.ok.contains_key(&id),
+            "delivery {} ({id}) is {} but the endpoint never answered it 2xx (last status {:?})",
+            d.seq,
+            d.status,
+            d.last_status_code
+        );
+        assert!(
+            d.last_status_code.is_some_and(|c| (200..300).contains(&c)),
+            "delivery {} is {} with last status {:?}",
+            d.seq,
+            d.status,
+            d.last_status_code
+        );
+    }
+    // Every fire reached the endpoint with a 2xx, and nothing else reached it.
+    let expected: HashSet<&String> = by_seq.values().collect();
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|id| !inbox.ok.contains_key(id.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} fires never got a 2xx from the endpoint: {:?}",
+        missing.len(),
+        &missing[..missing.len().min(20)]
+    );
+    let strangers: Vec<_> = inbox
+        .seen
+        .iter()
+        .filter(|id| !expected.contains(id))
+        .collect();
+    assert!(
+        strangers.is_empty(),
+        "webhook-ids that are no fire's: {strangers:?}"
+    );
+    assert_eq!(inbox.seen.len(), fires.len(), "unique webhook-ids = fires");
+    // The refusals happened and were retried.
+    assert!(inbox.refused > 0, "the endpoint refused nothing");
+    let retried = deliveries.iter().filter(|d| d.attempts > 1).count();
+    assert!(retried > 0, "no delivery needed a second attempt");
+    let twice = inbox.ok.values().filter(|n| **n > 1).count();
+    format!(
+        "{} deliveries succeeded from {} requests to the endpoint ({} refused, {} outlasted the timeout, \
+         {retried} deliveries retried, {twice} message ids answered 2xx more than once)",
+        deliveries.len(),
+        inbox.requests,
+        inbox.refused,
+        inbox.stalled,
+    )
 }
 
 backend_tests!(crash_loop);

@@ -1015,3 +1015,249 @@ async fn bench_delivery_scenario_loses_nothing() {
         assert!(p["drain_secs"].as_f64().is_some(), "{p}");
     }
 }
+
+/// The base config of the tests below: a short schedule, `[delivery]` `extra` lines, then the
+/// `more` tables.
+fn short_config(extra: &str, more: &str) -> String {
+    format!(
+        "listen = \"127.0.0.1:0\"\nadmin_token = \"{TOKEN}\"\n\n\
+         [delivery]\ntimeout_secs = 1\nretry_schedule_secs = [1]\ngive_up_after_secs = 600\n\
+         allow_http = true\n{extra}\n\n{more}"
+    )
+}
+
+/// A provider event that unsubscribes a contact (Brevo `unsubscribed`) reaches an endpoint
+/// subscribed to `contact.*` as `contact.suppressed`, signed, with the contact as its data;
+/// a second unsubscribe of the same contact suppresses nothing new.
+async fn contact_suppressed_is_delivered(backend: Backend) {
+    use hookgate::providers::ProviderId;
+    use hookgate_providers::testkit::example_secret;
+    let store = TestStore::new(&backend).await;
+    let (receivers, addr) = start_receivers().await;
+    let brevo_secret = example_secret(ProviderId::Brevo);
+    let gw = Gateway::start(
+        &store,
+        short_config(
+            "allow_cidrs = [\"127.0.0.0/8\"]",
+            &format!(
+                "[[connections]]\nid = \"brevo\"\nprovider = \"brevo\"\nsecrets = [\"{brevo_secret}\"]\n\n\
+                 [[endpoints]]\nid = \"contacts\"\nurl = \"http://{addr}/ok-contacts\"\n\
+                 event_types = [\"contact.*\"]\nsecrets = [\"{SECRET_A}\"]\n"
+            ),
+        ),
+    )
+    .await;
+    let deliver = |fixture: &'static str| {
+        let body = crate::support::fixture(ProviderId::Brevo, fixture);
+        let signed = ProviderId::Brevo
+            .adapter()
+            .sign(
+                &body,
+                &Secret::new(brevo_secret),
+                &crate::support::now_options(),
+            )
+            .expect("sign");
+        let mut request = gw
+            .client
+            .post(gw.server.url("/integrations/brevo/webhook/brevo"))
+            .body(body);
+        for (name, value) in signed.headers {
+            request = request.header(name, value);
+        }
+        async move {
+            let response = request.send().await.expect("send");
+            assert_eq!(response.status(), 200, "{fixture}");
+        }
+    };
+    // fixtures/brevo/unsubscribed.json: a transactional unsubscribe of a new contact.
+    deliver("unsubscribed.json").await;
+    let email = "noah.schmidt@example.com";
+    let done = gw
+        .until_status("contacts", "contact.suppressed", "succeeded")
+        .await;
+    gw.until_status("contacts", "contact.created", "succeeded")
+        .await;
+    let message_id = done["message_id"].as_str().expect("message id").to_owned();
+    let got: Vec<Received> = receivers
+        .got("ok-contacts")
+        .into_iter()
+        .filter(|r| r.headers["webhook-id"] == message_id.as_str())
+        .collect();
+    assert_eq!(got.len(), 1, "delivered once");
+    assert!(
+        verify(&got[0], SECRET_A),
+        "signed with the endpoint's secret"
+    );
+    let body: Value = serde_json::from_slice(&got[0].body).expect("json");
+    assert_eq!(body["id"], message_id.as_str());
+    assert_eq!(body["type"], "contact.suppressed");
+    assert_eq!(body["workspace"], "default");
+    let data = body["data"].as_object().expect("data is the contact");
+    let mut keys: Vec<&str> = data.keys().map(String::as_str).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "custom_fields",
+            "email",
+            "first_name",
+            "last_name",
+            "subscribed",
+            "workspace"
+        ],
+        "{body}"
+    );
+    assert_eq!(data["email"], email);
+    assert_eq!(data["workspace"], "default");
+    assert_eq!(data["subscribed"], false);
+    assert_eq!(data["custom_fields"]["brevo_unsubscribed"], true, "{body}");
+    // The same event in the events feed, with the same payload.
+    let feed = gw.get("/v1/events?event_type=contact.suppressed").await;
+    let events = feed["events"].as_array().expect("events");
+    assert_eq!(events.len(), 1, "{feed}");
+    assert_eq!(events[0]["messageId"], message_id.as_str());
+    assert_eq!(events[0]["payload"], body["data"]);
+
+    // A marketing unsubscribe of the same, already suppressed, contact: processed (its own
+    // fire is in the feed, written with any lifecycle event in one transaction), no second
+    // `contact.suppressed`.
+    deliver("unsubscribe.json").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let feed = gw.get("/v1/events?limit=100").await;
+        let brevo = feed["events"]
+            .as_array()
+            .expect("events")
+            .iter()
+            .filter(|e| e["eventType"].as_str().unwrap_or("").starts_with("brevo."))
+            .count();
+        if brevo >= 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the second Brevo event was not processed: {feed}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let feed = gw.get("/v1/events?event_type=contact.suppressed").await;
+    assert_eq!(feed["events"].as_array().map(Vec::len), Some(1), "{feed}");
+    let suppressed = gw
+        .deliveries("contacts")
+        .await
+        .iter()
+        .filter(|d| d["event_type"] == "contact.suppressed")
+        .count();
+    assert_eq!(suppressed, 1);
+    gw.server.stop();
+}
+
+/// A destination named by a host name is checked when the name is resolved, at each attempt:
+/// `localhost` is accepted when the endpoint is saved (a name is not an address), every
+/// attempt is refused (nothing reaches the receiver, the attempt log names the address) until
+/// `allow_cidrs` covers loopback, and then the same delivery goes through. An IPv4-mapped
+/// loopback literal is refused when saved.
+async fn names_are_checked_at_send_time(backend: Backend) {
+    let store = TestStore::new(&backend).await;
+    let (receivers, addr) = start_receivers().await;
+    let port = addr.port();
+    let endpoint = format!(
+        "[[endpoints]]\nid = \"named\"\nurl = \"http://localhost:{port}/ok-named\"\n\
+         event_types = [\"test.*\"]\nsecrets = [\"{SECRET_A}\"]\n"
+    );
+    // No allow_cidrs: loopback is refused.
+    let gw = Gateway::start(&store, short_config("", &endpoint)).await;
+    let (status, body) = gw
+        .post(
+            "/admin/endpoints",
+            json!({"id": "named-api", "url": format!("http://localhost:{port}/ok-named-api"),
+                   "event_types": ["test.*"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "a host name is saved: {body}");
+    let api_secret = body["secret"]
+        .as_str()
+        .expect("generated secret")
+        .to_owned();
+    let (status, body) = gw
+        .post(
+            "/admin/endpoints",
+            json!({"id": "mapped", "url": format!("http://[::ffff:127.0.0.1]:{port}/ok-mapped")}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "destination_not_allowed", "{body}");
+    let message = body["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("url")
+            && message.contains("::ffff:127.0.0.1")
+            && message.contains("loopback"),
+        "{body}"
+    );
+    assert_eq!(
+        gw.call(reqwest::Method::GET, "/admin/endpoints/mapped", None)
+            .await
+            .0,
+        404
+    );
+
+    gw.event("test.named").await;
+    for endpoint in ["named", "named-api"] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let detail = loop {
+            let items = gw.deliveries(endpoint).await;
+            if let Some(d) = items.iter().find(|d| d["attempts"].as_i64() >= Some(2)) {
+                let id = d["id"].as_str().expect("id");
+                break gw.get(&format!("/admin/deliveries/{id}")).await;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{endpoint}: no second attempt: {items:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert_eq!(detail["status"], "retrying", "{detail}");
+        for attempt in detail["attempt_log"].as_array().expect("log") {
+            let error = attempt["error"].as_str().unwrap_or("");
+            assert_eq!(attempt["status_code"], 0, "{detail}");
+            assert!(
+                error.contains("destination_not_allowed")
+                    && error.contains("127.0.0.1")
+                    && error.contains("loopback"),
+                "{endpoint}: {detail}"
+            );
+        }
+    }
+    assert!(receivers.got("ok-named").is_empty());
+    assert!(receivers.got("ok-named-api").is_empty());
+    gw.server.stop();
+
+    // With loopback allowed, the same deliveries go through at their next attempt.
+    let gw = Gateway::start(
+        &store,
+        short_config("allow_cidrs = [\"127.0.0.0/8\", \"::1/128\"]", &endpoint),
+    )
+    .await;
+    for (endpoint, path, secret) in [
+        ("named", "ok-named", SECRET_A),
+        ("named-api", "ok-named-api", api_secret.as_str()),
+    ] {
+        let done = gw.until_status(endpoint, "test.named", "succeeded").await;
+        let log = done["attempt_log"].as_array().expect("log");
+        assert!(log.len() >= 3, "{done}");
+        assert!(log[..log.len() - 1].iter().all(|a| a["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("destination_not_allowed")));
+        assert_eq!(log[log.len() - 1]["status_code"], 200, "{done}");
+        let got = receivers.got(path);
+        assert_eq!(got.len(), 1, "{endpoint}");
+        assert!(verify(&got[0], secret), "{endpoint}");
+    }
+    gw.server.stop();
+}
+
+backend_tests!(
+    contact_suppressed_is_delivered,
+    names_are_checked_at_send_time
+);
