@@ -41,7 +41,8 @@ pub async fn open(
     // One writer connection: every write goes through it, so SQLite never sees two writers of
     // ours contend for the lock (other processes, like the CLI, wait on the busy timeout).
     // Checkpoints never run on the writer's commit path (they set the tail latency and cost a
-    // third of the throughput when they do); `checkpoint` runs them from a reader connection.
+    // third of the throughput when they do); `checkpoint` runs them from a reader connection,
+    // and on this one only between two transactions, to catch up once the WAL is large.
     let writer = SqlitePoolOptions::new()
         .max_connections(1)
         .acquire_timeout(Duration::from_secs(10))
@@ -155,15 +156,33 @@ pub async fn probe_write(writer: &SqlitePool) -> Result<(), sqlx::Error> {
         .map(|_| ())
 }
 
+/// WAL frames (4 KiB pages) past which [`checkpoint`] also catches up on the writer connection:
+/// 16 MiB, about a second of sustained load.
+pub const WAL_RESTART_FRAMES: i64 = 4096;
+
 /// Copies the WAL into the database without blocking the writer (`PASSIVE`). When it gets
 /// everything, the next write starts the WAL from its beginning again, so the file is reused
-/// instead of growing (reused blocks also sync faster than appended ones).
+/// instead of growing (reused blocks also sync far faster than appended ones).
+///
+/// Under sustained load a checkpoint from a reader never gets everything: the writer commits
+/// new frames while it copies, so the WAL would never restart and grows without bound (by
+/// about 100 MB a second at full load, every write appending new blocks). So once the WAL holds
+/// more than [`WAL_RESTART_FRAMES`], a second passive checkpoint runs on the writer
+/// connection, between two of its transactions: it copies only what was committed since the
+/// first one (the first did the bulk of the work off the writer), and the writer's next
+/// transaction then restarts the WAL from its beginning.
 ///
 /// # Errors
 /// The database cannot be read.
-pub async fn checkpoint(readers: &SqlitePool) -> Result<(i64, i64), sqlx::Error> {
-    let (_busy, log, done): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
-        .fetch_one(readers)
-        .await?;
+pub async fn checkpoint(
+    readers: &SqlitePool,
+    writer: &SqlitePool,
+) -> Result<(i64, i64), sqlx::Error> {
+    const PASSIVE: &str = "PRAGMA wal_checkpoint(PASSIVE)";
+    let (_busy, log, done): (i64, i64, i64) = sqlx::query_as(PASSIVE).fetch_one(readers).await?;
+    if log < WAL_RESTART_FRAMES {
+        return Ok((log, done));
+    }
+    let (_busy, log, done): (i64, i64, i64) = sqlx::query_as(PASSIVE).fetch_one(writer).await?;
     Ok((log, done))
 }
