@@ -5,9 +5,11 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Executor as _, SqliteConnection, SqlitePool};
+use sqlx::{Executor as _, QueryBuilder, SqliteConnection, SqlitePool};
 
-use crate::db::Durability;
+use crate::db::sql::ingest::{IngestInsert, INGEST_COLUMNS, STORED_CONFLICT};
+use crate::db::{Durability, NewIngest};
+use crate::resolution::Status;
 
 /// SQLite has one writer connection: claims need no row locks and applies no extra lock.
 const DIALECT: crate::db::Dialect = crate::db::Dialect {
@@ -16,6 +18,70 @@ const DIALECT: crate::db::Dialect = crate::db::Dialect {
 };
 
 crate::db::sql::backend_queries!(sqlx::Sqlite);
+
+/// Inserts `rows` into `ingest` with one multi-row `VALUES` statement. With `stored_events`
+/// a row whose event is stored already is skipped, and the ids inserted are returned.
+///
+/// # Errors
+/// The statement fails.
+pub(crate) async fn insert_ingest(
+    conn: &mut SqliteConnection,
+    rows: &[IngestInsert<'_>],
+    stored_events: bool,
+) -> Result<Vec<String>, sqlx::Error> {
+    let mut q =
+        QueryBuilder::<sqlx::Sqlite>::new(format!("INSERT INTO ingest ({INGEST_COLUMNS}) "));
+    q.push_values(
+        rows.iter(),
+        |mut b, (row, outcome, status, duplicate_of)| {
+            b.push_bind(row.id.as_str())
+                .push_bind(row.received_at)
+                .push_bind(row.connection_id.as_str())
+                .push_bind(row.provider)
+                .push_bind(row.workspace.as_deref())
+                .push_bind(outcome.as_str())
+                .push_bind(status.map(Status::as_str))
+                .push_bind(row.http_status)
+                .push_bind(row.event_id.as_deref())
+                .push_bind(row.event_type.as_deref())
+                .push_bind(*duplicate_of)
+                .push_bind(row.reason.as_deref())
+                .push_bind(row.client_addr.as_deref())
+                .push_bind(row.path.as_str())
+                .push_bind(row.body_size)
+                .push_bind(row.body_truncated)
+                .push_bind(row.read_us)
+                .push_bind(row.verify_us);
+        },
+    );
+    if !stored_events {
+        q.build().persistent(false).execute(conn).await?;
+        return Ok(Vec::new());
+    }
+    q.push(STORED_CONFLICT);
+    q.build_query_scalar()
+        .persistent(false)
+        .fetch_all(conn)
+        .await
+}
+
+/// Inserts every row's headers and body into `ingest_payloads` with one statement.
+///
+/// # Errors
+/// The statement fails.
+pub(crate) async fn insert_payloads(
+    conn: &mut SqliteConnection,
+    rows: &[NewIngest],
+) -> Result<(), sqlx::Error> {
+    let mut q =
+        QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO ingest_payloads (id, headers, body) ");
+    q.push_values(rows.iter(), |mut b, row| {
+        b.push_bind(row.id.as_str())
+            .push_bind(row.headers.as_str())
+            .push_bind(row.body.as_ref());
+    });
+    q.build().persistent(false).execute(conn).await.map(|_| ())
+}
 
 /// Opens (creating if missing) the database at `url`.
 ///
