@@ -574,11 +574,12 @@ impl Db {
         dispatch!(write self, revoke_api_key(id, now_ms))
     }
 
-    /// SQLite: one passive WAL checkpoint (see `db::sqlite::checkpoint`); a no-op on PostgreSQL.
+    /// SQLite: a passive WAL checkpoint, caught up on the writer connection once the WAL is
+    /// large (see `db::sqlite::checkpoint`); a no-op on PostgreSQL.
     /// Returns (frames in the WAL, frames checkpointed).
     pub async fn checkpoint(&self) -> Result<(i64, i64), sqlx::Error> {
         match self {
-            Db::Sqlite { readers, .. } => sqlite::checkpoint(readers).await,
+            Db::Sqlite { readers, writer } => sqlite::checkpoint(readers, writer).await,
             Db::Postgres(_) => Ok((0, 0)),
         }
     }

@@ -4,7 +4,11 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
+
+use crate::db::sql::ingest::{IngestInsert, INGEST_COLUMNS, STORED_CONFLICT};
+use crate::db::NewIngest;
+use crate::resolution::Status;
 
 /// Several workers and processes share the server: claims skip rows another claim has locked,
 /// and applies take turns on one advisory lock (7_349_001 is an arbitrary constant naming
@@ -15,6 +19,75 @@ const DIALECT: crate::db::Dialect = crate::db::Dialect {
 };
 
 crate::db::sql::backend_queries!(sqlx::Postgres);
+
+/// Inserts `rows` into `ingest` with one `INSERT ... SELECT FROM UNNEST(...)` of one array
+/// parameter a column, whatever the batch size: the server parses and plans one short
+/// statement instead of a `VALUES` list of 18 parameters a row, a statement of its own for
+/// every batch size. `UNNEST` keeps the arrays' order, so rows go in in key order (see
+/// `write_batch`). With `stored_events` a row whose event is stored already is skipped, and
+/// the ids inserted are returned.
+///
+/// # Errors
+/// The statement fails.
+pub(crate) async fn insert_ingest(
+    conn: &mut PgConnection,
+    rows: &[IngestInsert<'_>],
+    stored_events: bool,
+) -> Result<Vec<String>, sqlx::Error> {
+    fn column<'r, T>(rows: &[IngestInsert<'r>], f: impl Fn(&IngestInsert<'r>) -> T) -> Vec<T> {
+        rows.iter().map(f).collect()
+    }
+    let sql = format!(
+        "INSERT INTO ingest ({INGEST_COLUMNS}) SELECT * FROM UNNEST($1::text[], $2::bigint[], \
+         $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[], $9::text[], \
+         $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::bigint[], \
+         $16::boolean[], $17::bigint[], $18::bigint[]){}",
+        if stored_events { STORED_CONFLICT } else { "" }
+    );
+    let q = sqlx::query_scalar::<_, String>(&sql)
+        .bind(column(rows, |r| r.0.id.as_str()))
+        .bind(column(rows, |r| r.0.received_at))
+        .bind(column(rows, |r| r.0.connection_id.as_str()))
+        .bind(column(rows, |r| r.0.provider))
+        .bind(column(rows, |r| r.0.workspace.as_deref()))
+        .bind(column(rows, |r| r.1.as_str()))
+        .bind(column(rows, |r| r.2.map(Status::as_str)))
+        .bind(column(rows, |r| r.0.http_status))
+        .bind(column(rows, |r| r.0.event_id.as_deref()))
+        .bind(column(rows, |r| r.0.event_type.as_deref()))
+        .bind(column(rows, |r| r.3))
+        .bind(column(rows, |r| r.0.reason.as_deref()))
+        .bind(column(rows, |r| r.0.client_addr.as_deref()))
+        .bind(column(rows, |r| r.0.path.as_str()))
+        .bind(column(rows, |r| r.0.body_size))
+        .bind(column(rows, |r| r.0.body_truncated))
+        .bind(column(rows, |r| r.0.read_us))
+        .bind(column(rows, |r| r.0.verify_us));
+    q.fetch_all(conn).await
+}
+
+/// Inserts every row's headers and body into `ingest_payloads` with one `UNNEST` statement.
+///
+/// # Errors
+/// The statement fails.
+pub(crate) async fn insert_payloads(
+    conn: &mut PgConnection,
+    rows: &[NewIngest],
+) -> Result<(), sqlx::Error> {
+    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    let headers: Vec<&str> = rows.iter().map(|r| r.headers.as_str()).collect();
+    let bodies: Vec<&[u8]> = rows.iter().map(|r| r.body.as_ref()).collect();
+    sqlx::query(
+        "INSERT INTO ingest_payloads (id, headers, body) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::bytea[])",
+    )
+    .bind(ids)
+    .bind(headers)
+    .bind(bodies)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
 
 /// Connects a pool to `url`.
 ///

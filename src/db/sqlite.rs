@@ -5,9 +5,11 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Executor as _, SqliteConnection, SqlitePool};
+use sqlx::{Executor as _, QueryBuilder, SqliteConnection, SqlitePool};
 
-use crate::db::Durability;
+use crate::db::sql::ingest::{IngestInsert, INGEST_COLUMNS, STORED_CONFLICT};
+use crate::db::{Durability, NewIngest};
+use crate::resolution::Status;
 
 /// SQLite has one writer connection: claims need no row locks and applies no extra lock.
 const DIALECT: crate::db::Dialect = crate::db::Dialect {
@@ -16,6 +18,70 @@ const DIALECT: crate::db::Dialect = crate::db::Dialect {
 };
 
 crate::db::sql::backend_queries!(sqlx::Sqlite);
+
+/// Inserts `rows` into `ingest` with one multi-row `VALUES` statement. With `stored_events`
+/// a row whose event is stored already is skipped, and the ids inserted are returned.
+///
+/// # Errors
+/// The statement fails.
+pub(crate) async fn insert_ingest(
+    conn: &mut SqliteConnection,
+    rows: &[IngestInsert<'_>],
+    stored_events: bool,
+) -> Result<Vec<String>, sqlx::Error> {
+    let mut q =
+        QueryBuilder::<sqlx::Sqlite>::new(format!("INSERT INTO ingest ({INGEST_COLUMNS}) "));
+    q.push_values(
+        rows.iter(),
+        |mut b, (row, outcome, status, duplicate_of)| {
+            b.push_bind(row.id.as_str())
+                .push_bind(row.received_at)
+                .push_bind(row.connection_id.as_str())
+                .push_bind(row.provider)
+                .push_bind(row.workspace.as_deref())
+                .push_bind(outcome.as_str())
+                .push_bind(status.map(Status::as_str))
+                .push_bind(row.http_status)
+                .push_bind(row.event_id.as_deref())
+                .push_bind(row.event_type.as_deref())
+                .push_bind(*duplicate_of)
+                .push_bind(row.reason.as_deref())
+                .push_bind(row.client_addr.as_deref())
+                .push_bind(row.path.as_str())
+                .push_bind(row.body_size)
+                .push_bind(row.body_truncated)
+                .push_bind(row.read_us)
+                .push_bind(row.verify_us);
+        },
+    );
+    if !stored_events {
+        q.build().persistent(false).execute(conn).await?;
+        return Ok(Vec::new());
+    }
+    q.push(STORED_CONFLICT);
+    q.build_query_scalar()
+        .persistent(false)
+        .fetch_all(conn)
+        .await
+}
+
+/// Inserts every row's headers and body into `ingest_payloads` with one statement.
+///
+/// # Errors
+/// The statement fails.
+pub(crate) async fn insert_payloads(
+    conn: &mut SqliteConnection,
+    rows: &[NewIngest],
+) -> Result<(), sqlx::Error> {
+    let mut q =
+        QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO ingest_payloads (id, headers, body) ");
+    q.push_values(rows.iter(), |mut b, row| {
+        b.push_bind(row.id.as_str())
+            .push_bind(row.headers.as_str())
+            .push_bind(row.body.as_ref());
+    });
+    q.build().persistent(false).execute(conn).await.map(|_| ())
+}
 
 /// Opens (creating if missing) the database at `url`.
 ///
@@ -41,7 +107,8 @@ pub async fn open(
     // One writer connection: every write goes through it, so SQLite never sees two writers of
     // ours contend for the lock (other processes, like the CLI, wait on the busy timeout).
     // Checkpoints never run on the writer's commit path (they set the tail latency and cost a
-    // third of the throughput when they do); `checkpoint` runs them from a reader connection.
+    // third of the throughput when they do); `checkpoint` runs them from a reader connection,
+    // and on this one only between two transactions, to catch up once the WAL is large.
     let writer = SqlitePoolOptions::new()
         .max_connections(1)
         .acquire_timeout(Duration::from_secs(10))
@@ -155,15 +222,33 @@ pub async fn probe_write(writer: &SqlitePool) -> Result<(), sqlx::Error> {
         .map(|_| ())
 }
 
+/// WAL frames (4 KiB pages) past which [`checkpoint`] also catches up on the writer connection:
+/// 16 MiB, about a second of sustained load.
+pub const WAL_RESTART_FRAMES: i64 = 4096;
+
 /// Copies the WAL into the database without blocking the writer (`PASSIVE`). When it gets
 /// everything, the next write starts the WAL from its beginning again, so the file is reused
-/// instead of growing (reused blocks also sync faster than appended ones).
+/// instead of growing (reused blocks also sync far faster than appended ones).
+///
+/// Under sustained load a checkpoint from a reader never gets everything: the writer commits
+/// new frames while it copies, so the WAL would never restart and grows without bound (by
+/// about 100 MB a second at full load, every write appending new blocks). So once the WAL holds
+/// more than [`WAL_RESTART_FRAMES`], a second passive checkpoint runs on the writer
+/// connection, between two of its transactions: it copies only what was committed since the
+/// first one (the first did the bulk of the work off the writer), and the writer's next
+/// transaction then restarts the WAL from its beginning.
 ///
 /// # Errors
 /// The database cannot be read.
-pub async fn checkpoint(readers: &SqlitePool) -> Result<(i64, i64), sqlx::Error> {
-    let (_busy, log, done): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
-        .fetch_one(readers)
-        .await?;
+pub async fn checkpoint(
+    readers: &SqlitePool,
+    writer: &SqlitePool,
+) -> Result<(i64, i64), sqlx::Error> {
+    const PASSIVE: &str = "PRAGMA wal_checkpoint(PASSIVE)";
+    let (_busy, log, done): (i64, i64, i64) = sqlx::query_as(PASSIVE).fetch_one(readers).await?;
+    if log < WAL_RESTART_FRAMES {
+        return Ok((log, done));
+    }
+    let (_busy, log, done): (i64, i64, i64) = sqlx::query_as(PASSIVE).fetch_one(writer).await?;
     Ok((log, done))
 }

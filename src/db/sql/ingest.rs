@@ -11,6 +11,22 @@ pub(crate) const SUMMARY_COLUMNS: &str = "id, received_at, connection_id, provid
     http_status, event_id, event_type, duplicate_of, reason, client_addr, body_size, read_us, verify_us, attempts, \
     status_reason, contact_email, processed_at";
 
+/// One row of a batch insert into `ingest`: the row, its outcome, its processing status, and
+/// the id of the first delivery of the event it duplicates. Each backend inserts a batch of
+/// them with `insert_ingest` (SQLite a multi-row `VALUES` list, PostgreSQL one `UNNEST` of
+/// array parameters).
+pub(crate) type IngestInsert<'r> = (
+    &'r crate::db::NewIngest,
+    crate::db::Outcome,
+    Option<crate::resolution::Status>,
+    Option<&'r str>,
+);
+
+/// Ends the insert of stored events: a second copy of a stored (connection, event id) is not
+/// inserted (the unique index also covers two copies inside one batch); the ids inserted come back.
+pub(crate) const STORED_CONFLICT: &str =
+    " ON CONFLICT (connection_id, event_id) WHERE outcome IN ('accepted', 'ignored') DO NOTHING RETURNING id";
+
 pub(crate) const CLAIMED_COLUMNS: &str =
     "id, connection_id, provider, workspace, event_id, event_type, headers, body, received_at, attempts";
 
@@ -23,36 +39,9 @@ macro_rules! ingest_queries {
         use super::{Conn, Pool, DIALECT};
         use crate::db::rows::{ClaimedEvent, IngestRow, IngestSummary};
         use crate::db::sql::chunks;
-        use crate::db::sql::ingest::{CLAIMED_COLUMNS, INGEST_COLUMNS, SUMMARY_COLUMNS};
+        use crate::db::sql::ingest::{IngestInsert, CLAIMED_COLUMNS, SUMMARY_COLUMNS};
         use crate::db::{IngestFilter, IngestKind, NewIngest, Outcome, WriteOutcome};
         use crate::resolution::{EventPlan, Finish, Status};
-
-        /// Appends `rows` as one multi-row `VALUES` list, each with the given outcome and status.
-        fn push_rows<'r>(
-            q: &mut QueryBuilder<'r, $db>,
-            rows: &[(&'r NewIngest, Outcome, Option<Status>, Option<&'r str>)],
-        ) {
-            q.push_values(rows.iter(), |mut b, (row, outcome, status, duplicate_of)| {
-                b.push_bind(row.id.as_str())
-                    .push_bind(row.received_at)
-                    .push_bind(row.connection_id.as_str())
-                    .push_bind(row.provider)
-                    .push_bind(row.workspace.as_deref())
-                    .push_bind(outcome.as_str())
-                    .push_bind(status.map(Status::as_str))
-                    .push_bind(row.http_status)
-                    .push_bind(row.event_id.as_deref())
-                    .push_bind(row.event_type.as_deref())
-                    .push_bind(*duplicate_of)
-                    .push_bind(row.reason.as_deref())
-                    .push_bind(row.client_addr.as_deref())
-                    .push_bind(row.path.as_str())
-                    .push_bind(row.body_size)
-                    .push_bind(row.body_truncated)
-                    .push_bind(row.read_us)
-                    .push_bind(row.verify_us);
-            });
-        }
 
         /// Writes a batch in one transaction (one commit, one fsync) with as few statements as
         /// possible: one multi-row insert of the events (deduplicated by the unique index, which
@@ -63,7 +52,7 @@ macro_rules! ingest_queries {
             rows: &[NewIngest],
         ) -> Result<Vec<WriteOutcome>, sqlx::Error> {
             let mut tx = conn.begin().await?;
-            let mut events: Vec<_> = rows
+            let mut events: Vec<IngestInsert<'_>> = rows
                 .iter()
                 .filter_map(|row| match row.kind {
                     IngestKind::Accepted => Some((row, Outcome::Accepted, Some(Status::Pending), None)),
@@ -76,11 +65,7 @@ macro_rules! ingest_queries {
             events.sort_by(|a, b| (a.0.connection_id.as_str(), a.0.event_id.as_deref()).cmp(&(b.0.connection_id.as_str(), b.0.event_id.as_deref())));
             let mut stored: HashSet<String> = HashSet::new();
             if !events.is_empty() {
-                let mut q = QueryBuilder::<$db>::new(format!("INSERT INTO ingest ({INGEST_COLUMNS}) "));
-                push_rows(&mut q, &events);
-                q.push(" ON CONFLICT (connection_id, event_id) WHERE outcome IN ('accepted', 'ignored') DO NOTHING RETURNING id");
-                let ids: Vec<String> = q.build_query_scalar().persistent(false).fetch_all(&mut *tx).await?;
-                stored.extend(ids);
+                stored.extend(super::insert_ingest(&mut tx, &events, true).await?);
             }
             // Deliveries whose event was stored before (or earlier in this batch).
             let duplicates: Vec<&NewIngest> = events.iter().map(|e| e.0).filter(|r| !stored.contains(&r.id)).collect();
@@ -120,16 +105,10 @@ macro_rules! ingest_queries {
                 }
             }
             if !logged.is_empty() {
-                let mut q = QueryBuilder::<$db>::new(format!("INSERT INTO ingest ({INGEST_COLUMNS}) "));
-                push_rows(&mut q, &logged);
-                q.build().persistent(false).execute(&mut *tx).await?;
+                super::insert_ingest(&mut tx, &logged, false).await?;
             }
             // Every row, stored or logged, has its headers and body in `ingest_payloads`.
-            let mut q = QueryBuilder::<$db>::new("INSERT INTO ingest_payloads (id, headers, body) ");
-            q.push_values(rows.iter(), |mut b, row| {
-                b.push_bind(row.id.as_str()).push_bind(row.headers.as_str()).push_bind(row.body.as_ref());
-            });
-            q.build().persistent(false).execute(&mut *tx).await?;
+            super::insert_payloads(&mut tx, rows).await?;
             tx.commit().await?;
             Ok(outcomes)
         }
