@@ -271,52 +271,13 @@ async fn until(what: &str, server: &Server, mut check: impl FnMut() -> bool) {
     }
 }
 
-static VENV: Mutex<()> = Mutex::new(());
-
 /// A venv's python with `opentelemetry-proto`, `protobuf` and `standardwebhooks` importable.
 fn python() -> PathBuf {
-    let _guard = VENV.lock().unwrap_or_else(|e| e.into_inner());
-    let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("drains-venv");
-    let python = venv.join("bin").join("python");
-    let check = "import standardwebhooks, google.protobuf, opentelemetry.proto.collector.logs.v1.logs_service_pb2";
-    let ready = || {
-        Command::new(&python)
-            .args(["-c", check])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if ready() {
-        return python;
-    }
-    let out = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .output()
-        .unwrap_or_else(|e| panic!("this test needs python3 (with the venv module) on PATH: {e}"));
-    assert!(
-        out.status.success(),
-        "`python3 -m venv` failed (install python3-venv): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new(&python)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "opentelemetry-proto",
-            "protobuf",
-            "standardwebhooks",
-        ])
-        .output()
-        .expect("run pip");
-    assert!(
-        out.status.success(),
-        "`pip install opentelemetry-proto protobuf standardwebhooks` failed (this test needs PyPI): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(ready(), "the packages do not import after installing them");
-    python
+    crate::support::python_venv(
+        "drains-venv",
+        "standardwebhooks, google.protobuf, opentelemetry.proto.collector.logs.v1.logs_service_pb2",
+        &["opentelemetry-proto", "protobuf", "standardwebhooks"],
+    )
 }
 
 /// Runs tests/it/py/drain_check.py over the bodies; returns its verdict.

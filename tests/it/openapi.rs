@@ -14,7 +14,6 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
 
 use hookgate::providers::ProviderId;
 use serde_json::{json, Value};
@@ -23,49 +22,13 @@ use crate::backend_tests;
 use crate::support::{fixture, now_options, Backend, Delivered, TestApp, ADMIN_TOKEN};
 use crate::webhooks::kit;
 
-static VENV: Mutex<()> = Mutex::new(());
-
 /// The venv's python with `openapi-spec-validator` importable (made once, then reused).
 fn python() -> PathBuf {
-    let _guard = VENV.lock().unwrap_or_else(|e| e.into_inner());
-    let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("openapi-venv");
-    let python = venv.join("bin").join("python");
-    let ready = || {
-        Command::new(&python)
-            .args([
-                "-c",
-                "import openapi_spec_validator, jsonschema, referencing",
-            ])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if ready() {
-        return python;
-    }
-    let out = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .output()
-        .unwrap_or_else(|e| panic!("this test needs python3 (with the venv module) on PATH: {e}"));
-    assert!(
-        out.status.success(),
-        "`python3 -m venv` failed (install python3-venv): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new(&python)
-        .args(["-m", "pip", "install", "--quiet", "openapi-spec-validator"])
-        .output()
-        .expect("run pip");
-    assert!(
-        out.status.success(),
-        "`pip install openapi-spec-validator` failed (this test needs PyPI): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        ready(),
-        "openapi-spec-validator does not import after installing it"
-    );
-    python
+    crate::support::python_venv(
+        "openapi-venv",
+        "openapi_spec_validator, jsonschema, referencing",
+        &["openapi-spec-validator"],
+    )
 }
 
 /// Every route the gateway promises (README), as `(method, path)`.

@@ -507,3 +507,53 @@ pub fn postgres_via(url: &str, port: u16) -> (SocketAddr, String) {
     parsed.set_port(Some(port)).expect("port");
     (target, parsed.to_string())
 }
+
+/// Serializes the making of the Python venvs some tests check our wire formats with.
+static VENVS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The python of a venv named `name` under the tests' temporary directory, in which `import`
+/// (a Python import statement's list) succeeds: made with `python3 -m venv` and `pip install
+/// packages` the first time, then reused. A machine without python3, its venv module or PyPI
+/// fails the calling test saying which, never skips it.
+pub fn python_venv(name: &str, import: &str, packages: &[&str]) -> std::path::PathBuf {
+    use std::process::Command;
+    let _guard = VENVS.lock().unwrap_or_else(|e| e.into_inner());
+    let venv = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(name);
+    let python = venv.join("bin").join("python");
+    let ready = || {
+        Command::new(&python)
+            .args(["-c", &format!("import {import}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if ready() {
+        return python;
+    }
+    let out = Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .output()
+        .unwrap_or_else(|e| panic!("this test needs python3 (with the venv module) on PATH: {e}"));
+    assert!(
+        out.status.success(),
+        "`python3 -m venv` failed (install python3-venv): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = Command::new(&python)
+        .args(["-m", "pip", "install", "--quiet"])
+        .args(packages)
+        .output()
+        .expect("run pip");
+    assert!(
+        out.status.success(),
+        "`pip install {}` failed (this test needs PyPI): {}",
+        packages.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        ready(),
+        "`import {import}` fails after installing {}",
+        packages.join(" ")
+    );
+    python
+}

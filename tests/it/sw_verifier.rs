@@ -21,46 +21,13 @@ const TOKEN: &str = "verifier-admin-token-0123456789";
 const SECRET: &str = "whsec_cHl0aG9uLXZlcmlmaWVyLXNlY3JldC1rZXktMzI=";
 const OTHER_SECRET: &str = "whsec_YW5vdGhlci1zZWNyZXQta2V5LW9mLTMyLWJ5dGVz";
 
-static VENV: Mutex<()> = Mutex::new(());
-
 /// The venv's python with `standardwebhooks` importable (made once, then reused).
 fn python() -> PathBuf {
-    let _guard = VENV.lock().unwrap_or_else(|e| e.into_inner());
-    let venv = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("standardwebhooks-venv");
-    let python = venv.join("bin").join("python");
-    let ready = || {
-        Command::new(&python)
-            .args(["-c", "import standardwebhooks"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if ready() {
-        return python;
-    }
-    let out = Command::new("python3")
-        .args(["-m", "venv"])
-        .arg(&venv)
-        .output()
-        .unwrap_or_else(|e| panic!("this test needs python3 (with the venv module) on PATH: {e}"));
-    assert!(
-        out.status.success(),
-        "`python3 -m venv` failed (install python3-venv): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new(&python)
-        .args(["-m", "pip", "install", "--quiet", "standardwebhooks"])
-        .output()
-        .expect("run pip");
-    assert!(
-        out.status.success(),
-        "`pip install standardwebhooks` failed (this test needs PyPI): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        ready(),
-        "standardwebhooks does not import after installing it"
-    );
-    python
+    crate::support::python_venv(
+        "standardwebhooks-venv",
+        "standardwebhooks",
+        &["standardwebhooks"],
+    )
 }
 
 /// The Python receiver: its port and the JSON lines it prints.
