@@ -88,6 +88,10 @@ pub struct BenchArgs {
     /// slowloris, fairness: the gateway's `body_timeout_secs` (default: the gateway's own).
     #[arg(long)]
     pub body_timeout_secs: Option<u64>,
+    /// delivery: the fast endpoint's `max_in_flight` (concurrent requests to it, and as many
+    /// deliveries claimed ahead).
+    #[arg(long, default_value_t = 16)]
+    pub max_in_flight: u32,
     /// Concurrent keep-alive connections (each a closed loop: send, wait, send).
     #[arg(long, default_value_t = 64)]
     pub connections: usize,

@@ -130,8 +130,9 @@ async fn phase(args: &BenchArgs, with_others: bool) -> anyhow::Result<DeliveryPh
         "listen = \"127.0.0.1:0\"\nrate_limit_per_sec = 1000000\n\
          [delivery]\nallow_http = true\nallow_cidrs = [\"127.0.0.0/8\"]\n\
          [[connections]]\nid = \"{}\"\nprovider = \"{provider}\"\nsecrets = [\"{secret}\"]\n\
-         [[endpoints]]\nid = \"fast\"\nurl = \"http://{fast}/fast\"\nevent_types = [\"{provider}.*\"]\nmax_in_flight = 16\n",
-        crate::load::CONNECTION
+         [[endpoints]]\nid = \"fast\"\nurl = \"http://{fast}/fast\"\nevent_types = [\"{provider}.*\"]\nmax_in_flight = {}\n",
+        crate::load::CONNECTION,
+        args.max_in_flight
     );
     if with_others {
         let slow = slow_endpoint().await?;
