@@ -1,7 +1,7 @@
 //! The admin API (`/admin/...`): the ingest log and connection management. Every route needs
 //! `Authorization: Bearer <admin_token>`; without a configured token the admin API answers 401.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -77,10 +77,10 @@ pub struct IngestQuery {
 async fn list_ingest(
     State(state): State<AppState>,
     headers: HeaderMap,
-    query: Result<Query<IngestQuery>, axum::extract::rejection::QueryRejection>,
+    query: super::ApiQuery<IngestQuery>,
 ) -> Result<Json<serde_json::Value>, AppError> {
     require_admin(&state, &headers).await?;
-    let Query(q) = query.map_err(|e| AppError::Invalid(e.body_text()))?;
+    let q = super::api_query(query)?;
     if let Some(o) = &q.outcome {
         if !Outcome::ALL.iter().any(|known| known.as_str() == o) {
             let names: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
@@ -278,8 +278,9 @@ async fn get_contact(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(email): Path<String>,
-    Query(q): Query<ContactQuery>,
+    query: super::ApiQuery<ContactQuery>,
 ) -> Result<Json<serde_json::Value>, AppError> {
+    let q = super::api_query(query)?;
     require_admin(&state, &headers).await?;
     let email = crate::contacts::normalize_email(&email)
         .ok_or_else(|| AppError::Invalid("not an email address".into()))?;
@@ -410,9 +411,10 @@ pub(super) struct CreateQuery {
 async fn create_connection(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<CreateQuery>,
+    query: super::ApiQuery<CreateQuery>,
     body: axum::body::Bytes,
 ) -> Result<Response, AppError> {
+    let q = super::api_query(query)?;
     require_admin(&state, &headers).await?;
     let input: ConnectionInput =
         serde_json::from_slice(&body).map_err(|e| json_error("connection", &e))?;

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
@@ -158,10 +158,10 @@ struct EventsQuery {
 async fn list_events(
     State(state): State<AppState>,
     headers: HeaderMap,
-    query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+    query: super::ApiQuery<EventsQuery>,
 ) -> Result<Json<Value>, AppError> {
     let principal = authorize(&state, &headers, Scope::Read).await?;
-    let Query(q) = query.map_err(|e| AppError::Invalid(e.body_text()))?;
+    let q = super::api_query(query)?;
     let workspace = principal.workspace_for(q.workspace)?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
@@ -235,10 +235,10 @@ struct StreamQuery {
 async fn stream_events(
     State(state): State<AppState>,
     headers: HeaderMap,
-    query: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
+    query: super::ApiQuery<StreamQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, AppError> {
     let principal = authorize(&state, &headers, Scope::Read).await?;
-    let Query(q) = query.map_err(|e| AppError::Invalid(e.body_text()))?;
+    let q = super::api_query(query)?;
     let workspace = principal.workspace_for(q.workspace)?;
     let slot = take_stream_slot(&state, &principal.name)?;
     let resume = headers
@@ -413,8 +413,9 @@ struct TriggersQuery {
 async fn list_triggers(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<TriggersQuery>,
+    query: super::ApiQuery<TriggersQuery>,
 ) -> Result<Json<Value>, AppError> {
+    let q = super::api_query(query)?;
     let principal = authorize(&state, &headers, Scope::Read).await?;
     let workspace = principal.workspace_for(q.workspace)?;
     let rows = state.db.list_triggers(workspace.as_deref()).await?;

@@ -1,7 +1,7 @@
 //! The admin API of outbound delivery: `/admin/endpoints...` and `/admin/deliveries...`.
 //! Every route needs the `admin` scope.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -127,9 +127,10 @@ async fn get_endpoint(
 async fn create_endpoint(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<CreateQuery>,
+    query: super::ApiQuery<CreateQuery>,
     body: axum::body::Bytes,
 ) -> Result<Response, AppError> {
+    let q = super::api_query(query)?;
     require_admin(&state, &headers).await?;
     let input: EndpointInput =
         serde_json::from_slice(&body).map_err(|e| json_error("endpoint", &e))?;
@@ -468,8 +469,9 @@ struct ListQuery {
 async fn list_deliveries(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<ListQuery>,
+    query: super::ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, AppError> {
+    let q = super::api_query(query)?;
     require_admin(&state, &headers).await?;
     check_status(q.status.as_deref())?;
     let limit = q.limit.unwrap_or(50);

@@ -60,6 +60,21 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(drains::routes())
 }
 
+/// An admin or API route's query string: one that does not parse (`limit=abc`,
+/// `replace=maybe`) is a 400 in the JSON error shape naming the field, like any other bad input,
+/// rather than axum's plain-text rejection.
+pub type ApiQuery<T> = Result<axum::extract::Query<T>, axum::extract::rejection::QueryRejection>;
+
+/// The parsed query of an [`ApiQuery`], or the 400 that says what is wrong with it.
+///
+/// # Errors
+/// [`crate::error::AppError::Invalid`] with the parser's message.
+pub fn api_query<T>(query: ApiQuery<T>) -> Result<T, crate::error::AppError> {
+    query
+        .map(|axum::extract::Query(q)| q)
+        .map_err(|e| crate::error::AppError::Invalid(e.body_text()))
+}
+
 /// The largest body an admin or API request may have (a connection definition, a test event).
 pub const API_BODY_LIMIT: usize = 64 * 1024;
 

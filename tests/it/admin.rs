@@ -112,6 +112,8 @@ async fn ingest_log(backend: Backend) {
         "/admin/ingest?limit=0",
         "/admin/ingest?limit=abc",
         "/admin/ingest?cursor=nope",
+        // Query strings that do not parse get the JSON error shape too, on every route.
+        "/admin/deliveries?limit=abc",
     ] {
         let r = app.admin_get(bad).await;
         r.assert_status(400);
@@ -124,6 +126,20 @@ async fn ingest_log(backend: Backend) {
     app.admin_get("/admin/ingest/01J0000000000000000000NONE")
         .await
         .assert_error(404, "not_found");
+    for path in [
+        "/admin/connections?replace=maybe",
+        "/admin/endpoints?replace=maybe",
+    ] {
+        let r = app.admin_post(path, serde_json::json!({})).await;
+        r.assert_error(400, "invalid_request");
+        assert!(
+            r.json()["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("replace")),
+            "{path}: {}",
+            r.text
+        );
+    }
 
     // One full record: body, ids, redacted headers.
     let record = app
