@@ -227,21 +227,23 @@ pub struct FireFilter {
     pub newest: bool,
 }
 
-/// Calls the backend function `$f` with the reader pool (`read`) or the writer pool (`write`).
+/// Calls the backend function `$f` (of the caller's `sqlite` and `postgres` modules) with the
+/// reader pool (`read`) or the writer pool (`write`). The delivery and drain stores use it too.
 macro_rules! dispatch {
     (read $self:expr, $f:ident($($arg:expr),*)) => {
         match $self {
-            Db::Sqlite { readers, .. } => sqlite::$f(readers $(, $arg)*).await,
-            Db::Postgres(pool) => postgres::$f(pool $(, $arg)*).await,
+            $crate::db::Db::Sqlite { readers, .. } => sqlite::$f(readers $(, $arg)*).await,
+            $crate::db::Db::Postgres(pool) => postgres::$f(pool $(, $arg)*).await,
         }
     };
     (write $self:expr, $f:ident($($arg:expr),*)) => {
         match $self {
-            Db::Sqlite { writer, .. } => sqlite::$f(writer $(, $arg)*).await,
-            Db::Postgres(pool) => postgres::$f(pool $(, $arg)*).await,
+            $crate::db::Db::Sqlite { writer, .. } => sqlite::$f(writer $(, $arg)*).await,
+            $crate::db::Db::Postgres(pool) => postgres::$f(pool $(, $arg)*).await,
         }
     };
 }
+pub(crate) use dispatch;
 
 macro_rules! reencrypt_rows {
     ($pool:expr, $column:expr, $key:expr) => {{

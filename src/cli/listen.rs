@@ -120,12 +120,12 @@ async fn forward(
         &[secret.to_owned()],
     );
     let started = std::time::Instant::now();
-    let result = client
-        .post(url)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header("webhook-id", signed.id)
-        .header("webhook-timestamp", signed.timestamp)
-        .header("webhook-signature", signed.signature)
+    let result = signed
+        .apply(
+            client
+                .post(url)
+                .header(http::header::CONTENT_TYPE, "application/json"),
+        )
         .body(body)
         .send()
         .await;

@@ -238,12 +238,12 @@ pub async fn send_test(
         .map_err(|e| ManageError::Invalid(format!("cannot build the HTTP client: {e}")))?;
     let signed = super::sign::sign(&msg_id, now_ms.div_euclid(1000), body.as_bytes(), &secrets);
     let started = std::time::Instant::now();
-    let result = client
-        .post(url)
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header("webhook-id", signed.id)
-        .header("webhook-timestamp", signed.timestamp)
-        .header("webhook-signature", signed.signature)
+    let result = signed
+        .apply(
+            client
+                .post(url)
+                .header(http::header::CONTENT_TYPE, "application/json"),
+        )
         .body(body)
         .send()
         .await;

@@ -59,6 +59,16 @@ pub struct SignatureHeaders {
     pub signature: String,
 }
 
+impl SignatureHeaders {
+    /// `request` with the three headers added.
+    pub fn apply(self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        request
+            .header("webhook-id", self.id)
+            .header("webhook-timestamp", self.timestamp)
+            .header("webhook-signature", self.signature)
+    }
+}
+
 /// Signs `body` for `msg_id` at `timestamp_secs` with every secret in `secrets` (unusable
 /// secrets are skipped; they were refused when saved).
 pub fn sign(

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::db::Db;
+use crate::db::{dispatch, Db};
 
 /// An endpoint row (secrets as stored: possibly encrypted).
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -696,34 +696,18 @@ mod postgres {
     delivery_queries!(sqlx::Postgres, " FOR UPDATE SKIP LOCKED");
 }
 
-/// Calls the backend query `$f` with the pool for reads (`read`) or writes (`write`).
-macro_rules! on {
-    (read $db:expr, $f:ident($($arg:expr),*)) => {
-        match $db {
-            Db::Sqlite { readers, .. } => sqlite::$f(readers $(, $arg)*).await,
-            Db::Postgres(pool) => postgres::$f(pool $(, $arg)*).await,
-        }
-    };
-    (write $db:expr, $f:ident($($arg:expr),*)) => {
-        match $db {
-            Db::Sqlite { writer, .. } => sqlite::$f(writer $(, $arg)*).await,
-            Db::Postgres(pool) => postgres::$f(pool $(, $arg)*).await,
-        }
-    };
-}
-
 type R<T> = Result<T, sqlx::Error>;
 
 pub async fn put_endpoint(db: &Db, e: &EndpointWrite<'_>, replace: bool) -> R<bool> {
-    let done = on!(write db, put_endpoint(e, replace));
+    let done = dispatch!(write db, put_endpoint(e, replace));
     super::endpoints_changed();
     done
 }
 pub async fn list_endpoints(db: &Db) -> R<Vec<EndpointRow>> {
-    on!(read db, list_endpoints())
+    dispatch!(read db, list_endpoints())
 }
 pub async fn get_endpoint(db: &Db, id: &str) -> R<Option<EndpointRow>> {
-    on!(read db, get_endpoint(id))
+    dispatch!(read db, get_endpoint(id))
 }
 pub async fn set_endpoint_enabled(
     db: &Db,
@@ -733,22 +717,22 @@ pub async fn set_endpoint_enabled(
     event: Option<&OwnEvent>,
     now_ms: i64,
 ) -> R<bool> {
-    let done = on!(write db, set_endpoint_enabled(id, enabled, reason, event, now_ms));
+    let done = dispatch!(write db, set_endpoint_enabled(id, enabled, reason, event, now_ms));
     super::endpoints_changed();
     done
 }
 pub async fn set_endpoint_secrets(db: &Db, id: &str, secrets: &str, now_ms: i64) -> R<bool> {
-    let done = on!(write db, set_endpoint_secrets(id, secrets, now_ms));
+    let done = dispatch!(write db, set_endpoint_secrets(id, secrets, now_ms));
     super::endpoints_changed();
     done
 }
 pub async fn delete_endpoint(db: &Db, id: &str, now_ms: i64) -> R<bool> {
-    let done = on!(write db, delete_endpoint(id, now_ms));
+    let done = dispatch!(write db, delete_endpoint(id, now_ms));
     super::endpoints_changed();
     done
 }
 pub async fn note_failure(db: &Db, id: &str, now_ms: i64) -> R<Option<i64>> {
-    on!(write db, note_failure(id, now_ms))
+    dispatch!(write db, note_failure(id, now_ms))
 }
 #[allow(clippy::too_many_arguments)]
 pub async fn claim(
@@ -760,32 +744,33 @@ pub async fn claim(
     limit: i64,
     ordered: bool,
 ) -> R<Vec<ClaimedDelivery>> {
-    let seqs = on!(write db, claim(endpoint_id, worker, now_ms, lease_until, limit, ordered))?;
-    on!(read db, claimed(&seqs))
+    let seqs =
+        dispatch!(write db, claim(endpoint_id, worker, now_ms, lease_until, limit, ordered))?;
+    dispatch!(read db, claimed(&seqs))
 }
 pub async fn renew(db: &Db, seq: i64, worker: &str, until: i64) -> R<bool> {
-    on!(write db, renew(seq, worker, until))
+    dispatch!(write db, renew(seq, worker, until))
 }
 pub async fn set_body(db: &Db, seq: i64, body: &[u8]) -> R<()> {
-    on!(write db, set_body(seq, body))
+    dispatch!(write db, set_body(seq, body))
 }
 pub async fn finish_batch(db: &Db, batch: &[Finish]) -> R<Vec<bool>> {
-    on!(write db, finish_batch(batch))
+    dispatch!(write db, finish_batch(batch))
 }
 pub async fn list_deliveries(db: &Db, f: &DeliveryFilter) -> R<Vec<DeliveryRow>> {
-    on!(read db, list_deliveries(f))
+    dispatch!(read db, list_deliveries(f))
 }
 pub async fn get_delivery(db: &Db, seq: i64) -> R<Option<DeliveryRow>> {
-    on!(read db, get_delivery(seq))
+    dispatch!(read db, get_delivery(seq))
 }
 pub async fn attempts(db: &Db, seq: i64) -> R<Vec<AttemptRow>> {
-    on!(read db, attempts(seq))
+    dispatch!(read db, attempts(seq))
 }
 pub async fn resend(db: &Db, seq: i64, now_ms: i64) -> R<bool> {
-    on!(write db, resend(seq, now_ms))
+    dispatch!(write db, resend(seq, now_ms))
 }
 pub async fn requeue(db: &Db, f: &DeliveryFilter, now_ms: i64) -> R<u64> {
-    on!(write db, requeue(f, now_ms))
+    dispatch!(write db, requeue(f, now_ms))
 }
 pub async fn events_in_range(
     db: &Db,
@@ -794,7 +779,7 @@ pub async fn events_in_range(
     until: Option<i64>,
     event_type: Option<&str>,
 ) -> R<Vec<(i64, i64, String)>> {
-    on!(read db, events_in_range(workspace, since, until, event_type))
+    dispatch!(read db, events_in_range(workspace, since, until, event_type))
 }
 pub async fn queue_events(
     db: &Db,
@@ -803,16 +788,16 @@ pub async fn queue_events(
     events: &[(i64, i64, String)],
     now_ms: i64,
 ) -> R<u64> {
-    on!(write db, queue_events(endpoint_id, workspace, events, now_ms))
+    dispatch!(write db, queue_events(endpoint_id, workspace, events, now_ms))
 }
 pub async fn next_due(db: &Db) -> R<Vec<(String, i64)>> {
-    on!(read db, next_due())
+    dispatch!(read db, next_due())
 }
 pub async fn backlog(db: &Db) -> R<Vec<(String, i64)>> {
-    on!(read db, backlog())
+    dispatch!(read db, backlog())
 }
 pub async fn give_up_paused(db: &Db, give_up_ms: i64, now_ms: i64) -> R<u64> {
-    on!(write db, give_up_paused(give_up_ms, now_ms))
+    dispatch!(write db, give_up_paused(give_up_ms, now_ms))
 }
 
 /// Releases claims left by an earlier run. On SQLite (one gateway process per database) every

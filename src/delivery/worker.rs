@@ -411,6 +411,20 @@ struct Task {
 }
 
 impl Task {
+    /// Renews this worker's claim on delivery `seq` for a whole lease: false when the claim
+    /// was lost (another worker owns the delivery now) or could not be renewed (it is sent
+    /// again once the claim expires), and then this worker must not send it.
+    async fn renew(&self, inner: &Inner, seq: i64) -> bool {
+        let until = now_ms().saturating_add(lease_ms(&self.settings));
+        match store::renew(&inner.db, seq, &self.ctx.worker, until).await {
+            Ok(renewed) => renewed,
+            Err(error) => {
+                tracing::warn!(delivery = seq, error = %error, "could not renew a delivery claim; it is sent when the claim expires");
+                false
+            }
+        }
+    }
+
     /// Sends one claimed delivery (claimed until `claimed_until`) and hands its result to the
     /// recorder.
     async fn send(self, d: ClaimedDelivery, claimed_until: i64) {
@@ -421,16 +435,9 @@ impl Task {
         // attempt does renews it first; if it was lost meanwhile, another worker owns it.
         if claimed_until.saturating_sub(now_ms())
             < lease_ms(&self.settings).saturating_sub(secs_ms(LEASE_MARGIN.as_secs() / 2))
+            && !self.renew(&inner, d.seq).await
         {
-            let until = now_ms().saturating_add(lease_ms(&self.settings));
-            match store::renew(&inner.db, d.seq, &self.ctx.worker, until).await {
-                Ok(true) => {}
-                Ok(false) => return,
-                Err(error) => {
-                    tracing::warn!(delivery = d.seq, error = %error, "could not renew a delivery claim; it is sent when the claim expires");
-                    return;
-                }
-            }
+            return;
         }
         let started_at = now_ms();
         let started = Instant::now();
@@ -496,14 +503,8 @@ impl Task {
             let Some(inner) = self.ctx.inner.upgrade() else {
                 return;
             };
-            let until = now_ms().saturating_add(lease_ms(&self.settings));
-            match store::renew(&inner.db, d.seq, &self.ctx.worker, until).await {
-                Ok(true) => {}
-                Ok(false) => return,
-                Err(error) => {
-                    tracing::warn!(delivery = d.seq, error = %error, "could not renew a delivery claim; it is sent when the claim expires");
-                    return;
-                }
+            if !self.renew(&inner, d.seq).await {
+                return;
             }
         }
         let outcome = self.post(&d, body).await;
@@ -619,14 +620,13 @@ impl Task {
         };
         let msg_id = message_id(d.fire_created_at, d.fire_seq);
         let signed = sign::sign(&msg_id, now_ms().div_euclid(1000), &body, &self.secrets);
-        let request = self
-            .ctx
-            .client
-            .post(url)
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .header("webhook-id", signed.id)
-            .header("webhook-timestamp", signed.timestamp)
-            .header("webhook-signature", signed.signature)
+        let request = signed
+            .apply(
+                self.ctx
+                    .client
+                    .post(url)
+                    .header(http::header::CONTENT_TYPE, "application/json"),
+            )
             .body(body);
         let response = match request.send().await {
             Ok(r) => r,

@@ -4,7 +4,7 @@
 
 use super::record::OutboxRow;
 use super::DrainSpec;
-use crate::db::Db;
+use crate::db::{dispatch, Db};
 
 /// A drain's persisted progress.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -163,46 +163,30 @@ mod postgres {
     drain_queries!(sqlx::Postgres);
 }
 
-/// Calls the backend query `$f` with the pool for reads (`read`) or writes (`write`).
-macro_rules! on {
-    (read $db:expr, $f:ident($($arg:expr),*)) => {
-        match $db {
-            Db::Sqlite { readers, .. } => sqlite::$f(readers $(, $arg)*).await,
-            Db::Postgres(pool) => postgres::$f(pool $(, $arg)*).await,
-        }
-    };
-    (write $db:expr, $f:ident($($arg:expr),*)) => {
-        match $db {
-            Db::Sqlite { writer, .. } => sqlite::$f(writer $(, $arg)*).await,
-            Db::Postgres(pool) => postgres::$f(pool $(, $arg)*).await,
-        }
-    };
-}
-
 type R<T> = Result<T, sqlx::Error>;
 
 /// Stores the config's drains and removes the rest (see the module's `sync`). On SQLite it also
 /// drops every lease: a SQLite database has one gateway, and leases found at start are a
 /// stopped process's.
 pub async fn sync(db: &Db, specs: &[DrainSpec], now_ms: i64) -> R<()> {
-    on!(write db, sync(specs, now_ms))?;
+    dispatch!(write db, sync(specs, now_ms))?;
     if let Db::Sqlite { writer, .. } = db {
         sqlite::release_all(writer).await?;
     }
     Ok(())
 }
 pub async fn claim(db: &Db, id: &str, worker: &str, now_ms: i64, until: i64) -> R<bool> {
-    on!(write db, claim(id, worker, now_ms, until))
+    dispatch!(write db, claim(id, worker, now_ms, until))
 }
 pub async fn read_batch(db: &Db, id: &str, limit: i64) -> R<Vec<OutboxRow>> {
-    on!(read db, read_batch(id, limit))
+    dispatch!(read db, read_batch(id, limit))
 }
 pub async fn ack(db: &Db, id: &str, worker: &str, seqs: &[i64], now_ms: i64) -> R<bool> {
-    on!(write db, ack(id, worker, seqs, now_ms))
+    dispatch!(write db, ack(id, worker, seqs, now_ms))
 }
 pub async fn queued(db: &Db, id: &str, cap: i64) -> R<i64> {
-    on!(read db, queued(id, cap))
+    dispatch!(read db, queued(id, cap))
 }
 pub async fn list(db: &Db) -> R<Vec<DrainRow>> {
-    on!(read db, list())
+    dispatch!(read db, list())
 }

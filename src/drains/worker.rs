@@ -291,10 +291,7 @@ async fn send(
         let msg_id = format!("drn_{}_{first}_{last}", spec.id);
         let signed =
             crate::delivery::sign::sign(&msg_id, now / 1000, &body, std::slice::from_ref(secret));
-        request = request
-            .header("webhook-id", signed.id)
-            .header("webhook-timestamp", signed.timestamp)
-            .header("webhook-signature", signed.signature);
+        request = signed.apply(request);
     }
     match request.body(body).send().await {
         Ok(response) => {

@@ -34,13 +34,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(rotate_connection))
 }
 
-/// Every admin route needs the `admin` scope.
-async fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
-    crate::auth::authorize(state, headers, crate::auth::Scope::Admin)
-        .await
-        .map(|_| ())
-}
-
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct IngestQuery {
@@ -79,7 +72,7 @@ async fn list_ingest(
     headers: HeaderMap,
     query: super::ApiQuery<IngestQuery>,
 ) -> Result<Json<serde_json::Value>, AppError> {
-    require_admin(&state, &headers).await?;
+    super::require_admin(&state, &headers).await?;
     let q = super::api_query(query)?;
     if let Some(o) = &q.outcome {
         if !Outcome::ALL.iter().any(|known| known.as_str() == o) {
@@ -202,7 +195,7 @@ async fn get_ingest(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, AppError> {
-    require_admin(&state, &headers).await?;
+    super::require_admin(&state, &headers).await?;
     let value = ingest_json(&state.db, &id)
         .await?
         .ok_or(AppError::NotFound)?;
@@ -230,7 +223,7 @@ async fn replay(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<serde_json::Value>, AppError> {
-    require_admin(&state, &headers).await?;
+    super::require_admin(&state, &headers).await?;
     let Some(event) = state.db.load_event(&id).await? else {
         return match state.db.get_ingest(&id).await? {
             Some(row) => Err(AppError::Conflict(format!(
@@ -281,7 +274,7 @@ async fn get_contact(
     query: super::ApiQuery<ContactQuery>,
 ) -> Result<Json<serde_json::Value>, AppError> {
     let q = super::api_query(query)?;
-    require_admin(&state, &headers).await?;
+    super::require_admin(&state, &headers).await?;
     let email = crate::contacts::normalize_email(&email)
         .ok_or_else(|| AppError::Invalid("not an email address".into()))?;
     let workspace = q.workspace.unwrap_or_else(|| "default".into());
@@ -320,7 +313,7 @@ async fn list_connections(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, AppError> {
-    require_admin(&state, &headers).await?;
+    super::require_admin(&state, &headers).await?;
     let rows = state.db.list_connections().await?;
     let key = state.config.secret_key.as_ref();
     let views: Vec<ConnectionView> = rows.iter().map(|r| ConnectionView::new(r, key)).collect();
@@ -343,7 +336,7 @@ async fn get_connection(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<ConnectionView>, AppError> {
-    require_admin(&state, &headers).await?;
+    super::require_admin(&state, &headers).await?;
     let row = state
         .db
         .get_connection(&id)
@@ -415,7 +408,7 @@ async fn create_connection(
     body: axum::body::Bytes,
 ) -> Result<Response, AppError> {
     let q = super::api_query(query)?;
-    require_admin(&state, &headers).await?;
+    super::require_admin(&state, &headers).await?;
     let input: ConnectionInput =
         serde_json::from_slice(&body).map_err(|e| json_error("connection", &e))?;
     let spec = input
@@ -468,7 +461,7 @@ async fn delete_connection(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<StatusCode, AppError> {
-    require_admin(&state, &headers).await?;
+    super::require_admin(&state, &headers).await?;
     if !state.db.delete_connection(&id).await? {
         return Err(AppError::NotFound);
     }
@@ -512,7 +505,7 @@ async fn disable_connection(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<ConnectionView>, AppError> {
-    require_admin(&state, &headers).await?;
+    super::require_admin(&state, &headers).await?;
     set_enabled(&state, &id, false).await
 }
 
@@ -532,7 +525,7 @@ async fn enable_connection(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<ConnectionView>, AppError> {
-    require_admin(&state, &headers).await?;
+    super::require_admin(&state, &headers).await?;
     set_enabled(&state, &id, true).await
 }
 
@@ -570,7 +563,7 @@ async fn rotate_connection(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<ConnectionView>, AppError> {
-    require_admin(&state, &headers).await?;
+    super::require_admin(&state, &headers).await?;
     let input: RotateBody = serde_json::from_slice(&body).map_err(|e| json_error("rotate", &e))?;
     match connections::rotate(
         &state.db,

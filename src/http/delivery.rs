@@ -37,12 +37,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(resend))
 }
 
-async fn require_admin(state: &AppState, headers: &HeaderMap) -> Result<(), AppError> {
-    crate::auth::authorize(state, headers, crate::auth::Scope::Admin)
-        .await
-        .map(|_| ())
-}
-
 impl From<ManageError> for AppError {
     fn from(e: ManageError) -> Self {
         match e {
@@ -77,7 +71,7 @@ async fn list_endpoints(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, AppError> {
-    require_admin(&state, &headers).await?;
+    super::require_admin(&state, &headers).await?;
     let now = crate::now_ms();
     let rows = store::list_endpoints(&state.db).await?;
     let items: Vec<Value> = rows
@@ -103,7 +97,7 @@ async fn get_endpoint(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, AppError> {
-    require_admin(&state, &headers).await?;
+    super::require_admin(&state, &headers).await?;
     let row = endpoint_row(&state, &id).await?;
     Ok(Json(manage::view(&row, key(&state), crate::now_ms())))
 }
@@ -131,7 +125,7 @@ async fn create_endpoint(
     body: axum::body::Bytes,
 ) -> Result<Response, AppError> {
     let q = super::api_query(query)?;
-    require_admin(&state, &headers).await?;
+    super::require_admin(&state, &headers).await?;
     let input: EndpointInput =
         serde_json::from_slice(&body).map_err(|e| json_error("endpoint", &e))?;
     let spec = EndpointSpec::build(&input, &state.config.delivery.policy).map_err(|e| {
@@ -177,7 +171,7 @@ async fn delete_endpoint(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<StatusCode, AppError> {
-    require_admin(&state, &headers).await?;
+    super::require_admin(&state, &headers).await?;
     if !store::delete_endpoint(&state.db, &id, crate::now_ms()).await? {
         return Err(AppError::NotFound);
     }
@@ -211,7 +205,7 @@ async fn enable_endpoint(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, AppError> {
-    require_admin(&state, &headers).await?;
+    super::require_admin(&state, &headers).await?;
     set_enabled(&state, &id, true).await
 }
 
@@ -231,7 +225,7 @@ async fn disable_endpoint(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, AppError> {
-    require_admin(&state, &headers).await?;
+    super::require_admin(&state, &headers).await?;
     set_enabled(&state, &id, false).await
 }
 
@@ -266,12 +260,8 @@ async fn rotate_endpoint(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, AppError> {
-    require_admin(&state, &headers).await?;
-    let input: RotateInput = if body.iter().all(u8::is_ascii_whitespace) {
-        RotateInput::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| json_error("rotate", &e))?
-    };
+    super::require_admin(&state, &headers).await?;
+    let input: RotateInput = optional_json(&body, "rotate")?;
     let now = crate::now_ms();
     let secret = manage::rotate(&state.db, &id, input.secret, key(&state), now)
         .await?
@@ -299,7 +289,7 @@ async fn test_endpoint(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, AppError> {
-    require_admin(&state, &headers).await?;
+    super::require_admin(&state, &headers).await?;
     let row = endpoint_row(&state, &id).await?;
     let result =
         manage::send_test(&row, &state.config.delivery, key(&state), crate::now_ms()).await?;
@@ -339,9 +329,13 @@ fn time_value(name: &str, v: Option<&Value>) -> Result<Option<i64>, AppError> {
     }
 }
 
-fn parse_range(body: &[u8], what: &str) -> Result<RangeInput, AppError> {
+/// An optional JSON body: none (or only whitespace) is `T::default()`.
+fn optional_json<T: Default + serde::de::DeserializeOwned>(
+    body: &[u8],
+    what: &str,
+) -> Result<T, AppError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Ok(RangeInput::default());
+        return Ok(T::default());
     }
     serde_json::from_slice(body).map_err(|e| json_error(what, &e))
 }
@@ -368,8 +362,8 @@ async fn replay_endpoint(
     Path(id): Path<String>,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, AppError> {
-    require_admin(&state, &headers).await?;
-    let input = parse_range(&body, "replay")?;
+    super::require_admin(&state, &headers).await?;
+    let input: RangeInput = optional_json(&body, "replay")?;
     if input.endpoint.is_some() || input.status.is_some() {
         return Err(AppError::Invalid(
             "replay takes since, until and event_type".into(),
@@ -420,8 +414,8 @@ async fn requeue(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, AppError> {
-    require_admin(&state, &headers).await?;
-    let input = parse_range(&body, "requeue")?;
+    super::require_admin(&state, &headers).await?;
+    let input: RangeInput = optional_json(&body, "requeue")?;
     check_status(input.status.as_deref())?;
     let filter = DeliveryFilter {
         endpoint: input.endpoint,
@@ -472,7 +466,7 @@ async fn list_deliveries(
     query: super::ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, AppError> {
     let q = super::api_query(query)?;
-    require_admin(&state, &headers).await?;
+    super::require_admin(&state, &headers).await?;
     check_status(q.status.as_deref())?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=500).contains(&limit) {
@@ -524,7 +518,7 @@ async fn get_delivery(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, AppError> {
-    require_admin(&state, &headers).await?;
+    super::require_admin(&state, &headers).await?;
     let seq = delivery_seq(&id)?;
     let row = store::get_delivery(&state.db, seq)
         .await?
@@ -551,7 +545,7 @@ async fn resend(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, AppError> {
-    require_admin(&state, &headers).await?;
+    super::require_admin(&state, &headers).await?;
     let seq = delivery_seq(&id)?;
     if !store::resend(&state.db, seq, crate::now_ms()).await? {
         return Err(AppError::NotFound);

@@ -31,7 +31,7 @@ async fn list_drains(
     State(state): State<AppState>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, AppError> {
-    crate::auth::authorize(&state, &headers, crate::auth::Scope::Admin).await?;
+    super::require_admin(&state, &headers).await?;
     let stored = crate::drains::store::list(&state.db).await?;
     let now = crate::now_ms();
     let items: Vec<Value> = state
@@ -80,7 +80,7 @@ async fn resume(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, AppError> {
-    crate::auth::authorize(&state, &headers, crate::auth::Scope::Admin).await?;
+    super::require_admin(&state, &headers).await?;
     if state.drains.resume(&id) {
         Ok(Json(json!({ "resumed": id })))
     } else {

@@ -60,6 +60,20 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(drains::routes())
 }
 
+/// Every `/admin` handler checks the `admin` scope itself too, so that none depends on being
+/// mounted behind [`read_body_in_time`].
+///
+/// # Errors
+/// 401 without a valid token, 403 without the scope.
+pub async fn require_admin(
+    state: &AppState,
+    headers: &http::HeaderMap,
+) -> Result<(), crate::error::AppError> {
+    crate::auth::authorize(state, headers, Scope::Admin)
+        .await
+        .map(|_| ())
+}
+
 /// An admin or API route's query string: one that does not parse (`limit=abc`,
 /// `replace=maybe`) is a 400 in the JSON error shape naming the field, like any other bad input,
 /// rather than axum's plain-text rejection.
