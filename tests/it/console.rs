@@ -311,7 +311,8 @@ trusted_proxies = ["127.0.0.1/32"]
 [delivery]
 allow_http = true
 allow_cidrs = ["127.0.0.0/8"]
-retry_schedule_secs = [1]
+retry_schedule_secs = [5]
+give_up_after_secs = 1
 
 [[connections]]
 id = "stripe-live"
@@ -700,6 +701,75 @@ secrets = ["{STRIPE_SECRET}"]
     let replayed: Value =
         serde_json::from_slice(&receivers.got("ok-console")[3].body).expect("json");
     assert_eq!(replayed["type"], "stripe.invoice.paid");
+
+    // Dead-letter requeue: with a retry 5 s away and giving up after 1 s, each failed attempt
+    // leaves the delivery dead. The receiver's `flaky` path fails twice, then answers 204: the
+    // console's requeue sends the dead delivery again, twice, until it succeeds.
+    let admin = |method: reqwest::Method, path: &str| {
+        http.request(method, format!("{base}{path}"))
+            .bearer_auth(TOKEN)
+    };
+    let made = admin(reqwest::Method::POST, "/admin/endpoints")
+        .json(
+            &json!({"id": "flaky-console", "url": format!("http://{receiver_addr}/flaky"),
+                      "workspace": "acme", "event_types": ["stripe.invoice.paid"]}),
+        )
+        .send()
+        .await
+        .expect("create endpoint");
+    assert_eq!(made.status(), 201);
+    let queued = admin(
+        reqwest::Method::POST,
+        "/admin/endpoints/flaky-console/replay",
+    )
+    .send()
+    .await
+    .expect("replay");
+    assert_eq!(queued.status(), 200);
+    let queued: Value = queued.json().await.expect("json");
+    assert_eq!(queued["queued"], 1, "the one invoice.paid event");
+    let flaky_in = |status: &'static str| {
+        let admin = &admin;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let page: Value = admin(
+                    reqwest::Method::GET,
+                    &format!("/admin/deliveries?endpoint=flaky-console&status={status}"),
+                )
+                .send()
+                .await
+                .expect("deliveries")
+                .json()
+                .await
+                .expect("json");
+                if page["items"].as_array().is_some_and(|i| i.len() == 1) {
+                    return;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "the flaky endpoint's delivery never became {status}: {page}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    for attempts in [1, 2] {
+        flaky_in("dead").await;
+        assert_eq!(receivers.got("flaky").len(), attempts);
+        browser
+            .goto(&format!("{base}/console/deliveries?endpoint=flaky-console"))
+            .await
+            .expect("deliveries");
+        click(
+            &browser,
+            "form[action=\"/console/deliveries/requeue\"] button",
+        )
+        .await;
+        until_text(&browser, "1 delivery requeued.", false).await;
+    }
+    flaky_in("succeeded").await;
+    assert_eq!(receivers.got("flaky").len(), 3);
 
     // The other pages render with what exists.
     browser
