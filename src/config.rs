@@ -131,6 +131,12 @@ pub struct ServeArgs {
     /// gateway with workers runs).
     #[arg(long, env = "HOOKGATE_NO_WORKERS")]
     pub no_workers: bool,
+
+    /// Answer each delivery as soon as it is stored and normalize it afterwards in the
+    /// workers, instead of in the transaction that stores it (SQLite's default; PostgreSQL
+    /// always defers) (file key `defer_processing`).
+    #[arg(long, env = "HOOKGATE_DEFER_PROCESSING")]
+    pub defer_processing: bool,
 }
 
 /// The secret key's text as given on the command line or in the environment; parsed and
@@ -166,6 +172,7 @@ pub struct FileConfig {
     pub header_timeout_secs: Option<u64>,
     pub body_timeout_secs: Option<u64>,
     pub durability: Option<Durability>,
+    pub defer_processing: Option<bool>,
     pub secret_key: Option<String>,
     pub secret_key_previous: Option<String>,
     pub max_connections: Option<usize>,
@@ -236,6 +243,9 @@ pub struct Config {
     pub migrate: bool,
     /// Whether this process runs normalization workers.
     pub workers: bool,
+    /// Whether stored events are left to the workers even where the store could apply them
+    /// in the transaction that stores them.
+    pub defer_processing: bool,
     /// Encrypts connection secrets at rest when set (`HOOKGATE_SECRET_KEY`).
     pub secret_key: Option<SecretKey>,
     pub connections: Vec<ConnectionSpec>,
@@ -268,6 +278,7 @@ impl fmt::Debug for Config {
             .field("retention", &self.retention)
             .field("migrate", &self.migrate)
             .field("workers", &self.workers)
+            .field("defer_processing", &self.defer_processing)
             .field(
                 "secret_key",
                 &self.secret_key.as_ref().map(|_| "<redacted>"),
@@ -301,6 +312,7 @@ impl Config {
             retention: crate::policy::Retention::default(),
             migrate: true,
             workers: true,
+            defer_processing: false,
             secret_key: None,
             connections: Vec::new(),
             delivery: crate::delivery::endpoint::DeliverySettings::default(),
@@ -460,6 +472,7 @@ impl Config {
             retention: crate::policy::Retention::from_file(file.retention.as_ref())?,
             migrate: !args.no_migrate,
             workers: !args.no_workers,
+            defer_processing: args.defer_processing || file.defer_processing.unwrap_or(false),
             secret_key,
             connections,
             delivery,

@@ -349,6 +349,47 @@ impl Db {
         }
     }
 
+    /// Whether the ingest writer applies the events it stores in the same transaction
+    /// ([`Db::write_and_apply`]). On SQLite, which has one writer, that saves the pipeline's
+    /// claim, payload read and status rewrite of every event and a commit of its own; on
+    /// PostgreSQL the parallel writers would serialize on the apply lock, so its pipeline
+    /// workers apply instead.
+    pub fn applies_inline(&self) -> bool {
+        matches!(self, Db::Sqlite { .. })
+    }
+
+    /// Writes a batch like [`Db::write_batch`] and applies the plans `plan` makes for the events
+    /// it stored, in the same transaction; `None` results when the apply failed and was rolled
+    /// back on its own (the events are then left `pending` for the pipeline).
+    ///
+    /// # Errors
+    /// Any database error of the write: the whole batch is then not committed.
+    pub async fn write_and_apply<F>(
+        &self,
+        rows: &[NewIngest],
+        plan: F,
+        known: &Known,
+        now_ms: i64,
+    ) -> Result<(Vec<WriteOutcome>, Option<Vec<Applied>>), sqlx::Error>
+    where
+        F: FnOnce(&[&NewIngest]) -> Vec<EventPlan>,
+    {
+        let mut learned = Learned::default();
+        let written = match self {
+            Db::Sqlite { writer, .. } => {
+                let mut conn = writer.acquire().await?;
+                sqlite::write_and_apply(&mut conn, rows, plan, known, &mut learned, now_ms).await
+            }
+            Db::Postgres(pool) => {
+                let mut conn = pool.acquire().await?;
+                postgres::write_and_apply(&mut conn, rows, plan, known, &mut learned, now_ms).await
+            }
+        }?;
+        // Only what committed is learned.
+        known.learn(learned);
+        Ok(written)
+    }
+
     /// Whether the store answers a query.
     ///
     /// # Errors

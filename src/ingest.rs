@@ -20,14 +20,14 @@
 //! full its rows are dropped and counted.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
 use crate::db::{Db, NewIngest, WriteOutcome};
 use crate::metrics::Metrics;
-use crate::pipeline::Signals;
+use crate::pipeline::{Pipeline, Signals};
 
 /// The most rows one transaction carries.
 pub const MAX_BATCH: usize = 512;
@@ -74,10 +74,15 @@ pub struct IngestWriter {
 
 impl IngestWriter {
     /// Starts the writer task on `db`. It ends when every handle is dropped and the queue is empty.
+    ///
+    /// With `inline`, each batch's new events are normalized and applied in the transaction
+    /// that stores them ([`Pipeline::write_and_apply`]); the pipeline's workers then only take
+    /// what that could not finish (retries, events an identity reveals later).
     pub fn spawn(
         db: Db,
         metrics: Arc<Metrics>,
         signals: Arc<Signals>,
+        inline: Option<Weak<Pipeline>>,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
         let (log_tx, log_rx) = mpsc::channel(LOG_QUEUE);
@@ -96,6 +101,7 @@ impl IngestWriter {
                 for _ in 0..writers {
                     set.spawn(run(
                         db.clone(),
+                        inline.clone(),
                         Arc::clone(&queues),
                         Arc::clone(&health),
                         Arc::clone(&metrics),
@@ -212,6 +218,7 @@ async fn collect(
 
 async fn run(
     db: Db,
+    inline: Option<Weak<Pipeline>>,
     queues: Arc<tokio::sync::Mutex<Queues>>,
     health: Arc<StoreHealth>,
     metrics: Arc<Metrics>,
@@ -224,12 +231,18 @@ async fn run(
             continue;
         }
         let started = Instant::now();
-        let result = db.write_batch(&rows).await;
+        let result = match inline.as_ref().and_then(Weak::upgrade) {
+            Some(pipeline) => pipeline.write_and_apply(&rows).await,
+            None => db.write_batch(&rows).await.map(|outcomes| {
+                let stored = outcomes.contains(&WriteOutcome::Stored);
+                (outcomes, stored)
+            }),
+        };
         metrics.observe_batch(rows.len(), started.elapsed());
         match result {
-            Ok(outcomes) => {
+            Ok((outcomes, left_pending)) => {
                 health.failing.store(false, Ordering::Relaxed);
-                if outcomes.contains(&WriteOutcome::Stored) {
+                if left_pending {
                     signals.pending.notify_one();
                 }
                 for (reply, outcome) in replies.drain(..).zip(outcomes) {
@@ -301,6 +314,7 @@ mod tests {
             db.clone(),
             Arc::new(Metrics::new()),
             Arc::new(Signals::default()),
+            None,
         );
         // On a current-thread runtime the writer cannot run until the delivery is awaited, so
         // every log row is queued before it.

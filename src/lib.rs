@@ -195,8 +195,6 @@ impl Gateway {
         registry.warn_short_secrets();
         let metrics = Arc::new(Metrics::new());
         let signals = Arc::new(pipeline::Signals::default());
-        let (writer, writer_task) =
-            IngestWriter::spawn(db.clone(), Arc::clone(&metrics), Arc::clone(&signals));
         let run_workers = config.workers;
         let pipeline = Arc::new(pipeline::Pipeline {
             store: db.clone(),
@@ -205,6 +203,16 @@ impl Gateway {
             signals: Arc::clone(&signals),
             known: db::Known::default(),
         });
+        // Events are normalized as they are stored where the store gains from it; the workers
+        // below still take retries, re-queued events and other processes' leftovers.
+        let inline = (run_workers && !config.defer_processing && db.applies_inline())
+            .then(|| Arc::downgrade(&pipeline));
+        let (writer, writer_task) = IngestWriter::spawn(
+            db.clone(),
+            Arc::clone(&metrics),
+            Arc::clone(&signals),
+            inline,
+        );
         let unknown_log = http::webhook::UnknownIdLog::new(config.unknown_id_log_per_minute);
         let mut workers = Vec::new();
         if run_workers {

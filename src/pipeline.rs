@@ -219,6 +219,66 @@ impl Pipeline {
         plan_event(event, &context, claimed_by, now_ms)
     }
 
+    /// Writes an ingest batch and normalizes the events it stores in the same transaction
+    /// (see [`Db::write_and_apply`]). Returns each row's outcome and whether events it stored
+    /// are left `pending` for the workers (the apply failed and was rolled back alone).
+    ///
+    /// # Errors
+    /// The batch did not commit.
+    pub async fn write_and_apply(
+        &self,
+        rows: &[crate::db::NewIngest],
+    ) -> Result<(Vec<crate::db::WriteOutcome>, bool), sqlx::Error> {
+        let now = crate::now_ms();
+        let plan = |stored: &[&crate::db::NewIngest]| {
+            stored
+                .iter()
+                .map(|row| {
+                    let mut plan = self.plan(&ClaimedEvent::first_attempt(row), None, now);
+                    // Stored in this very transaction: it was never parked.
+                    plan.retried = false;
+                    plan
+                })
+                .collect()
+        };
+        let (outcomes, applied) = self
+            .store
+            .write_and_apply(rows, plan, &self.known, now)
+            .await?;
+        let left_pending = match &applied {
+            Some(applied) => {
+                self.record(applied);
+                false
+            }
+            None => outcomes.contains(&crate::db::WriteOutcome::Stored),
+        };
+        Ok((outcomes, left_pending))
+    }
+
+    /// Counts what a batch's apply did and wakes whoever waits for it: event streams and the
+    /// delivery worker for new fires, the pipeline's workers for re-queued events.
+    fn record(&self, applied: &[Applied]) {
+        let mut fired = false;
+        for a in applied {
+            self.metrics
+                .processed
+                .get_or_create(&crate::metrics::StatusLabels {
+                    status: a.outcome.as_str(),
+                })
+                .inc();
+            fired |= !a.fires.is_empty();
+            if a.requeued > 0 {
+                self.signals.pending.notify_one();
+            }
+            if a.outcome == Outcome::Finished(Status::Failed) {
+                tracing::warn!(ingest_id = %a.ingest_id, "event failed to normalize; see its status_reason");
+            }
+        }
+        if fired {
+            self.signals.fires.notify_waiters();
+        }
+    }
+
     /// Plans and applies one stored event now, without a claim (an operator's replay), and
     /// wakes whoever waits for what it produced.
     ///
@@ -290,26 +350,7 @@ pub async fn run(pipeline: Weak<Pipeline>, worker: String) {
             .await
         {
             Ok(applied) => {
-                let mut fired = false;
-                for a in &applied {
-                    inner
-                        .metrics
-                        .processed
-                        .get_or_create(&crate::metrics::StatusLabels {
-                            status: a.outcome.as_str(),
-                        })
-                        .inc();
-                    fired |= !a.fires.is_empty();
-                    if a.requeued > 0 {
-                        signals.pending.notify_one();
-                    }
-                    if a.outcome == Outcome::Finished(Status::Failed) {
-                        tracing::warn!(ingest_id = %a.ingest_id, "event failed to normalize; see its status_reason");
-                    }
-                }
-                if fired {
-                    signals.fires.notify_waiters();
-                }
+                inner.record(&applied);
                 if !full {
                     drop(inner);
                     tokio::time::sleep(GATHER).await;

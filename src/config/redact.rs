@@ -86,6 +86,7 @@ impl fmt::Debug for ServeArgs {
             .field("unknown_id_log_per_minute", &self.unknown_id_log_per_minute)
             .field("no_migrate", &self.no_migrate)
             .field("no_workers", &self.no_workers)
+            .field("defer_processing", &self.defer_processing)
             .finish_non_exhaustive()
     }
 }
@@ -103,6 +104,7 @@ impl fmt::Debug for FileConfig {
             .field("header_timeout_secs", &self.header_timeout_secs)
             .field("body_timeout_secs", &self.body_timeout_secs)
             .field("durability", &self.durability)
+            .field("defer_processing", &self.defer_processing)
             .field("secret_key", &secret(self.secret_key.as_ref()))
             .field(
                 "secret_key_previous",

@@ -115,6 +115,24 @@ pub struct ClaimedEvent {
     pub attempts: i32,
 }
 
+impl ClaimedEvent {
+    /// The event a just-stored row holds, on its first processing attempt.
+    pub fn first_attempt(row: &crate::db::NewIngest) -> Self {
+        ClaimedEvent {
+            id: row.id.clone(),
+            connection_id: row.connection_id.clone(),
+            provider: row.provider.to_owned(),
+            workspace: row.workspace.clone(),
+            event_id: row.event_id.clone(),
+            event_type: row.event_type.clone(),
+            headers: row.headers.clone(),
+            body: row.body.to_vec(),
+            received_at: row.received_at,
+            attempts: 1,
+        }
+    }
+}
+
 /// A contact row.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ContactRow {

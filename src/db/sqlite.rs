@@ -222,6 +222,44 @@ pub async fn probe_write(writer: &SqlitePool) -> Result<(), sqlx::Error> {
         .map(|_| ())
 }
 
+/// Lets the next commits on `conn` skip the wait for the disk (`synchronous=NORMAL`), for
+/// writes that need not survive a power loss (a delivery claim: every claim found at start is
+/// released). In WAL mode they still reach the log in order, and the next commit that syncs
+/// syncs them too, so they can never outlive a later durable commit's loss, nor the reverse.
+/// Returns whether it changed the setting, for [`restore_sync`].
+///
+/// # Errors
+/// The setting cannot be read or changed.
+pub(crate) async fn relax_sync(conn: &mut SqliteConnection) -> Result<bool, sqlx::Error> {
+    let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
+        .fetch_one(&mut *conn)
+        .await?;
+    if level < 2 {
+        return Ok(false);
+    }
+    conn.execute("PRAGMA synchronous = NORMAL").await?;
+    Ok(true)
+}
+
+/// Puts back what [`relax_sync`] changed. A connection that cannot be put back is closed
+/// rather than returned to the pool, so no later commit is made with less durability than
+/// configured.
+///
+/// # Errors
+/// The setting cannot be changed back.
+pub(crate) async fn restore_sync(
+    mut conn: sqlx::pool::PoolConnection<sqlx::Sqlite>,
+    relaxed: bool,
+) -> Result<(), sqlx::Error> {
+    if relaxed {
+        if let Err(error) = conn.execute("PRAGMA synchronous = FULL").await {
+            conn.close_on_drop();
+            return Err(error);
+        }
+    }
+    Ok(())
+}
+
 /// WAL frames (4 KiB pages) past which [`checkpoint`] also catches up on the writer connection:
 /// 16 MiB, about a second of sustained load.
 pub const WAL_RESTART_FRAMES: i64 = 4096;

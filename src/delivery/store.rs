@@ -143,6 +143,9 @@ pub const STATUSES: [&str; 6] = [
     "paused",
 ];
 
+/// Deliveries one finishing statement records (9 binds a row: far under both bind limits).
+const FINISH_ROWS: usize = 300;
+
 const ENDPOINT_COLUMNS: &str = "id, url, workspace, event_types, secrets, transform, max_in_flight, \
     rate_limit_per_sec, ordered, enabled, disabled_reason, failing_since, source, created_at, updated_at";
 const DELIVERY_COLUMNS: &str = "seq, endpoint_id, fire_seq, fire_created_at, workspace, event_type, status, \
@@ -154,7 +157,7 @@ macro_rules! delivery_queries {
 
         use super::{
             AttemptRow, ClaimedDelivery, DeliveryFilter, DeliveryRow, EndpointRow, EndpointWrite,
-            Finish, OwnEvent, DELIVERY_COLUMNS, ENDPOINT_COLUMNS,
+            Finish, OwnEvent, DELIVERY_COLUMNS, ENDPOINT_COLUMNS, FINISH_ROWS,
         };
 
         type Pool = sqlx::Pool<$db>;
@@ -343,7 +346,7 @@ macro_rules! delivery_queries {
         /// `ordered`: only the endpoint's oldest unfinished delivery, and only when it is due.
         /// Returns their row numbers.
         pub(crate) async fn claim(
-            pool: &Pool,
+            conn: &mut Conn,
             endpoint_id: &str,
             worker: &str,
             now_ms: i64,
@@ -384,7 +387,7 @@ macro_rules! delivery_queries {
                 .bind(endpoint_id)
                 .bind(now_ms)
                 .bind(limit)
-                .fetch_all(pool)
+                .fetch_all(&mut *conn)
                 .await?;
             Ok(seqs)
         }
@@ -449,52 +452,67 @@ macro_rules! delivery_queries {
                     .execute(&mut *tx)
                     .await?;
             }
-            let mut order: Vec<usize> = (0..batch.len()).collect();
-            order.sort_by_key(|i| batch[*i].seq);
-            let mut recorded = vec![false; batch.len()];
-            for i in order {
-                recorded[i] = finish_one(&mut tx, &batch[i]).await?;
+            let mut order: Vec<&Finish> = batch.iter().collect();
+            order.sort_by_key(|f| f.seq);
+            // The attempt number each recorded delivery reached, by row.
+            let mut reached: std::collections::HashMap<i64, i64> = std::collections::HashMap::new();
+            for chunk in order.chunks(FINISH_ROWS) {
+                reached.extend(finish_rows(&mut tx, chunk).await?);
             }
             tx.commit().await?;
-            Ok(recorded)
+            Ok(batch.iter().map(|f| reached.contains_key(&f.seq)).collect())
         }
 
-        /// Records one attempt and the delivery's new state, if `worker` still holds the claim.
-        async fn finish_one(conn: &mut Conn, f: &Finish) -> Result<bool, sqlx::Error> {
-            let attempt: Option<i64> = sqlx::query_scalar(
-                "UPDATE deliveries SET status = $2, attempts = attempts + 1, \
-                 next_attempt_at = $3, first_attempt_at = COALESCE(first_attempt_at, $4), last_status_code = $5, \
-                 last_error = $6, claimed_by = NULL, claimed_until = NULL, updated_at = $7, \
-                 body = COALESCE(body, $9) WHERE seq = $1 AND claimed_by = $8 RETURNING attempts",
-            )
-            .bind(f.seq)
-            .bind(f.status)
-            .bind(f.next_attempt_at)
-            .bind(f.attempt.started_at)
-            .bind(f.attempt.status_code)
-            .bind(f.attempt.error.as_deref())
-            .bind(f.now_ms)
-            .bind(&f.worker)
-            .bind(f.body.as_deref())
-            .fetch_optional(&mut *conn)
-            .await?;
-            let Some(attempt) = attempt else {
-                return Ok(false);
-            };
-            sqlx::query(
-                "INSERT INTO delivery_attempts (delivery_seq, attempt, started_at, duration_ms, status_code, error, response_body) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (delivery_seq, attempt) DO NOTHING",
-            )
-            .bind(f.seq)
-            .bind(attempt)
-            .bind(f.attempt.started_at)
-            .bind(f.attempt.duration_ms)
-            .bind(f.attempt.status_code)
-            .bind(f.attempt.error.as_deref())
-            .bind(f.attempt.response_body.as_deref())
-            .execute(&mut *conn)
-            .await?;
-            Ok(true)
+        /// Records attempts and their deliveries' new states with two statements: one update
+        /// of every delivery whose claim its worker still holds (returning the attempt number it
+        /// reached), then one insert of those attempts.
+        async fn finish_rows(conn: &mut Conn, rows: &[&Finish]) -> Result<Vec<(i64, i64)>, sqlx::Error> {
+            let mut q = QueryBuilder::<$db>::new(
+                "WITH v (seq, status, next_at, started_at, code, error, now_ms, worker, body) AS (",
+            );
+            q.push_values(rows, |mut b, f| {
+                b.push_bind(f.seq)
+                    .push_bind(f.status)
+                    .push_bind(f.next_attempt_at)
+                    .push_bind(f.attempt.started_at)
+                    .push_bind(f.attempt.status_code)
+                    .push_bind(f.attempt.error.clone())
+                    .push_bind(f.now_ms)
+                    .push_bind(f.worker.clone())
+                    .push_bind(f.body.clone());
+            });
+            q.push(
+                ") UPDATE deliveries SET status = v.status, attempts = deliveries.attempts + 1, \
+                 next_attempt_at = v.next_at, first_attempt_at = COALESCE(deliveries.first_attempt_at, v.started_at), \
+                 last_status_code = v.code, last_error = v.error, claimed_by = NULL, claimed_until = NULL, \
+                 updated_at = v.now_ms, body = COALESCE(deliveries.body, v.body) \
+                 FROM v WHERE deliveries.seq = v.seq AND deliveries.claimed_by = v.worker \
+                 RETURNING deliveries.seq, deliveries.attempts",
+            );
+            let reached: Vec<(i64, i64)> = q.build_query_as().persistent(false).fetch_all(&mut *conn).await?;
+            if reached.is_empty() {
+                return Ok(reached);
+            }
+            let numbers: std::collections::HashMap<i64, i64> = reached.iter().copied().collect();
+            let recorded: Vec<(&Finish, i64)> = rows
+                .iter()
+                .filter_map(|f| numbers.get(&f.seq).map(|n| (*f, *n)))
+                .collect();
+            let mut q = QueryBuilder::<$db>::new(
+                "INSERT INTO delivery_attempts (delivery_seq, attempt, started_at, duration_ms, status_code, error, response_body) ",
+            );
+            q.push_values(recorded, |mut b, (f, attempt)| {
+                b.push_bind(f.seq)
+                    .push_bind(attempt)
+                    .push_bind(f.attempt.started_at)
+                    .push_bind(f.attempt.duration_ms)
+                    .push_bind(f.attempt.status_code)
+                    .push_bind(f.attempt.error.clone())
+                    .push_bind(f.attempt.response_body.clone());
+            });
+            q.push(" ON CONFLICT (delivery_seq, attempt) DO NOTHING");
+            q.build().persistent(false).execute(&mut *conn).await?;
+            Ok(reached)
         }
 
         fn push_filter<'a>(q: &mut QueryBuilder<'a, $db>, f: &'a DeliveryFilter) {
@@ -744,8 +762,40 @@ pub async fn claim(
     limit: i64,
     ordered: bool,
 ) -> R<Vec<ClaimedDelivery>> {
-    let seqs =
-        dispatch!(write db, claim(endpoint_id, worker, now_ms, lease_until, limit, ordered))?;
+    let seqs = match db {
+        // A claim need not survive a power loss: on SQLite every claim found at start is
+        // released anyway (the process that held it is gone). So it commits without waiting
+        // for the disk, and the next durable commit's sync carries it along.
+        Db::Sqlite { writer, .. } => {
+            let mut conn = writer.acquire().await?;
+            let relaxed = crate::db::sqlite::relax_sync(&mut conn).await?;
+            let seqs = sqlite::claim(
+                &mut conn,
+                endpoint_id,
+                worker,
+                now_ms,
+                lease_until,
+                limit,
+                ordered,
+            )
+            .await;
+            crate::db::sqlite::restore_sync(conn, relaxed).await?;
+            seqs?
+        }
+        Db::Postgres(pool) => {
+            let mut conn = pool.acquire().await?;
+            postgres::claim(
+                &mut conn,
+                endpoint_id,
+                worker,
+                now_ms,
+                lease_until,
+                limit,
+                ordered,
+            )
+            .await?
+        }
+    };
     dispatch!(read db, claimed(&seqs))
 }
 pub async fn renew(db: &Db, seq: i64, worker: &str, until: i64) -> R<bool> {

@@ -87,6 +87,53 @@ macro_rules! apply_queries {
             Ok(results)
         }
 
+        /// Writes an ingest batch ([`ingest::write_rows`]) and, in the same transaction, applies
+        /// the events it stored: `plan` is called with the newly stored accepted rows and
+        /// returns their plans (unclaimed: nobody else can see these rows before the commit).
+        ///
+        /// The apply runs in a savepoint. If it fails, only the savepoint is rolled back: the
+        /// batch still commits, its events stay `pending` with the attempt counted, and the
+        /// pipeline's workers take them as they would any pending event. `learned` is then left
+        /// empty. `None` in place of the results says so.
+        pub(crate) async fn write_and_apply<F>(
+            conn: &mut Conn,
+            rows: &[crate::db::NewIngest],
+            plan: F,
+            known: &Known,
+            learned: &mut Learned,
+            now_ms: i64,
+        ) -> Result<(Vec<crate::db::WriteOutcome>, Option<Vec<Applied>>), sqlx::Error>
+        where
+            F: FnOnce(&[&crate::db::NewIngest]) -> Vec<EventPlan>,
+        {
+            let mut tx = conn.begin().await?;
+            let outcomes = ingest::write_rows(&mut tx, rows).await?;
+            let stored: Vec<&crate::db::NewIngest> = rows
+                .iter()
+                .zip(&outcomes)
+                .filter(|(row, outcome)| {
+                    row.kind == crate::db::IngestKind::Accepted
+                        && **outcome == crate::db::WriteOutcome::Stored
+                })
+                .map(|(row, _)| row)
+                .collect();
+            let mut applied = None;
+            if !stored.is_empty() {
+                let ids: Vec<&str> = stored.iter().map(|row| row.id.as_str()).collect();
+                ingest::count_attempt(&mut tx, &ids).await?;
+                let plans = plan(&stored);
+                match apply_plans(&mut tx, &plans, known, learned, now_ms).await {
+                    Ok(results) => applied = Some(results),
+                    Err(error) => {
+                        tracing::warn!(error = %error, events = plans.len(), "could not process events as they were stored; the pipeline will retry them");
+                        *learned = Learned::default();
+                    }
+                }
+            }
+            tx.commit().await?;
+            Ok((outcomes, applied))
+        }
+
         /// Puts back to `pending` the parked events whose ids the batch linked. Returns how
         /// many each plan re-queued.
         async fn requeue(

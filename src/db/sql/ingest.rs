@@ -52,6 +52,16 @@ macro_rules! ingest_queries {
             rows: &[NewIngest],
         ) -> Result<Vec<WriteOutcome>, sqlx::Error> {
             let mut tx = conn.begin().await?;
+            let outcomes = write_rows(&mut tx, rows).await?;
+            tx.commit().await?;
+            Ok(outcomes)
+        }
+
+        /// The statements of [`write_batch`], inside the caller's transaction.
+        pub(crate) async fn write_rows(
+            tx: &mut Conn,
+            rows: &[NewIngest],
+        ) -> Result<Vec<WriteOutcome>, sqlx::Error> {
             let mut events: Vec<IngestInsert<'_>> = rows
                 .iter()
                 .filter_map(|row| match row.kind {
@@ -65,7 +75,7 @@ macro_rules! ingest_queries {
             events.sort_by(|a, b| (a.0.connection_id.as_str(), a.0.event_id.as_deref()).cmp(&(b.0.connection_id.as_str(), b.0.event_id.as_deref())));
             let mut stored: HashSet<String> = HashSet::new();
             if !events.is_empty() {
-                stored.extend(super::insert_ingest(&mut tx, &events, true).await?);
+                stored.extend(super::insert_ingest(&mut *tx, &events, true).await?);
             }
             // Deliveries whose event was stored before (or earlier in this batch).
             let duplicates: Vec<&NewIngest> = events.iter().map(|e| e.0).filter(|r| !stored.contains(&r.id)).collect();
@@ -105,12 +115,26 @@ macro_rules! ingest_queries {
                 }
             }
             if !logged.is_empty() {
-                super::insert_ingest(&mut tx, &logged, false).await?;
+                super::insert_ingest(&mut *tx, &logged, false).await?;
             }
             // Every row, stored or logged, has its headers and body in `ingest_payloads`.
-            super::insert_payloads(&mut tx, rows).await?;
-            tx.commit().await?;
+            super::insert_payloads(&mut *tx, rows).await?;
             Ok(outcomes)
+        }
+
+        /// Counts one processing attempt for each of `ids` (events normalized in the
+        /// transaction that stored them, without a claim).
+        pub(crate) async fn count_attempt(conn: &mut Conn, ids: &[&str]) -> Result<(), sqlx::Error> {
+            for chunk in chunks(ids) {
+                let mut q = QueryBuilder::<$db>::new("UPDATE ingest SET attempts = attempts + 1 WHERE id IN (");
+                let mut list = q.separated(", ");
+                for id in chunk {
+                    list.push_bind((*id).to_owned());
+                }
+                q.push(")");
+                q.build().execute(&mut *conn).await?;
+            }
+            Ok(())
         }
 
         pub(crate) async fn ping(pool: &Pool) -> Result<(), sqlx::Error> {
