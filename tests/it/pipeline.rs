@@ -1005,7 +1005,129 @@ async fn contact_lifecycle_events(backend: Backend) {
     assert_eq!(all_events(&app).await.len(), events.len());
 }
 
+/// On SQLite the writer normalizes the events a batch stores in the transaction that stores
+/// them: the provider's answer comes after the contact and the fire exist, with one attempt
+/// counted. With `defer_processing` (and always on PostgreSQL) the workers do it afterwards,
+/// with the same result.
+async fn processed_as_stored(backend: Backend) {
+    let inline_store = matches!(backend, Backend::Sqlite);
+    for defer in [false, true] {
+        let k = kit(ProviderId::Stripe);
+        let app = TestApp::builder(backend.clone())
+            .config(|c| c.defer_processing = defer)
+            .connection("stripe", ProviderId::Stripe, &[k.secret])
+            .start()
+            .await;
+        let id = app
+            .deliver(
+                ProviderId::Stripe,
+                "stripe",
+                &stripe_customer_updated("evt_inline", "Ada Lovelace", 1_700_000_000),
+                k.secret,
+                now_options(),
+            )
+            .await
+            .assert_outcome("accepted");
+        if inline_store && !defer {
+            // No waiting: the answer came after the commit that applied it.
+            let row = app.admin_get(&format!("/admin/ingest/{id}")).await.json();
+            assert_eq!(row["status"], "processed", "{row}");
+            assert_eq!(row["attempts"], 1, "{row}");
+            assert_eq!(row["fires"].as_array().map(Vec::len), Some(1), "{row}");
+            app.admin_get("/admin/contacts/order.test@example.com")
+                .await
+                .assert_status(200);
+        }
+        assert_eq!(settle(&app.store.db).await, processed(1));
+        let row = app.admin_get(&format!("/admin/ingest/{id}")).await.json();
+        assert_eq!(row["attempts"], 1, "defer={defer}: {row}");
+        assert_eq!(row["fires"].as_array().map(Vec::len), Some(1), "{row}");
+        let contact = app
+            .admin_get("/admin/contacts/order.test@example.com")
+            .await
+            .json();
+        assert_eq!(contact["first_name"], "Ada", "{contact}");
+    }
+}
+
+/// When the apply fails inside the writer's transaction (here a trigger the test adds makes
+/// every fire insert fail), only the apply is rolled back: the provider is still answered
+/// `accepted`, the event and its payload are stored `pending` with the attempt counted, and
+/// once the cause is gone it is processed like any pending event, exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_apply_keeps_the_stored_event() {
+    let k = kit(ProviderId::Stripe);
+    let app = TestApp::builder(Backend::Sqlite)
+        .connection("stripe", ProviderId::Stripe, &[k.secret])
+        .start()
+        .await;
+    let hookgate::db::Db::Sqlite { writer, .. } = &app.store.db else {
+        unreachable!("a SQLite store")
+    };
+    sqlx::query(
+        "CREATE TRIGGER test_refuse_fires BEFORE INSERT ON fires \
+         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+    )
+    .execute(writer)
+    .await
+    .expect("trigger");
+    let id = app
+        .deliver(
+            ProviderId::Stripe,
+            "stripe",
+            &stripe_customer_updated("evt_refused", "Grace Hopper", 1_700_000_000),
+            k.secret,
+            now_options(),
+        )
+        .await
+        .assert_outcome("accepted");
+    let row = app.admin_get(&format!("/admin/ingest/{id}")).await.json();
+    assert_eq!(row["status"], "pending", "{row}");
+    assert!(row["attempts"].as_i64().unwrap_or(0) >= 1, "{row}");
+    assert_eq!(
+        row["body"]["id"], "evt_refused",
+        "the payload is stored: {row}"
+    );
+    assert_eq!(all_fires(&app).await.len(), 0);
+    app.admin_get("/admin/contacts/order.test@example.com")
+        .await
+        .assert_status(404);
+
+    sqlx::query("DROP TRIGGER test_refuse_fires")
+        .execute(writer)
+        .await
+        .expect("drop trigger");
+    // The operator's replay applies it now (a worker may also take it once its lease ends:
+    // the fire stays one).
+    let replay = app
+        .admin_post(&format!("/admin/ingest/{id}/replay"), Value::Null)
+        .await;
+    replay.assert_status(200);
+    assert_eq!(replay.json()["status"], "processed", "{}", replay.text);
+    assert_eq!(all_fires(&app).await.len(), 1);
+    let contact = app
+        .admin_get("/admin/contacts/order.test@example.com")
+        .await
+        .json();
+    assert_eq!(contact["first_name"], "Grace", "{contact}");
+    // The next event is applied as it is stored again.
+    let next = app
+        .deliver(
+            ProviderId::Stripe,
+            "stripe",
+            &stripe_customer_updated("evt_after", "Grace Brewster", 1_700_000_100),
+            k.secret,
+            now_options(),
+        )
+        .await
+        .assert_outcome("accepted");
+    let row = app.admin_get(&format!("/admin/ingest/{next}")).await.json();
+    assert_eq!(row["status"], "processed", "{row}");
+    assert_eq!(all_fires(&app).await.len(), 2);
+}
+
 backend_tests!(
+    processed_as_stored,
     contact_lifecycle_events,
     every_fixture_normalizes,
     ordering_and_replay,
