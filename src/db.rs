@@ -242,6 +242,22 @@ macro_rules! dispatch {
             $crate::db::Db::Postgres(pool) => postgres::$f(pool $(, $arg)*).await,
         }
     };
+    // A write that need not survive a power loss, given a connection: on SQLite it commits
+    // without waiting for the disk (see `db::sqlite::relax_sync`); on PostgreSQL as any write.
+    (unsynced $self:expr, $f:ident($($arg:expr),*)) => {
+        match $self {
+            $crate::db::Db::Sqlite { writer, .. } => {
+                let mut conn = writer.acquire().await?;
+                let relaxed = $crate::db::sqlite::relax_sync(&mut conn).await?;
+                let done = sqlite::$f(&mut conn $(, $arg)*).await;
+                $crate::db::sqlite::restore_sync(conn, relaxed).await?;
+                done
+            }
+            $crate::db::Db::Postgres(pool) => {
+                postgres::$f(&mut *pool.acquire().await? $(, $arg)*).await
+            }
+        }
+    };
 }
 pub(crate) use dispatch;
 

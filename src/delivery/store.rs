@@ -761,40 +761,11 @@ pub async fn claim(
     limit: i64,
     ordered: bool,
 ) -> R<Vec<ClaimedDelivery>> {
-    let seqs = match db {
-        // A claim need not survive a power loss: on SQLite every claim found at start is
-        // released anyway (the process that held it is gone). So it commits without waiting
-        // for the disk, and the next durable commit's sync carries it along.
-        Db::Sqlite { writer, .. } => {
-            let mut conn = writer.acquire().await?;
-            let relaxed = crate::db::sqlite::relax_sync(&mut conn).await?;
-            let seqs = sqlite::claim(
-                &mut conn,
-                endpoint_id,
-                worker,
-                now_ms,
-                lease_until,
-                limit,
-                ordered,
-            )
-            .await;
-            crate::db::sqlite::restore_sync(conn, relaxed).await?;
-            seqs?
-        }
-        Db::Postgres(pool) => {
-            let mut conn = pool.acquire().await?;
-            postgres::claim(
-                &mut conn,
-                endpoint_id,
-                worker,
-                now_ms,
-                lease_until,
-                limit,
-                ordered,
-            )
-            .await?
-        }
-    };
+    // A claim need not survive a power loss: on SQLite every claim found at start is released
+    // anyway (the process that held it is gone), so it commits without waiting for the disk,
+    // and the next durable commit's sync carries it along.
+    let seqs =
+        dispatch!(unsynced db, claim(endpoint_id, worker, now_ms, lease_until, limit, ordered))?;
     dispatch!(read db, claimed(&seqs))
 }
 pub async fn renew(db: &Db, seq: i64, worker: &str, until: i64) -> R<bool> {
@@ -804,22 +775,13 @@ pub async fn set_body(db: &Db, seq: i64, body: &[u8]) -> R<()> {
     dispatch!(write db, set_body(seq, body))
 }
 pub async fn finish_batch(db: &Db, batch: &[Finish]) -> R<Vec<bool>> {
-    match db {
-        // On SQLite attempt results commit without waiting for the disk: the next commit that
-        // does (the ingest writer's next batch, or the WAL sync that starts every checkpoint,
-        // at most 250 ms later) makes them durable, in order. What a power loss could take is
-        // the last few results, whose deliveries are then still claimed, released at start
-        // and sent again: at least once, as after a crash between a send and its record.
-        // The writer's one fsync a batch is then spent on what a provider waits for.
-        Db::Sqlite { writer, .. } => {
-            let mut conn = writer.acquire().await?;
-            let relaxed = crate::db::sqlite::relax_sync(&mut conn).await?;
-            let recorded = sqlite::finish_batch(&mut conn, batch).await;
-            crate::db::sqlite::restore_sync(conn, relaxed).await?;
-            recorded
-        }
-        Db::Postgres(pool) => postgres::finish_batch(&mut *pool.acquire().await?, batch).await,
-    }
+    // On SQLite attempt results commit without waiting for the disk: the next commit that
+    // does (the ingest writer's next batch, or the WAL sync that starts every checkpoint, at
+    // most 250 ms later) makes them durable, in order. What a power loss could take is the
+    // last few results, whose deliveries are then still claimed, released at start and sent
+    // again: at least once, as after a crash between a send and its record. The writer's one
+    // fsync a batch is then spent on what a provider waits for.
+    dispatch!(unsynced db, finish_batch(batch))
 }
 pub async fn list_deliveries(db: &Db, f: &DeliveryFilter) -> R<Vec<DeliveryRow>> {
     dispatch!(read db, list_deliveries(f))
