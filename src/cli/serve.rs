@@ -41,6 +41,7 @@ pub async fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
             "no admin_token configured: the admin API answers 401 (set HOOKGATE_ADMIN_TOKEN)"
         );
     }
+    let shutdown = shutdown_signal();
     tracing::info!(
         listen = %local,
         store = state.db.backend_name(),
@@ -48,29 +49,45 @@ pub async fn run(global: &GlobalArgs, args: &ServeArgs) -> anyhow::Result<()> {
         version = crate::VERSION,
         "hookgate is listening"
     );
-    gateway.serve(listener, shutdown_signal()).await?;
+    gateway.serve(listener, shutdown).await?;
     tracing::info!("hookgate stopped");
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Registers for SIGTERM and SIGINT at once and returns what resolves on the first of them.
+/// Registering when called, not when first polled, matters: the address is announced before
+/// the serve loop polls this future, and a supervisor (or a test) that signals as soon as it
+/// reads the address would otherwise kill the process with the default action instead of
+/// stopping it cleanly.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (term, interrupt) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::terminate()).ok(),
+            signal(SignalKind::interrupt()).ok(),
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
+    async move {
+        #[cfg(unix)]
+        {
+            async fn first(stream: Option<tokio::signal::unix::Signal>) {
+                match stream {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            }
+            tokio::select! {
+                () = first(term) => {}
+                () = first(interrupt) => {}
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutting down: finishing open requests");
     }
-    tracing::info!("shutting down: finishing open requests");
 }

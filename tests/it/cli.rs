@@ -486,7 +486,13 @@ fn zero_config_defaults() {
         .env_remove("HOOKGATE_DATABASE_URL")
         .args(["connections", "list"]));
     assert!(ok && out.contains("no connections"), "{out}");
-    assert!(server.stop().success());
+    let log = std::sync::Arc::clone(&server.log);
+    let status = server.stop();
+    assert!(
+        status.success(),
+        "serve exited with {status} on SIGTERM\n{}",
+        log.lock().expect("lock")
+    );
 }
 
 #[test]
