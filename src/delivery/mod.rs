@@ -30,12 +30,12 @@ static ENDPOINTS_CHANGED: AtomicU64 = AtomicU64::new(0);
 
 /// Tells this process's delivery worker that endpoints changed.
 pub fn endpoints_changed() {
-    ENDPOINTS_CHANGED.fetch_add(1, Ordering::Relaxed);
+    ENDPOINTS_CHANGED.fetch_add(1, Ordering::SeqCst);
 }
 
 /// The current endpoint change count.
 pub fn endpoints_generation() -> u64 {
-    ENDPOINTS_CHANGED.load(Ordering::Relaxed)
+    ENDPOINTS_CHANGED.load(Ordering::SeqCst)
 }
 
 /// An event's Standard Webhooks message id: `msg_` + the ULID whose time part is the event's

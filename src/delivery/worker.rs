@@ -210,6 +210,10 @@ async fn claim_and_send(ctx: &Arc<Ctx>, settings: &DeliverySettings) {
     let mut live: HashMap<String, Live> = HashMap::new();
     let mut last_refresh: Option<Instant> = None;
     let mut generation = super::endpoints_generation();
+    // Set when endpoints changed while this round was claiming: what it claimed is sent only
+    // after the reload, so that an event created after a secret rotation (or any other change)
+    // is never signed or shaped with the endpoint as it was before.
+    let mut stale = false;
     loop {
         let Some(inner) = ctx.inner.upgrade() else {
             return;
@@ -221,7 +225,8 @@ async fn claim_and_send(ctx: &Arc<Ctx>, settings: &DeliverySettings) {
         {
             return;
         }
-        let changed = super::endpoints_generation() != generation;
+        let changed = stale || super::endpoints_generation() != generation;
+        stale = false;
         if changed || last_refresh.is_none_or(|t| t.elapsed() >= REFRESH) {
             last_refresh = Some(Instant::now());
             generation = super::endpoints_generation();
@@ -278,9 +283,18 @@ async fn claim_and_send(ctx: &Arc<Ctx>, settings: &DeliverySettings) {
                     continue;
                 }
             }
+            // A claim can take events committed after an endpoint change this loop has not
+            // loaded yet; those wait in the queue for the reload at the top of the next round.
+            if super::endpoints_generation() != generation {
+                stale = true;
+                continue;
+            }
             dispatch(ctx, settings, endpoint);
         }
         drop(inner);
+        if stale {
+            continue;
+        }
         tokio::select! {
             () = fired => {}
             () = ctx.slot_freed.notified() => {}
