@@ -51,6 +51,25 @@ pub struct DeliveryRow {
     pub updated_at: i64,
 }
 
+/// Which of an endpoint's due deliveries a claim takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pick {
+    /// Only the oldest unfinished one, and only when it is due (an `ordered` endpoint).
+    Ordered,
+    /// Any due, oldest due first.
+    Due,
+    /// Only retries that are due (an endpoint whose circuit is open: new deliveries wait).
+    Retries,
+}
+
+/// When an endpoint's oldest unfinished deliveries are due: new ones and retries apart.
+#[derive(Debug)]
+pub struct Due {
+    pub endpoint: String,
+    pub pending: Option<i64>,
+    pub retrying: Option<i64>,
+}
+
 /// A claimed delivery, with what it takes to send it.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ClaimedDelivery {
@@ -156,7 +175,7 @@ macro_rules! delivery_queries {
         use sqlx::{Acquire as _, QueryBuilder};
 
         use super::{
-            AttemptRow, ClaimedDelivery, DeliveryFilter, DeliveryRow, EndpointRow, EndpointWrite,
+            AttemptRow, ClaimedDelivery, DeliveryFilter, Due, Pick, DeliveryRow, EndpointRow, EndpointWrite,
             Finish, OwnEvent, DELIVERY_COLUMNS, ENDPOINT_COLUMNS, FINISH_ROWS,
         };
 
@@ -342,9 +361,8 @@ macro_rules! delivery_queries {
             .map(Option::flatten)
         }
 
-        /// Claims up to `limit` due deliveries of one endpoint for `worker` until `lease_until`.
-        /// `ordered`: only the endpoint's oldest unfinished delivery, and only when it is due.
-        /// Returns their row numbers.
+        /// Claims up to `limit` due deliveries of one endpoint for `worker` until `lease_until`,
+        /// as `pick` says which. Returns their row numbers.
         pub(crate) async fn claim(
             conn: &mut Conn,
             endpoint_id: &str,
@@ -352,9 +370,9 @@ macro_rules! delivery_queries {
             now_ms: i64,
             lease_until: i64,
             limit: i64,
-            ordered: bool,
+            pick: Pick,
         ) -> Result<Vec<i64>, sqlx::Error> {
-            let pick = if ordered {
+            let pick = if pick == Pick::Ordered {
                 "SELECT seq FROM (SELECT seq FROM deliveries WHERE endpoint_id = $3 \
                  AND status IN ('pending', 'retrying') ORDER BY fire_seq LIMIT $5) AS head"
                     .to_owned()
@@ -370,11 +388,15 @@ macro_rules! delivery_queries {
                         skip = $skip_locked
                     )
                 };
-                format!(
-                    "SELECT seq FROM ({} UNION ALL {}) AS due ORDER BY next_attempt_at, seq LIMIT $5",
-                    due("retrying"),
-                    due("pending")
-                )
+                if pick == Pick::Retries {
+                    format!("SELECT seq FROM {}", due("retrying"))
+                } else {
+                    format!(
+                        "SELECT seq FROM ({} UNION ALL {}) AS due ORDER BY next_attempt_at, seq LIMIT $5",
+                        due("retrying"),
+                        due("pending")
+                    )
+                }
             };
             let sql = format!(
                 "UPDATE deliveries SET claimed_by = $1, claimed_until = $2 WHERE seq IN ({pick}) \
@@ -650,7 +672,7 @@ macro_rules! delivery_queries {
         /// The earliest due time of each endpoint's unfinished deliveries (a read, so the worker
         /// takes the writer only for endpoints that have something due).
         /// Two index lookups per endpoint (`deliveries_due`), whatever the backlog.
-        pub(crate) async fn next_due(pool: &Pool) -> Result<Vec<(String, i64)>, sqlx::Error> {
+        pub(crate) async fn next_due(pool: &Pool) -> Result<Vec<Due>, sqlx::Error> {
             let rows: Vec<(String, Option<i64>, Option<i64>)> = sqlx::query_as(
                 "SELECT e.id, \
                  (SELECT MIN(d.next_attempt_at) FROM deliveries d WHERE d.endpoint_id = e.id AND d.status = 'pending'), \
@@ -661,13 +683,8 @@ macro_rules! delivery_queries {
             .await?;
             Ok(rows
                 .into_iter()
-                .filter_map(|(id, pending, retrying)| {
-                    let due = match (pending, retrying) {
-                        (Some(a), Some(b)) => Some(a.min(b)),
-                        (a, b) => a.or(b),
-                    };
-                    due.map(|at| (id, at))
-                })
+                .filter(|(_, pending, retrying)| pending.is_some() || retrying.is_some())
+                .map(|(endpoint, pending, retrying)| Due { endpoint, pending, retrying })
                 .collect())
         }
 
@@ -759,13 +776,13 @@ pub async fn claim(
     now_ms: i64,
     lease_until: i64,
     limit: i64,
-    ordered: bool,
+    pick: Pick,
 ) -> R<Vec<ClaimedDelivery>> {
     // A claim need not survive a power loss: on SQLite every claim found at start is released
     // anyway (the process that held it is gone), so it commits without waiting for the disk,
     // and the next durable commit's sync carries it along.
     let seqs =
-        dispatch!(unsynced db, claim(endpoint_id, worker, now_ms, lease_until, limit, ordered))?;
+        dispatch!(unsynced db, claim(endpoint_id, worker, now_ms, lease_until, limit, pick))?;
     dispatch!(read db, claimed(&seqs))
 }
 pub async fn renew(db: &Db, seq: i64, worker: &str, until: i64) -> R<bool> {
@@ -816,7 +833,7 @@ pub async fn queue_events(
 ) -> R<u64> {
     dispatch!(write db, queue_events(endpoint_id, workspace, events, now_ms))
 }
-pub async fn next_due(db: &Db) -> R<Vec<(String, i64)>> {
+pub async fn next_due(db: &Db) -> R<Vec<Due>> {
     dispatch!(read db, next_due())
 }
 pub async fn backlog(db: &Db) -> R<Vec<(String, i64)>> {

@@ -19,6 +19,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
@@ -28,7 +29,7 @@ use tokio::sync::{mpsc, Semaphore};
 
 use super::destination::{check_url, CheckedResolver};
 use super::endpoint::{active_secrets, open_secrets, DeliverySettings, StoredSecret};
-use super::store::{self, AttemptRow, ClaimedDelivery, EndpointRow, Finish, OwnEvent};
+use super::store::{self, AttemptRow, ClaimedDelivery, EndpointRow, Finish, OwnEvent, Pick};
 use super::{envelope, message_id, sign, transform};
 use crate::metrics::{DeliveryLabels, EndpointLabels};
 use crate::{now_ms, Inner};
@@ -73,6 +74,13 @@ fn lease_ms(settings: &DeliverySettings) -> i64 {
     i64::try_from(lease.as_millis()).unwrap_or(i64::MAX / 2)
 }
 
+/// How long an endpoint whose circuit is open waits after its last failure before a new
+/// delivery goes out as a probe: the retry schedule's first step (at least 100 ms).
+fn probe_ms(settings: &DeliverySettings) -> i64 {
+    let first = settings.retry_schedule_secs.first().copied().unwrap_or(1);
+    secs_ms(first).max(100)
+}
+
 /// Added to the longest attempt to make a claim's lease.
 const LEASE_MARGIN: Duration = Duration::from_secs(10);
 
@@ -84,6 +92,66 @@ struct Live {
     limiter: Option<Arc<DefaultDirectRateLimiter>>,
     /// Deliveries claimed and waiting for a slot, with when their claim ends.
     queue: VecDeque<(ClaimedDelivery, i64)>,
+    /// Whether the endpoint's last attempts all failed.
+    circuit: Arc<Circuit>,
+}
+
+/// Attempts in a row that failed before an endpoint's circuit opens.
+pub const CIRCUIT_FAILURES: u32 = 10;
+
+/// An endpoint's circuit breaker. After [`CIRCUIT_FAILURES`] failed attempts in a row (no
+/// answer, or anything but 2xx) the circuit is open: the endpoint's retries still go out on
+/// their schedule, but its new deliveries wait (`pending`, no attempt made, so their give-up
+/// window has not started) instead of each being attempted, refused and recorded. Once the
+/// retry schedule's first step has passed since its last failure, one new delivery goes out
+/// as a probe. Any 2xx closes the circuit and the waiting deliveries flow again. A dead
+/// endpoint then costs each event its delivery row and little more, and every other endpoint
+/// keeps the writer to itself.
+#[derive(Debug, Default)]
+struct Circuit {
+    /// Failed attempts since the last 2xx.
+    failures: AtomicU32,
+    /// When the last failure (or probe) was (epoch ms).
+    last_failure_ms: AtomicI64,
+}
+
+/// What an endpoint's circuit lets the next claim take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    /// Everything due.
+    Closed,
+    /// Due retries only.
+    Open,
+    /// Due retries and one new delivery, as a probe.
+    Probe,
+}
+
+impl Circuit {
+    fn record(&self, endpoint: &str, ok: bool, now_ms: i64) {
+        if ok {
+            if self.failures.swap(0, Ordering::Relaxed) >= CIRCUIT_FAILURES {
+                tracing::info!(endpoint, "the endpoint answered 2xx again: its circuit is closed and new deliveries go out");
+            }
+            return;
+        }
+        self.last_failure_ms.store(now_ms, Ordering::Relaxed);
+        if self.failures.fetch_add(1, Ordering::Relaxed) + 1 == CIRCUIT_FAILURES {
+            tracing::warn!(endpoint, failures = CIRCUIT_FAILURES, "the endpoint's last attempts all failed: its circuit is open, new deliveries wait while its retries and a probe go out");
+        }
+    }
+
+    /// The gate for a claim at `now_ms`; a probe is taken at most once per `probe_ms`.
+    fn gate(&self, now_ms: i64, probe_ms: i64) -> Gate {
+        if self.failures.load(Ordering::Relaxed) < CIRCUIT_FAILURES {
+            return Gate::Closed;
+        }
+        let last = self.last_failure_ms.load(Ordering::Relaxed);
+        if now_ms.saturating_sub(last) < probe_ms {
+            return Gate::Open;
+        }
+        self.last_failure_ms.store(now_ms, Ordering::Relaxed);
+        Gate::Probe
+    }
 }
 
 impl Live {
@@ -241,8 +309,8 @@ async fn claim_and_send(ctx: &Arc<Ctx>, settings: &DeliverySettings) {
         let now = now_ms();
         // One read says which endpoints have something due; only those are claimed from (a
         // claim is a write, and on SQLite every write waits for the one writer connection).
-        let due: HashMap<String, i64> = match store::next_due(&inner.db).await {
-            Ok(rows) => rows.into_iter().collect(),
+        let due: HashMap<String, store::Due> = match store::next_due(&inner.db).await {
+            Ok(rows) => rows.into_iter().map(|d| (d.endpoint.clone(), d)).collect(),
             Err(error) => {
                 tracing::warn!(error = %error, "could not read due deliveries");
                 HashMap::new()
@@ -253,13 +321,35 @@ async fn claim_and_send(ctx: &Arc<Ctx>, settings: &DeliverySettings) {
             // Claimed ahead of the free slots, so that a slot that frees finds its next
             // delivery here instead of waiting for a claim (one claim serves many sends).
             let ahead = endpoint.ahead();
-            if endpoint.queue.len() > ahead / 2
-                || due.get(&endpoint.row.id).is_none_or(|at| *at > now)
-            {
+            let Some(due) = due.get(&endpoint.row.id) else {
+                continue;
+            };
+            if endpoint.queue.len() > ahead / 2 {
                 continue;
             }
-            let want =
+            let retry_due = due.retrying.is_some_and(|at| at <= now);
+            let new_due = due.pending.is_some_and(|at| at <= now);
+            if !retry_due && !new_due {
+                continue;
+            }
+            // An ordered endpoint's failing delivery already holds the rest back.
+            let gate = if endpoint.row.ordered || !new_due {
+                Gate::Closed
+            } else {
+                endpoint.circuit.gate(now, probe_ms(settings))
+            };
+            let pick = match gate {
+                _ if endpoint.row.ordered => Pick::Ordered,
+                Gate::Closed => Pick::Due,
+                Gate::Open if retry_due => Pick::Retries,
+                Gate::Open => continue,
+                Gate::Probe => Pick::Due,
+            };
+            let mut want =
                 (endpoint.slots.available_permits() + ahead).saturating_sub(endpoint.queue.len());
+            if gate == Gate::Probe {
+                want = want.min(1);
+            }
             if want == 0 {
                 continue;
             }
@@ -271,7 +361,7 @@ async fn claim_and_send(ctx: &Arc<Ctx>, settings: &DeliverySettings) {
                 now_ms(),
                 lease_until,
                 i64::try_from(want).unwrap_or(1),
-                endpoint.row.ordered,
+                pick,
             )
             .await
             {
@@ -314,6 +404,7 @@ fn dispatch(ctx: &Arc<Ctx>, settings: &DeliverySettings, endpoint: &mut Live) {
         };
         let task = Task {
             ctx: Arc::clone(ctx),
+            circuit: Arc::clone(&endpoint.circuit),
             endpoint: endpoint.row.clone(),
             secrets: active_secrets(&endpoint.secrets, now_ms()),
             limiter: endpoint.limiter.clone(),
@@ -340,6 +431,11 @@ async fn refresh(inner: &Inner, live: &mut HashMap<String, Live>) {
     };
     let key = inner.config.secret_key.as_ref();
     let mut next = HashMap::new();
+    // An endpoint's circuit outlives reloads (a change of its settings does not say it answers).
+    let mut circuits: HashMap<String, Arc<Circuit>> = live
+        .iter()
+        .map(|(id, e)| (id.clone(), Arc::clone(&e.circuit)))
+        .collect();
     for row in rows {
         let secrets = match open_secrets(&row.id, &row.secrets, key) {
             Ok(s) => s,
@@ -373,6 +469,7 @@ async fn refresh(inner: &Inner, live: &mut HashMap<String, Live>) {
             ),
         };
         let queue = if row.enabled { queue } else { VecDeque::new() };
+        let circuit = circuits.remove(&row.id).unwrap_or_default();
         next.insert(
             row.id.clone(),
             Live {
@@ -381,6 +478,7 @@ async fn refresh(inner: &Inner, live: &mut HashMap<String, Live>) {
                 slots,
                 limiter,
                 queue,
+                circuit,
             },
         );
     }
@@ -418,6 +516,7 @@ struct Outcome {
 
 struct Task {
     ctx: Arc<Ctx>,
+    circuit: Arc<Circuit>,
     endpoint: EndpointRow,
     secrets: Vec<String>,
     limiter: Option<Arc<DefaultDirectRateLimiter>>,
@@ -522,10 +621,12 @@ impl Task {
             }
         }
         let outcome = self.post(&d, body).await;
+        let code = outcome.status_code;
+        self.circuit
+            .record(&self.endpoint.id, (200..300).contains(&code), now_ms());
         let Some(inner) = self.ctx.inner.upgrade() else {
             return;
         };
-        let code = outcome.status_code;
         if (200..300).contains(&code) {
             let latency = now_ms().saturating_sub(d.fire_created_at);
             inner

@@ -941,13 +941,108 @@ async fn endpoint_secrets_encrypted_at_rest(backend: Backend) {
     assert!(!view.contains(&SECRET_A["whsec_".len()..]) && !view.contains(&rotated));
 }
 
+/// An endpoint whose attempts all fail gets its circuit opened: its new deliveries wait,
+/// unattempted, instead of each being tried, refused and recorded, while its retries go on;
+/// once it answers, a retry succeeds, the circuit closes and every waiting delivery arrives.
+async fn circuit_holds_new_deliveries_while_down(backend: Backend) {
+    let store = TestStore::new(&backend).await;
+    // A port nobody listens on until the receiver starts there below.
+    let down = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr")
+    };
+    let gw = Gateway::start(
+        &store,
+        short_config(
+            "allow_cidrs = [\"127.0.0.0/8\"]",
+            &format!(
+                "[[endpoints]]\nid = \"down\"\nurl = \"http://{down}/ok-back\"\n\
+                 event_types = [\"test.*\"]\nsecrets = [\"{SECRET_A}\"]\n"
+            ),
+        ),
+    )
+    .await;
+    let failures = usize::try_from(hookgate::delivery::worker::CIRCUIT_FAILURES).expect("small");
+    for _ in 0..failures {
+        gw.event("test.first").await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let items = gw.deliveries("down").await;
+        if items.len() == failures && items.iter().all(|d| d["attempts"].as_i64() >= Some(1)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{items:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The circuit is open: these wait (a probe may take one of them a second after a failure).
+    for _ in 0..20 {
+        gw.event("test.later").await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let items = gw.deliveries("down").await;
+    let waiting = items
+        .iter()
+        .filter(|d| {
+            d["event_type"] == "test.later" && d["status"] == "pending" && d["attempts"] == 0
+        })
+        .count();
+    assert!(
+        waiting >= 18,
+        "{waiting} of 20 new deliveries waiting: {items:?}"
+    );
+    assert!(
+        gw.server.log().contains("circuit is open"),
+        "{}",
+        gw.server.log()
+    );
+
+    // The endpoint comes back: everything arrives, each event once.
+    let receivers = Receivers::default();
+    let app = Router::new()
+        .route("/{path}", post(receive))
+        .with_state(receivers.clone());
+    let listener = tokio::net::TcpListener::bind(down).await.expect("rebind");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let items = gw.deliveries("down").await;
+        if items.len() == failures + 20 && items.iter().all(|d| d["status"] == "succeeded") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{items:?}\n{}", gw.server.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ids: std::collections::HashSet<String> = receivers
+        .got("ok-back")
+        .iter()
+        .filter_map(|r| {
+            r.headers
+                .get("webhook-id")?
+                .to_str()
+                .ok()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(ids.len(), failures + 20);
+    assert!(
+        gw.server.log().contains("circuit is closed"),
+        "{}",
+        gw.server.log()
+    );
+    gw.server.stop();
+}
+
 backend_tests!(
     endpoint_secrets_encrypted_at_rest,
     cli_endpoints_deliveries_listen,
     delivers_retries_and_gives_up,
     endpoints_api_and_replay,
     auto_disable,
-    resent_after_crash
+    resent_after_crash,
+    circuit_holds_new_deliveries_while_down
 );
 
 /// Two processes on one PostgreSQL database deliver each event exactly once between them
