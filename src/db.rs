@@ -179,6 +179,26 @@ pub enum WriteOutcome {
     Logged,
 }
 
+/// The longest run [`runs`] makes.
+pub const MAX_RUN: usize = 256;
+
+/// Splits `rows` into runs whose lengths are powers of two (at most [`MAX_RUN`]), longest
+/// first. A multi-row statement built for each run is then one of nine texts whatever the
+/// batch size, so the connection's statement cache keeps it prepared, where a text of the
+/// batch's exact size would be parsed and planned again at nearly every batch.
+pub fn runs<T>(rows: &[T]) -> impl Iterator<Item = &[T]> {
+    let mut rest = rows;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let longest = 1usize << (usize::BITS - 1 - rest.len().leading_zeros());
+        let (run, tail) = rest.split_at(longest.min(MAX_RUN));
+        rest = tail;
+        Some(run)
+    })
+}
+
 /// A connection as written to the database (secrets as a JSON array).
 #[derive(Debug)]
 pub struct ConnectionWrite<'a> {
@@ -702,6 +722,26 @@ impl Db {
 
 #[cfg(test)]
 mod tests {
+    /// Runs cover every row once, in order, each a power of two no longer than the limit and
+    /// none longer than the one before.
+    #[test]
+    fn runs_are_powers_of_two_covering_every_row() {
+        for n in [0usize, 1, 2, 3, 31, 32, 33, 255, 256, 257, 511, 512, 1000] {
+            let rows: Vec<usize> = (0..n).collect();
+            let runs: Vec<&[usize]> = super::runs(&rows).collect();
+            let flat: Vec<usize> = runs.iter().flat_map(|r| r.iter().copied()).collect();
+            assert_eq!(flat, rows, "n = {n}");
+            assert!(runs
+                .iter()
+                .all(|r| r.len().is_power_of_two() && r.len() <= super::MAX_RUN));
+            assert!(runs.windows(2).all(|w| w[0].len() >= w[1].len()), "n = {n}");
+        }
+        assert_eq!(
+            super::runs(&[0u8; 45]).map(<[u8]>::len).collect::<Vec<_>>(),
+            [32, 8, 4, 1]
+        );
+    }
+
     /// The two migration directories must list the same versions and names.
     #[test]
     fn migrations_are_in_lockstep() {

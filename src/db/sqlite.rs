@@ -19,12 +19,25 @@ const DIALECT: crate::db::Dialect = crate::db::Dialect {
 
 crate::db::sql::backend_queries!(sqlx::Sqlite);
 
-/// Inserts `rows` into `ingest` with one multi-row `VALUES` statement. With `stored_events`
-/// a row whose event is stored already is skipped, and the ids inserted are returned.
+/// Inserts `rows` into `ingest` with a multi-row `VALUES` statement per run of
+/// [`crate::db::runs`]. With `stored_events` a row whose event is stored already is skipped,
+/// and the ids inserted are returned.
 ///
 /// # Errors
-/// The statement fails.
+/// A statement fails.
 pub(crate) async fn insert_ingest(
+    conn: &mut SqliteConnection,
+    rows: &[IngestInsert<'_>],
+    stored_events: bool,
+) -> Result<Vec<String>, sqlx::Error> {
+    let mut stored = Vec::new();
+    for run in crate::db::runs(rows) {
+        stored.extend(insert_ingest_run(conn, run, stored_events).await?);
+    }
+    Ok(stored)
+}
+
+async fn insert_ingest_run(
     conn: &mut SqliteConnection,
     rows: &[IngestInsert<'_>],
     stored_events: bool,
@@ -55,32 +68,33 @@ pub(crate) async fn insert_ingest(
         },
     );
     if !stored_events {
-        q.build().persistent(false).execute(conn).await?;
+        q.build().execute(conn).await?;
         return Ok(Vec::new());
     }
     q.push(STORED_CONFLICT);
-    q.build_query_scalar()
-        .persistent(false)
-        .fetch_all(conn)
-        .await
+    q.build_query_scalar().fetch_all(conn).await
 }
 
-/// Inserts every row's headers and body into `ingest_payloads` with one statement.
+/// Inserts every row's headers and body into `ingest_payloads`, one statement per run of
+/// [`crate::db::runs`].
 ///
 /// # Errors
-/// The statement fails.
+/// A statement fails.
 pub(crate) async fn insert_payloads(
     conn: &mut SqliteConnection,
     rows: &[NewIngest],
 ) -> Result<(), sqlx::Error> {
-    let mut q =
-        QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO ingest_payloads (id, headers, body) ");
-    q.push_values(rows.iter(), |mut b, row| {
-        b.push_bind(row.id.as_str())
-            .push_bind(row.headers.as_str())
-            .push_bind(row.body.as_ref());
-    });
-    q.build().persistent(false).execute(conn).await.map(|_| ())
+    for run in crate::db::runs(rows) {
+        let mut q =
+            QueryBuilder::<sqlx::Sqlite>::new("INSERT INTO ingest_payloads (id, headers, body) ");
+        q.push_values(run.iter(), |mut b, row| {
+            b.push_bind(row.id.as_str())
+                .push_bind(row.headers.as_str())
+                .push_bind(row.body.as_ref());
+        });
+        q.build().execute(&mut *conn).await?;
+    }
+    Ok(())
 }
 
 /// Opens (creating if missing) the database at `url`.
@@ -123,7 +137,10 @@ pub async fn open(
                 // instead of being read back from the file at every batch.
                 .pragma("temp_store", "memory")
                 .pragma("cache_size", "-16384")
-                .pragma("journal_size_limit", "67108864"),
+                .pragma("journal_size_limit", "67108864")
+                // Room for every multi-row statement the writer runs (see `db::runs`) beside
+                // the fixed ones, so none is evicted and parsed again at the next batch.
+                .statement_cache_capacity(512),
         )
         .await?;
     let readers = SqlitePoolOptions::new()

@@ -162,9 +162,6 @@ pub const STATUSES: [&str; 6] = [
     "paused",
 ];
 
-/// Deliveries one finishing statement records (9 binds a row: far under both bind limits).
-const FINISH_ROWS: usize = 300;
-
 const ENDPOINT_COLUMNS: &str = "id, url, workspace, event_types, secrets, transform, max_in_flight, \
     rate_limit_per_sec, ordered, enabled, disabled_reason, failing_since, source, created_at, updated_at";
 const DELIVERY_COLUMNS: &str = "seq, endpoint_id, fire_seq, fire_created_at, workspace, event_type, status, \
@@ -176,7 +173,7 @@ macro_rules! delivery_queries {
 
         use super::{
             AttemptRow, ClaimedDelivery, DeliveryFilter, Due, Pick, DeliveryRow, EndpointRow, EndpointWrite,
-            Finish, OwnEvent, DELIVERY_COLUMNS, ENDPOINT_COLUMNS, FINISH_ROWS,
+            Finish, OwnEvent, DELIVERY_COLUMNS, ENDPOINT_COLUMNS,
         };
 
         type Pool = sqlx::Pool<$db>;
@@ -477,8 +474,8 @@ macro_rules! delivery_queries {
             order.sort_by_key(|f| f.seq);
             // The attempt number each recorded delivery reached, by row.
             let mut reached: std::collections::HashMap<i64, i64> = std::collections::HashMap::new();
-            for chunk in order.chunks(FINISH_ROWS) {
-                reached.extend(finish_rows(&mut tx, chunk).await?);
+            for run in crate::db::runs(&order) {
+                reached.extend(finish_rows(&mut tx, run).await?);
             }
             tx.commit().await?;
             Ok(batch.iter().map(|f| reached.contains_key(&f.seq)).collect())
@@ -510,7 +507,7 @@ macro_rules! delivery_queries {
                  FROM v WHERE deliveries.seq = v.seq AND deliveries.claimed_by = v.worker \
                  RETURNING deliveries.seq, deliveries.attempts",
             );
-            let reached: Vec<(i64, i64)> = q.build_query_as().persistent(false).fetch_all(&mut *conn).await?;
+            let reached: Vec<(i64, i64)> = q.build_query_as().fetch_all(&mut *conn).await?;
             if reached.is_empty() {
                 return Ok(reached);
             }
@@ -519,20 +516,22 @@ macro_rules! delivery_queries {
                 .iter()
                 .filter_map(|f| numbers.get(&f.seq).map(|n| (*f, *n)))
                 .collect();
-            let mut q = QueryBuilder::<$db>::new(
-                "INSERT INTO delivery_attempts (delivery_seq, attempt, started_at, duration_ms, status_code, error, response_body) ",
-            );
-            q.push_values(recorded, |mut b, (f, attempt)| {
-                b.push_bind(f.seq)
-                    .push_bind(attempt)
-                    .push_bind(f.attempt.started_at)
-                    .push_bind(f.attempt.duration_ms)
-                    .push_bind(f.attempt.status_code)
-                    .push_bind(f.attempt.error.clone())
-                    .push_bind(f.attempt.response_body.clone());
-            });
-            q.push(" ON CONFLICT (delivery_seq, attempt) DO NOTHING");
-            q.build().persistent(false).execute(&mut *conn).await?;
+            for run in crate::db::runs(&recorded) {
+                let mut q = QueryBuilder::<$db>::new(
+                    "INSERT INTO delivery_attempts (delivery_seq, attempt, started_at, duration_ms, status_code, error, response_body) ",
+                );
+                q.push_values(run, |mut b, (f, attempt)| {
+                    b.push_bind(f.seq)
+                        .push_bind(*attempt)
+                        .push_bind(f.attempt.started_at)
+                        .push_bind(f.attempt.duration_ms)
+                        .push_bind(f.attempt.status_code)
+                        .push_bind(f.attempt.error.clone())
+                        .push_bind(f.attempt.response_body.clone());
+                });
+                q.push(" ON CONFLICT (delivery_seq, attempt) DO NOTHING");
+                q.build().execute(&mut *conn).await?;
+            }
             Ok(reached)
         }
 
