@@ -74,6 +74,8 @@ pub struct Metrics {
     pub delivery_latency: Histogram,
     /// Pending and retrying deliveries per endpoint.
     pub delivery_backlog: Family<EndpointLabels, Gauge>,
+    /// 1 while an endpoint's circuit is open (its last attempts all failed), else 0.
+    pub delivery_circuit_open: Family<EndpointLabels, Gauge>,
     pub processed: Family<StatusLabels, Counter>,
     pub requests: Family<RequestLabels, Counter>,
     pub verification_failures: Family<FailureLabels, Counter>,
@@ -180,6 +182,12 @@ impl Metrics {
             "Pending and retrying deliveries per endpoint",
             delivery_backlog.clone(),
         );
+        let delivery_circuit_open = Family::<EndpointLabels, Gauge>::default();
+        registry.register(
+            "delivery_circuit_open",
+            "1 while an endpoint's circuit is open (its last attempts all failed and its new deliveries wait), else 0",
+            delivery_circuit_open.clone(),
+        );
         let drain_records_sent = Family::<DrainLabels, Counter>::default();
         registry.register(
             "drain_records_sent",
@@ -213,6 +221,7 @@ impl Metrics {
             deliveries,
             delivery_latency,
             delivery_backlog,
+            delivery_circuit_open,
             processed,
             requests,
             verification_failures,

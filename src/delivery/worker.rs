@@ -498,6 +498,16 @@ async fn refresh(inner: &Inner, live: &mut HashMap<String, Live>) {
         }
         Err(error) => tracing::warn!(error = %error, "could not count the delivery backlog"),
     }
+    for (id, endpoint) in live.iter() {
+        let open = endpoint.circuit.failures.load(Ordering::Relaxed) >= CIRCUIT_FAILURES;
+        inner
+            .metrics
+            .delivery_circuit_open
+            .get_or_create(&EndpointLabels {
+                endpoint: id.clone(),
+            })
+            .set(i64::from(open));
+    }
     let give_up_ms = i64::try_from(inner.config.delivery.give_up_after_secs)
         .unwrap_or(i64::MAX / 2000)
         .saturating_mul(1000);

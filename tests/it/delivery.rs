@@ -996,6 +996,8 @@ async fn circuit_holds_new_deliveries_while_down(backend: Backend) {
         "{}",
         gw.server.log()
     );
+    let gauge = "hookgate_delivery_circuit_open{endpoint=\"down\"}";
+    until_metric(&gw, gauge, 1).await;
 
     // The endpoint comes back: everything arrives, each event once.
     let receivers = Receivers::default();
@@ -1032,7 +1034,32 @@ async fn circuit_holds_new_deliveries_while_down(backend: Backend) {
         "{}",
         gw.server.log()
     );
+    until_metric(&gw, gauge, 0).await;
     gw.server.stop();
+}
+
+/// Waits until the gateway's `/metrics` shows `series` at `value` (gauges refresh every second).
+async fn until_metric(gw: &Gateway, series: &str, value: i64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = gw
+            .client
+            .get(gw.server.url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        if metrics.contains(&format!("{series} {value}\n")) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{series} never {value}: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 backend_tests!(
