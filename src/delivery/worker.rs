@@ -332,7 +332,8 @@ async fn claim_and_send(ctx: &Arc<Ctx>, settings: &DeliverySettings) {
             if !retry_due && !new_due {
                 continue;
             }
-            // An ordered endpoint's failing delivery already holds the rest back.
+            // The circuit only holds back new deliveries (an ordered endpoint's failing
+            // delivery already holds the rest back itself).
             let gate = if endpoint.row.ordered || !new_due {
                 Gate::Closed
             } else {
@@ -340,16 +341,17 @@ async fn claim_and_send(ctx: &Arc<Ctx>, settings: &DeliverySettings) {
             };
             let pick = match gate {
                 _ if endpoint.row.ordered => Pick::Ordered,
-                Gate::Closed => Pick::Due,
+                Gate::Closed | Gate::Probe => Pick::Due,
                 Gate::Open if retry_due => Pick::Retries,
                 Gate::Open => continue,
-                Gate::Probe => Pick::Due,
             };
-            let mut want =
+            let room =
                 (endpoint.slots.available_permits() + ahead).saturating_sub(endpoint.queue.len());
-            if gate == Gate::Probe {
-                want = want.min(1);
-            }
+            let want = if gate == Gate::Probe {
+                room.min(1)
+            } else {
+                room
+            };
             if want == 0 {
                 continue;
             }
@@ -632,12 +634,13 @@ impl Task {
         }
         let outcome = self.post(&d, body).await;
         let code = outcome.status_code;
+        let answered_2xx = (200..300).contains(&code);
         self.circuit
-            .record(&self.endpoint.id, (200..300).contains(&code), now_ms());
+            .record(&self.endpoint.id, answered_2xx, now_ms());
         let Some(inner) = self.ctx.inner.upgrade() else {
             return;
         };
-        if (200..300).contains(&code) {
+        if answered_2xx {
             let latency = now_ms().saturating_sub(d.fire_created_at);
             inner
                 .metrics

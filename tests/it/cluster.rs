@@ -172,14 +172,7 @@ use crate::backend_tests;
 
 /// Events this process's workers processed, from its `/metrics`.
 async fn processed_here(client: &reqwest::Client, server: &Server) -> u64 {
-    let metrics = client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = crate::support::metrics(client, server.url("/metrics")).await;
     metrics
         .lines()
         .find_map(|l| l.strip_prefix(r#"hookgate_events_processed_total{status="processed"} "#))

@@ -483,15 +483,7 @@ async fn delivers_retries_and_gives_up(backend: Backend) {
     );
 
     // Metrics.
-    let metrics = gw
-        .client
-        .get(gw.server.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = crate::support::metrics(&gw.client, gw.server.url("/metrics")).await;
     assert!(
         metrics.contains("hookgate_deliveries_total{endpoint=\"ok\",outcome=\"succeeded\"}"),
         "{metrics}"
@@ -1042,15 +1034,7 @@ async fn circuit_holds_new_deliveries_while_down(backend: Backend) {
 async fn until_metric(gw: &Gateway, series: &str, value: i64) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let metrics = gw
-            .client
-            .get(gw.server.url("/metrics"))
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
+        let metrics = crate::support::metrics(&gw.client, gw.server.url("/metrics")).await;
         if metrics.contains(&format!("{series} {value}\n")) {
             return;
         }

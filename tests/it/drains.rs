@@ -457,15 +457,7 @@ async fn drains_send_every_record_kind_checked_independently(backend: Backend) {
     assert_eq!(otel["records"], json!(["ingest", "delivery", "processing"]));
     assert!(otel["sent"].as_i64() >= Some(3 * EVENTS as i64), "{otel}");
     assert!(otel["position"].as_i64() > Some(0), "{otel}");
-    let metrics = gw
-        .client
-        .get(gw.server.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = crate::support::metrics(&gw.client, gw.server.url("/metrics")).await;
     assert!(
         metrics.contains("hookgate_drain_records_sent_total{drain=\"otel\"}"),
         "{metrics}"
@@ -551,15 +543,7 @@ async fn drain_outage_and_refusal_lose_nothing_and_send_once(backend: Backend) {
         assert!(Instant::now() < deadline, "never paused: {otel}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let metrics = gw
-        .client
-        .get(gw.server.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = crate::support::metrics(&gw.client, gw.server.url("/metrics")).await;
     assert!(
         metrics.contains("hookgate_drain_batches_failed_total{drain=\"otel\",action=\"paused\"} 1"),
         "{metrics}"

@@ -411,6 +411,18 @@ impl Delivered {
     }
 }
 
+/// The text a gateway's `/metrics` answers at `url`.
+pub async fn metrics(client: &reqwest::Client, url: String) -> String {
+    client
+        .get(url)
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+}
+
 /// Reads a fixture file.
 pub fn fixture(provider: ProviderId, name: &str) -> Vec<u8> {
     let path = format!("{}/fixtures/{provider}/{name}", env!("CARGO_MANIFEST_DIR"));

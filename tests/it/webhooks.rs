@@ -370,15 +370,7 @@ async fn status_table(backend: Backend) {
     assert_eq!(get.status().as_u16(), 405);
 
     // Metrics reflect the traffic.
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = crate::support::metrics(&app.client, app.url("/metrics")).await;
     // Each provider's limited connection refused six requests (one, then a burst of five);
     // those past the log budget are counted, not logged: the logged rows are the rest, exactly.
     let refusals = 6 * ProviderId::ALL.len();
