@@ -990,6 +990,30 @@ async fn circuit_holds_new_deliveries_while_down(backend: Backend) {
     );
     let gauge = "hookgate_delivery_circuit_open{endpoint=\"down\"}";
     until_metric(&gw, gauge, 1).await;
+    // The backlog gauge counts the endpoint's unfinished deliveries, the waiting ones included.
+    let backlog = "hookgate_delivery_backlog{endpoint=\"down\"}";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let unfinished = gw
+            .deliveries("down")
+            .await
+            .iter()
+            .filter(|d| d["status"] == "pending" || d["status"] == "retrying")
+            .count();
+        let metrics = crate::support::metrics(&gw.client, gw.server.url("/metrics")).await;
+        let counted = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(backlog))
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        if unfinished >= 20 && counted == Some(unfinished) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "backlog gauge {counted:?}, {unfinished} unfinished: {metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // The endpoint comes back: everything arrives, each event once.
     let receivers = Receivers::default();
@@ -1027,6 +1051,7 @@ async fn circuit_holds_new_deliveries_while_down(backend: Backend) {
         gw.server.log()
     );
     until_metric(&gw, gauge, 0).await;
+    until_metric(&gw, backlog, 0).await;
     gw.server.stop();
 }
 
