@@ -131,6 +131,11 @@ pub struct BenchArgs {
     /// large batches), then time filtered `GET /admin/ingest` queries against a gateway on it.
     #[arg(long)]
     pub query_rows: Option<u64>,
+    /// Load test: run the gateway a second time, on a SQLite store already holding this many
+    /// events (ingest rows with 2 KiB bodies, fires, contacts, seeded directly), and report its
+    /// throughput next to the empty store's and the admin ingest queries' latency on it.
+    #[arg(long)]
+    pub seed_events: Option<u64>,
     /// Load test: configure a drain (`[[drains]]`, every record kind) that points at a dead
     /// sink (a closed loopback port), to measure what a failing drain costs receiving.
     #[arg(long)]

@@ -4,6 +4,7 @@
 //! - [`load`]: the closed-loop load test against the baseline servers, and the admin query
 //!   timings (`--query-rows`);
 //! - [`durable`]: the durable baseline (verify, one group-committed row per event);
+//! - [`growth`]: seeding a store with a history of events (`--seed-events`);
 //! - [`abuse`]: the `slowloris` and `fairness` scenarios (paced deliveries, alone and under
 //!   attack);
 //! - [`delivery`]: outbound delivery to a fast local endpoint, alone and next to a slow and a
@@ -14,6 +15,7 @@ pub mod abuse;
 pub mod args;
 pub mod delivery;
 pub mod durable;
+pub mod growth;
 pub mod load;
 
 use anyhow::Context as _;
@@ -95,11 +97,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     } else {
         load::print(&report);
     }
-    if report.missing > 0 {
-        anyhow::bail!(
-            "{} acknowledged events are missing from the store",
-            report.missing
-        );
+    let missing = report.missing + report.growth.as_ref().map_or(0, |g| g.missing);
+    if missing > 0 {
+        anyhow::bail!("{missing} acknowledged events are missing from the store");
     }
     Ok(())
 }

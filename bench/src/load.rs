@@ -85,6 +85,8 @@ pub struct Report {
     pub kept_store: Option<KeptStore>,
     /// With `--drain-dead`: the gateway had a drain pointing at a dead sink.
     pub drain_dead: bool,
+    /// With `--seed-events`: the same load against a store already holding that many events.
+    pub growth: Option<Growth>,
 }
 
 /// A child server process, killed on drop.
@@ -540,17 +542,135 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         (Some(result), Some(missing))
     };
 
-    let (url, db, cleanup) = fresh_store(&args, dir.path()).await?;
+    let empty = gateway_phase(&args, &exe, &gen, dir, None).await?;
+    let growth = match args.seed_events {
+        Some(events) => {
+            let seeded =
+                gateway_phase(&args, &exe, &gen, tempfile::tempdir()?, Some(events)).await?;
+            let (seed, queries) = seeded
+                .seeded
+                .clone()
+                .context("the seeded run reports its seeding")?;
+            Some(Growth {
+                ratio_to_empty: seeded.result.requests_per_sec
+                    / empty.result.requests_per_sec.max(1e-9),
+                seeded: seed,
+                gateway: seeded.result,
+                acknowledged: seeded.acknowledged,
+                missing: seeded.missing,
+                stored: seeded.stored,
+                fires: seeded.fires,
+                drain_secs: seeded.drain_secs,
+                queries,
+            })
+        }
+        None => None,
+    };
+    let Phase {
+        result,
+        acknowledged,
+        missing,
+        stored,
+        fires,
+        max_backlog,
+        mean_batch_rows,
+        mean_batch_ms,
+        drain_secs,
+        normalization_rate,
+        kept_store,
+        seeded: _,
+    } = empty;
+    let ratio = baseline
+        .as_ref()
+        .map(|b| result.requests_per_sec / b.requests_per_sec.max(1e-9));
+    let ratio_durable = durable
+        .as_ref()
+        .map(|d| result.requests_per_sec / d.requests_per_sec.max(1e-9));
+    Ok(Report {
+        provider: provider.to_string(),
+        store: if args.store == "sqlite" {
+            "sqlite".into()
+        } else {
+            "postgres".into()
+        },
+        durability: args.durability.to_string(),
+        connections: args.connections,
+        body_bytes: gen.body(0, 0).len(),
+        duration_secs: args.duration,
+        gateway: result,
+        baseline,
+        ratio,
+        durable,
+        ratio_durable,
+        durable_missing,
+        acknowledged,
+        missing,
+        stored,
+        fires,
+        max_pending_backlog: max_backlog,
+        mean_batch_rows,
+        mean_batch_ms,
+        drain_secs,
+        normalization_rate,
+        kept_store,
+        drain_dead: args.drain_dead,
+        growth,
+    })
+}
+
+/// One gateway run under the load and what the store shows after it.
+struct Phase {
+    result: LoadResult,
+    acknowledged: u64,
+    missing: u64,
+    stored: u64,
+    fires: u64,
+    max_backlog: i64,
+    mean_batch_rows: Option<f64>,
+    mean_batch_ms: Option<f64>,
+    drain_secs: Option<f64>,
+    normalization_rate: Option<f64>,
+    kept_store: Option<KeptStore>,
+    /// With a seeded store: its seeding and the admin queries timed on it after the load.
+    seeded: Option<(crate::growth::Seeded, Vec<QueryTiming>)>,
+}
+
+/// The gateway on a fresh store in `dir` (seeded with `seed` events first, if given) under
+/// the load: zero loss, the drain and the fires checked after it.
+async fn gateway_phase(
+    args: &BenchArgs,
+    exe: &std::path::Path,
+    gen: &Arc<Generator>,
+    dir: tempfile::TempDir,
+    seed: Option<u64>,
+) -> anyhow::Result<Phase> {
+    let provider = args.provider;
+    let (url, db, cleanup) = fresh_store(args, dir.path()).await?;
+    let seeded = match seed {
+        Some(events) => {
+            eprintln!("bench: seeding {events} events into a fresh store…");
+            Some(
+                crate::growth::seed(
+                    &args.store,
+                    &dir.path().join("bench.db"),
+                    CONNECTION,
+                    events,
+                )
+                .await?,
+            )
+        }
+        None => None,
+    };
     let config = dir.path().join("bench.toml");
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:0\"\nrate_limit_per_sec = 1000000\n[[connections]]\nid = \"{CONNECTION}\"\nprovider = \"{provider}\"\nsecrets = [\"{}\"]\n{}",
+            "listen = \"127.0.0.1:0\"\nadmin_token = \"{ADMIN_TOKEN}\"\nrate_limit_per_sec = 1000000\n[[connections]]\nid = \"{CONNECTION}\"\nprovider = \"{provider}\"\nsecrets = [\"{}\"]\n{}",
             gen.secret(),
             if args.drain_dead { DEAD_DRAIN } else { "" }
         ),
     )?;
-    let cmd = gateway_command(&args, &exe, &config, &url);
+    let cmd = gateway_command(args, exe, &config, &url);
     eprintln!(
         "bench: hookgate on {} ({} durability)…",
         if cleanup.is_some() {
@@ -575,7 +695,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
             }
         }
     });
-    let (result, acknowledged) = load(&gateway, &gen, &args).await;
+    let (result, acknowledged) = load(&gateway, gen, args).await;
     let load_ended = Instant::now();
     let (mean_batch_rows, mean_batch_ms) = batch_stats(gateway.addr).await;
     sampler.abort();
@@ -589,7 +709,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         "bench: checking {} acknowledged events against the store…",
         acknowledged.len()
     );
-    let stored: HashSet<String> = db.stored_event_ids(CONNECTION).await?.into_iter().collect();
+    let live = match &seeded {
+        Some(_) => {
+            Some(crate::growth::live_events(&dir.path().join("bench.db"), CONNECTION).await?)
+        }
+        None => None,
+    };
+    let stored: HashSet<String> = match &live {
+        Some((ids, _)) => ids.iter().cloned().collect(),
+        None => db.stored_event_ids(CONNECTION).await?.into_iter().collect(),
+    };
     let missing = acknowledged
         .iter()
         .filter(|id| !stored.contains(*id))
@@ -610,7 +739,22 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    let fires = u64::try_from(db.fire_count().await?).unwrap_or(0);
+    let fires = match &seeded {
+        Some(_) => {
+            crate::growth::live_events(&dir.path().join("bench.db"), CONNECTION)
+                .await?
+                .1
+        }
+        None => db.fire_count().await?,
+    };
+    let fires = u64::try_from(fires).unwrap_or(0);
+    let seeded = match seeded {
+        Some(seeded) => {
+            eprintln!("bench: timing admin ingest queries on the seeded store…");
+            Some((seeded, time_queries(gateway.addr, &SEEDED_QUERIES).await?))
+        }
+        None => None,
+    };
     drop(gateway);
     db.close().await;
     let kept_store = if args.keep_store {
@@ -619,40 +763,19 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         drop_store(cleanup).await;
         None
     };
-    let ratio = baseline
-        .as_ref()
-        .map(|b| result.requests_per_sec / b.requests_per_sec.max(1e-9));
-    let ratio_durable = durable
-        .as_ref()
-        .map(|d| result.requests_per_sec / d.requests_per_sec.max(1e-9));
-    Ok(Report {
-        provider: provider.to_string(),
-        store: if args.store == "sqlite" {
-            "sqlite".into()
-        } else {
-            "postgres".into()
-        },
-        durability: args.durability.to_string(),
-        connections: args.connections,
-        body_bytes: gen.body(0, 0).len(),
-        duration_secs: args.duration,
-        gateway: result,
-        baseline,
-        ratio,
-        durable,
-        ratio_durable,
-        durable_missing,
+    Ok(Phase {
+        result,
         acknowledged: acknowledged.len() as u64,
         missing,
         stored: stored.len() as u64,
         fires,
-        max_pending_backlog: max_backlog,
+        max_backlog,
         mean_batch_rows,
         mean_batch_ms,
         drain_secs,
         normalization_rate,
         kept_store,
-        drain_dead: args.drain_dead,
+        seeded,
     })
 }
 
@@ -714,6 +837,89 @@ async fn batch_stats(addr: SocketAddr) -> (Option<f64>, Option<f64>) {
         (Some(r), Some(b), Some(s)) if b > 0.0 => (Some(r / b), Some(1000.0 * s / b)),
         _ => (None, None),
     }
+}
+
+/// The admin token of every gateway the benchmark starts.
+const ADMIN_TOKEN: &str = "bench-admin-token-0123456789";
+
+/// The admin queries timed on `--query-rows`' store.
+const QUERY_TEST_QUERIES: [&str; 7] = [
+    "/admin/ingest?limit=50",
+    "/admin/ingest?connection=conn-3&limit=50",
+    "/admin/ingest?outcome=rejected&limit=50",
+    "/admin/ingest?status=ignored&limit=50",
+    "/admin/ingest?event_type=customer.created&limit=50",
+    "/admin/ingest?provider=clerk&connection=conn-1&limit=50",
+    // The worst case: a filter that matches nothing has to look at every row it cannot skip.
+    "/admin/ingest?event_type=no.such.type&limit=50",
+];
+
+/// The admin queries timed on `--seed-events`' store after the load.
+const SEEDED_QUERIES: [&str; 7] = [
+    "/admin/ingest?limit=50",
+    "/admin/ingest?connection=bench&limit=50",
+    "/admin/ingest?outcome=rejected&limit=50",
+    "/admin/ingest?status=ignored&limit=50",
+    "/admin/ingest?event_type=customer.created&limit=50",
+    "/admin/ingest?provider=stripe&connection=bench&limit=50",
+    "/admin/ingest?event_type=no.such.type&limit=50",
+];
+
+/// Times each query 200 times against the gateway at `addr`, half of them paging on with the
+/// cursor, as an operator scrolling back would.
+async fn time_queries(addr: SocketAddr, queries: &[&str]) -> anyhow::Result<Vec<QueryTiming>> {
+    let client = reqwest::Client::new();
+    let mut timings = Vec::new();
+    for q in queries {
+        let mut histogram = new_histogram();
+        let mut items = 0;
+        let mut cursor: Option<String> = None;
+        for i in 0..200 {
+            let path = match (&cursor, i % 2) {
+                (Some(c), 1) => format!("{q}&cursor={c}"),
+                _ => (*q).to_owned(),
+            };
+            let t = Instant::now();
+            let response = client
+                .get(format!("http://{addr}{path}"))
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await?
+                .error_for_status()?;
+            let page: serde_json::Value = response.json().await?;
+            let _ = histogram.record(
+                u64::try_from(t.elapsed().as_micros())
+                    .unwrap_or(u64::MAX)
+                    .max(1),
+            );
+            items = page["items"].as_array().map_or(0, Vec::len);
+            cursor = page["next_cursor"].as_str().map(str::to_owned);
+        }
+        timings.push(QueryTiming {
+            query: (*q).to_owned(),
+            items,
+            p50_ms: histogram.value_at_quantile(0.5) as f64 / 1000.0,
+            p99_ms: histogram.value_at_quantile(0.99) as f64 / 1000.0,
+            max_ms: histogram.max() as f64 / 1000.0,
+        });
+    }
+    Ok(timings)
+}
+
+/// The gateway against a store already holding `--seed-events` events.
+#[derive(Debug, Clone, Serialize)]
+pub struct Growth {
+    pub seeded: crate::growth::Seeded,
+    pub gateway: LoadResult,
+    /// Requests/s on the seeded store / requests/s on the empty one.
+    pub ratio_to_empty: f64,
+    pub acknowledged: u64,
+    pub missing: u64,
+    pub stored: u64,
+    pub fires: u64,
+    pub drain_secs: Option<f64>,
+    /// Admin ingest queries on the seeded store, after the load.
+    pub queries: Vec<QueryTiming>,
 }
 
 /// Latency of one admin query shape.
@@ -801,7 +1007,7 @@ pub async fn query_test(args: &BenchArgs, rows: u64) -> anyhow::Result<Vec<Query
     let config = dir.path().join("bench.toml");
     std::fs::write(
         &config,
-        "listen = \"127.0.0.1:0\"\nadmin_token = \"bench-admin-token-0123456789\"\n",
+        format!("listen = \"127.0.0.1:0\"\nadmin_token = \"{ADMIN_TOKEN}\"\n"),
     )?;
     let mut cmd = gateway_command(args, &exe, &config, &url);
     if !args.no_workers {
@@ -809,52 +1015,7 @@ pub async fn query_test(args: &BenchArgs, rows: u64) -> anyhow::Result<Vec<Query
         cmd.arg("--no-workers");
     }
     let gateway = ServerProcess::spawn(cmd)?;
-    let client = reqwest::Client::new();
-    let queries = [
-        "/admin/ingest?limit=50",
-        "/admin/ingest?connection=conn-3&limit=50",
-        "/admin/ingest?outcome=rejected&limit=50",
-        "/admin/ingest?status=ignored&limit=50",
-        "/admin/ingest?event_type=customer.created&limit=50",
-        "/admin/ingest?provider=clerk&connection=conn-1&limit=50",
-        // The worst case: a filter that matches nothing has to look at every row it cannot skip.
-        "/admin/ingest?event_type=no.such.type&limit=50",
-    ];
-    let mut timings = Vec::new();
-    for q in queries {
-        let mut histogram = new_histogram();
-        let mut items = 0;
-        let mut cursor: Option<String> = None;
-        for i in 0..200 {
-            // Half the requests page on with the cursor, as an operator scrolling back would.
-            let path = match (&cursor, i % 2) {
-                (Some(c), 1) => format!("{q}&cursor={c}"),
-                _ => q.to_owned(),
-            };
-            let t = Instant::now();
-            let response = client
-                .get(format!("http://{}{path}", gateway.addr))
-                .bearer_auth("bench-admin-token-0123456789")
-                .send()
-                .await?
-                .error_for_status()?;
-            let page: serde_json::Value = response.json().await?;
-            let _ = histogram.record(
-                u64::try_from(t.elapsed().as_micros())
-                    .unwrap_or(u64::MAX)
-                    .max(1),
-            );
-            items = page["items"].as_array().map_or(0, Vec::len);
-            cursor = page["next_cursor"].as_str().map(str::to_owned);
-        }
-        timings.push(QueryTiming {
-            query: q.to_owned(),
-            items,
-            p50_ms: histogram.value_at_quantile(0.5) as f64 / 1000.0,
-            p99_ms: histogram.value_at_quantile(0.99) as f64 / 1000.0,
-            max_ms: histogram.max() as f64 / 1000.0,
-        });
-    }
+    let timings = time_queries(gateway.addr, &QUERY_TEST_QUERIES).await?;
     drop(gateway);
     db.close().await;
     drop_store(cleanup).await;
@@ -918,6 +1079,29 @@ pub fn print(report: &Report) {
             report.fires, report.stored, report.max_pending_backlog, d, r
         ),
         _ => println!("pipeline  not measured (no workers, or the backlog did not drain within 300 s); {} fires", report.fires),
+    }
+    if let Some(g) = &report.growth {
+        println!(
+            "growth    store seeded with {} events ({:.0} MiB, {:.0} s to seed):",
+            g.seeded.events, g.seeded.store_mib, g.seeded.seconds
+        );
+        line("seeded", &g.gateway);
+        println!(
+            "ratio     seeded/empty     = {:.1} %;  loss: {} acknowledged, {} missing;  {} fires for {} stored events;  drained {}",
+            g.ratio_to_empty * 100.0,
+            g.acknowledged,
+            g.missing,
+            g.fires,
+            g.stored,
+            g.drain_secs
+                .map_or_else(|| "not measured".to_owned(), |d| format!("{d:.2} s after the load"))
+        );
+        for t in &g.queries {
+            println!(
+                "  {:<58} p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms  ({} items)",
+                t.query, t.p50_ms, t.p99_ms, t.max_ms, t.items
+            );
+        }
     }
 }
 

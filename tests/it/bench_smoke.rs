@@ -136,3 +136,53 @@ async fn bench_smoke_postgres() {
     };
     check(&run_bench(&url, "stripe").await, Some(&url)).await;
 }
+
+/// `--seed-events`: the second run on a store seeded with a history loses nothing, makes one
+/// fire per live event (the seeded fires apart), and the admin queries page through the
+/// seeded rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_smoke_seeded() {
+    let cli = Cli::try_parse_from([
+        "hookgate-bench",
+        "--duration",
+        "1",
+        "--warmup",
+        "0.2",
+        "--connections",
+        "8",
+        "--no-baseline",
+        "--server-cpu",
+        "none",
+        "--seed-events",
+        "3000",
+    ])
+    .expect("bench arguments");
+    let mut args = cli.bench;
+    args.hookgate = Some(env!("CARGO_BIN_EXE_hookgate").into());
+    let report = hookgate_bench::load::run(args).await.expect("bench run");
+    let growth = report.growth.as_ref().expect("a seeded run");
+    assert_eq!(growth.seeded.events, 3000, "{growth:?}");
+    assert!(
+        growth.seeded.store_mib > 5.0,
+        "2 KiB bodies were seeded: {growth:?}"
+    );
+    assert!(growth.acknowledged > 0, "{growth:?}");
+    assert_eq!(growth.missing, 0, "{growth:?}");
+    assert_eq!(growth.stored, growth.acknowledged, "{growth:?}");
+    assert_eq!(
+        growth.fires, growth.stored,
+        "one fire per live event: {growth:?}"
+    );
+    let items = |query: &str| {
+        growth
+            .queries
+            .iter()
+            .find(|t| t.query.contains(query))
+            .map(|t| t.items)
+    };
+    // 1 in 20 seeded rows is a rejected request; nothing matches an unknown type.
+    assert_eq!(items("outcome=rejected"), Some(50), "{growth:?}");
+    assert_eq!(items("status=ignored"), Some(50), "{growth:?}");
+    assert_eq!(items("event_type=no.such.type"), Some(0), "{growth:?}");
+    assert!(growth.ratio_to_empty > 0.0, "{growth:?}");
+}
