@@ -60,85 +60,83 @@ pub async fn seed(
         );
         let mut tx = sqlx::Connection::begin(&mut conn).await?;
         // One row of `n` per event number k; k % 20 = 0 rejected, 1 ignored, else processed.
-        let numbers =
-            "WITH RECURSIVE n(k) AS (SELECT $1 UNION ALL SELECT k + 1 FROM n WHERE k < $2)";
-        sqlx::query(&format!(
-            "{numbers} INSERT INTO ingest (id, received_at, connection_id, provider, workspace, outcome, status, \
-             http_status, event_id, event_type, reason, client_addr, path, body_size, body_truncated, read_us, \
-             verify_us, attempts, processed_at, contact_email) \
-             SELECT '01J' || printf('%023d', k), $3 + k * 10, $4, 'stripe', 'default', \
-             CASE k % 20 WHEN 0 THEN 'rejected' WHEN 1 THEN 'ignored' ELSE 'accepted' END, \
-             CASE k % 20 WHEN 0 THEN NULL WHEN 1 THEN 'ignored' ELSE 'processed' END, \
-             CASE k % 20 WHEN 0 THEN 401 ELSE 200 END, \
-             CASE k % 20 WHEN 0 THEN NULL ELSE 'evt_seed_' || printf('%010d', k) END, \
-             CASE k % 4 WHEN 0 THEN 'invoice.paid' WHEN 1 THEN 'customer.created' \
-             WHEN 2 THEN 'customer.subscription.updated' ELSE 'checkout.session.completed' END, \
-             CASE k % 20 WHEN 0 THEN 'signature_mismatch' ELSE NULL END, '192.0.2.10', \
-             '/integrations/stripe/webhook/' || $4, 2048, FALSE, 40, 12, \
-             CASE k % 20 WHEN 0 THEN 0 ELSE 1 END, \
-             CASE k % 20 WHEN 0 THEN NULL ELSE $3 + k * 10 + 3 END, \
-             CASE WHEN k % 20 > 1 THEN 'seed' || (k / 10) || '@example.com' END FROM n"
-        ))
-        .bind(from)
-        .bind(to)
-        .bind(first_ms)
-        .bind(connection)
-        .execute(&mut *tx)
-        .await
-        .context("seeding ingest rows")?;
-        sqlx::query(&format!(
-            "{numbers} INSERT INTO ingest_payloads (id, headers, body) \
-             SELECT '01J' || printf('%023d', k), \
-             '[[\"content-type\",\"application/json\"],[\"stripe-signature\",\"t=1760000000,v1=' || hex(randomblob(32)) || '\"]]', \
-             CAST('{{\"id\":\"evt_seed_' || printf('%010d', k) || '\",\"object\":\"event\",\"type\":\"invoice.paid\",' || \
-             '\"data\":{{\"object\":{{\"customer\":\"cus_seed' || (k / 10) || '\",\"customer_email\":\"seed' || (k / 10) || \
-             '@example.com\",\"padding\":\"' || hex(randomblob(950)) || '\"}}}}}}' AS BLOB) FROM n"
-        ))
-        .bind(from)
-        .bind(to)
-        .execute(&mut *tx)
-        .await
-        .context("seeding ingest payloads")?;
-        sqlx::query(&format!(
-            "{numbers} INSERT INTO fires (idempotency_key, workspace, trigger_id, provider, ingest_id, email, payload, \
-             occurred_at, created_at) \
-             SELECT $4 || ':evt_seed_' || printf('%010d', k), 'default', 'stripe.invoice.paid', 'stripe', \
-             '01J' || printf('%023d', k), 'seed' || (k / 10) || '@example.com', \
-             '{{\"amount_paid\":2900,\"currency\":\"usd\",\"customer_id\":\"cus_seed' || (k / 10) || \
-             '\",\"invoice_id\":\"in_seed' || k || '\",\"status\":\"paid\",\"subscription_id\":\"sub_seed' || (k / 10) || '\"}}', \
-             $3 + k * 10, $3 + k * 10 + 3 FROM n WHERE k % 20 > 1"
-        ))
-        .bind(from)
-        .bind(to)
-        .bind(first_ms)
-        .bind(connection)
-        .execute(&mut *tx)
-        .await
-        .context("seeding fires")?;
-        sqlx::query(&format!(
-            "{numbers} INSERT INTO contacts (workspace, email, first_name, last_name, subscribed, custom_fields, \
-             field_times, created_at, updated_at) \
-             SELECT 'default', 'seed' || (k / 10) || '@example.com', 'Seed', 'User' || (k / 10), NULL, \
-             '{{\"stripe_customer_id\":\"cus_seed' || (k / 10) || '\",\"stripe_invoice_status\":\"paid\",\"stripe_amount_paid\":2900}}', \
-             '{{}}', $3 + k * 10, $3 + k * 10 FROM n WHERE k % 10 = 2"
-        ))
-        .bind(from)
-        .bind(to)
-        .bind(first_ms)
-        .execute(&mut *tx)
-        .await
-        .context("seeding contacts")?;
-        sqlx::query(&format!(
-            "{numbers} INSERT INTO contact_ids (workspace, key, value, email, seen_at) \
-             SELECT 'default', 'stripe_customer_id', 'cus_seed' || (k / 10), 'seed' || (k / 10) || '@example.com', \
-             $3 + k * 10 FROM n WHERE k % 10 = 2"
-        ))
-        .bind(from)
-        .bind(to)
-        .bind(first_ms)
-        .execute(&mut *tx)
-        .await
-        .context("seeding contact links")?;
+        // Every statement numbers its rows the same way and reads the seed's first time (t0)
+        // and connection (conn) from the numbering, so all of them take the same four binds.
+        let numbers = "WITH RECURSIVE n(k, t0, conn) AS (SELECT $1, $3, $4 \
+                       UNION ALL SELECT k + 1, t0, conn FROM n WHERE k < $2)";
+        let steps = [
+            (
+                "ingest rows",
+                format!(
+                "{numbers} INSERT INTO ingest (id, received_at, connection_id, provider, workspace, outcome, status, \
+                 http_status, event_id, event_type, reason, client_addr, path, body_size, body_truncated, read_us, \
+                 verify_us, attempts, processed_at, contact_email) \
+                 SELECT '01J' || printf('%023d', k), t0 + k * 10, conn, 'stripe', 'default', \
+                 CASE k % 20 WHEN 0 THEN 'rejected' WHEN 1 THEN 'ignored' ELSE 'accepted' END, \
+                 CASE k % 20 WHEN 0 THEN NULL WHEN 1 THEN 'ignored' ELSE 'processed' END, \
+                 CASE k % 20 WHEN 0 THEN 401 ELSE 200 END, \
+                 CASE k % 20 WHEN 0 THEN NULL ELSE 'evt_seed_' || printf('%010d', k) END, \
+                 CASE k % 4 WHEN 0 THEN 'invoice.paid' WHEN 1 THEN 'customer.created' \
+                 WHEN 2 THEN 'customer.subscription.updated' ELSE 'checkout.session.completed' END, \
+                 CASE k % 20 WHEN 0 THEN 'signature_mismatch' ELSE NULL END, '192.0.2.10', \
+                 '/integrations/stripe/webhook/' || conn, 2048, FALSE, 40, 12, \
+                 CASE k % 20 WHEN 0 THEN 0 ELSE 1 END, \
+                 CASE k % 20 WHEN 0 THEN NULL ELSE t0 + k * 10 + 3 END, \
+                 CASE WHEN k % 20 > 1 THEN 'seed' || (k / 10) || '@example.com' END FROM n"
+                ),
+            ),
+            (
+                "ingest payloads",
+                format!(
+                "{numbers} INSERT INTO ingest_payloads (id, headers, body) \
+                 SELECT '01J' || printf('%023d', k), \
+                 '[[\"content-type\",\"application/json\"],[\"stripe-signature\",\"t=1760000000,v1=' || hex(randomblob(32)) || '\"]]', \
+                 CAST('{{\"id\":\"evt_seed_' || printf('%010d', k) || '\",\"object\":\"event\",\"type\":\"invoice.paid\",' || \
+                 '\"data\":{{\"object\":{{\"customer\":\"cus_seed' || (k / 10) || '\",\"customer_email\":\"seed' || (k / 10) || \
+                 '@example.com\",\"padding\":\"' || hex(randomblob(950)) || '\"}}}}}}' AS BLOB) FROM n"
+                ),
+            ),
+            (
+                "fires",
+                format!(
+                "{numbers} INSERT INTO fires (idempotency_key, workspace, trigger_id, provider, ingest_id, email, payload, \
+                 occurred_at, created_at) \
+                 SELECT conn || ':evt_seed_' || printf('%010d', k), 'default', 'stripe.invoice.paid', 'stripe', \
+                 '01J' || printf('%023d', k), 'seed' || (k / 10) || '@example.com', \
+                 '{{\"amount_paid\":2900,\"currency\":\"usd\",\"customer_id\":\"cus_seed' || (k / 10) || \
+                 '\",\"invoice_id\":\"in_seed' || k || '\",\"status\":\"paid\",\"subscription_id\":\"sub_seed' || (k / 10) || '\"}}', \
+                 t0 + k * 10, t0 + k * 10 + 3 FROM n WHERE k % 20 > 1"
+                ),
+            ),
+            (
+                "contacts",
+                format!(
+                "{numbers} INSERT INTO contacts (workspace, email, first_name, last_name, subscribed, custom_fields, \
+                 field_times, created_at, updated_at) \
+                 SELECT 'default', 'seed' || (k / 10) || '@example.com', 'Seed', 'User' || (k / 10), NULL, \
+                 '{{\"stripe_customer_id\":\"cus_seed' || (k / 10) || '\",\"stripe_invoice_status\":\"paid\",\"stripe_amount_paid\":2900}}', \
+                 '{{}}', t0 + k * 10, t0 + k * 10 FROM n WHERE k % 10 = 2"
+                ),
+            ),
+            (
+                "contact links",
+                format!(
+                "{numbers} INSERT INTO contact_ids (workspace, key, value, email, seen_at) \
+                 SELECT 'default', 'stripe_customer_id', 'cus_seed' || (k / 10), 'seed' || (k / 10) || '@example.com', \
+                 t0 + k * 10 FROM n WHERE k % 10 = 2"
+                ),
+            ),
+        ];
+        for (what, sql) in steps {
+            sqlx::query(&sql)
+                .bind(from)
+                .bind(to)
+                .bind(first_ms)
+                .bind(connection)
+                .execute(&mut *tx)
+                .await
+                .with_context(|| format!("seeding {what}"))?;
+        }
         tx.commit().await?;
         done += n;
         eprintln!(

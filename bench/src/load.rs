@@ -566,26 +566,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         }
         None => None,
     };
-    let Phase {
-        result,
-        acknowledged,
-        missing,
-        stored,
-        fires,
-        max_backlog,
-        mean_batch_rows,
-        mean_batch_ms,
-        drain_secs,
-        normalization_rate,
-        kept_store,
-        seeded: _,
-    } = empty;
     let ratio = baseline
         .as_ref()
-        .map(|b| result.requests_per_sec / b.requests_per_sec.max(1e-9));
+        .map(|b| empty.result.requests_per_sec / b.requests_per_sec.max(1e-9));
     let ratio_durable = durable
         .as_ref()
-        .map(|d| result.requests_per_sec / d.requests_per_sec.max(1e-9));
+        .map(|d| empty.result.requests_per_sec / d.requests_per_sec.max(1e-9));
     Ok(Report {
         provider: provider.to_string(),
         store: if args.store == "sqlite" {
@@ -597,22 +583,22 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
         connections: args.connections,
         body_bytes: gen.body(0, 0).len(),
         duration_secs: args.duration,
-        gateway: result,
+        gateway: empty.result,
         baseline,
         ratio,
         durable,
         ratio_durable,
         durable_missing,
-        acknowledged,
-        missing,
-        stored,
-        fires,
-        max_pending_backlog: max_backlog,
-        mean_batch_rows,
-        mean_batch_ms,
-        drain_secs,
-        normalization_rate,
-        kept_store,
+        acknowledged: empty.acknowledged,
+        missing: empty.missing,
+        stored: empty.stored,
+        fires: empty.fires,
+        max_pending_backlog: empty.max_backlog,
+        mean_batch_rows: empty.mean_batch_rows,
+        mean_batch_ms: empty.mean_batch_ms,
+        drain_secs: empty.drain_secs,
+        normalization_rate: empty.normalization_rate,
+        kept_store: empty.kept_store,
         drain_dead: args.drain_dead,
         growth,
     })
