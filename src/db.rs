@@ -33,9 +33,9 @@ pub const SQLITE_BATCH: i64 = 128;
 /// one advisory lock, so what a batch costs apart from its rows (the claim, the lock, the
 /// statements' round trips, the commit) is paid once per batch: with 256 a minute of the load
 /// benchmark left a backlog of 163 000–169 000 events that took 49–57 s to drain, with 4 096
-/// 5 000–77 000 that drained in 0.5–11 s (README, Performance). Under light load a batch is whatever is
-/// pending, so this is only the most it takes; its statements are cut into chunks
-/// (`sql::chunks`), far under the bind limit.
+/// one of 5 000–77 000 that drained in 0.5–11 s (README, Performance). Under light load a
+/// batch is whatever is pending, so this is only the most it takes; its statements are cut
+/// into chunks (`sql::chunks`), far under the bind limit.
 pub const POSTGRES_BATCH: i64 = 4096;
 /// Group-commit writers on PostgreSQL: see [`Db::parallel_writers`].
 pub const POSTGRES_WRITERS: usize = 4;

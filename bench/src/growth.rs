@@ -162,22 +162,26 @@ pub async fn seed(
 /// Every seeded id sorts before this (`01J` and 23 digits); every live ULID after it.
 const LIVE_IDS_FROM: &str = "01JA";
 
-/// What the live traffic left in a seeded store: the event ids stored for `connection`, and
-/// how many fires were made for them.
-///
-/// # Errors
-/// The store cannot be read.
-pub async fn live_events(
-    path: &std::path::Path,
-    connection: &str,
-) -> anyhow::Result<(Vec<String>, i64)> {
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
+/// A read-only connection to the SQLite store at `path`.
+async fn open_read_only(path: &std::path::Path) -> anyhow::Result<sqlx::SqliteConnection> {
+    Ok(sqlx::sqlite::SqliteConnectOptions::new()
         .filename(path)
         .read_only(true)
         .disable_statement_logging()
         .connect()
-        .await?;
-    let ids: Vec<String> = sqlx::query_scalar(
+        .await?)
+}
+
+/// The event ids the live traffic stored for `connection` in a seeded store.
+///
+/// # Errors
+/// The store cannot be read.
+pub async fn live_event_ids(
+    path: &std::path::Path,
+    connection: &str,
+) -> anyhow::Result<Vec<String>> {
+    let mut conn = open_read_only(path).await?;
+    let ids = sqlx::query_scalar(
         "SELECT event_id FROM ingest WHERE connection_id = $1 AND outcome IN ('accepted', 'ignored') \
          AND id >= $2",
     )
@@ -185,10 +189,20 @@ pub async fn live_events(
     .bind(LIVE_IDS_FROM)
     .fetch_all(&mut conn)
     .await?;
-    let fires: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM fires WHERE ingest_id >= $1")
+    sqlx::Connection::close(conn).await?;
+    Ok(ids)
+}
+
+/// The fires made for the live traffic's events in a seeded store.
+///
+/// # Errors
+/// The store cannot be read.
+pub async fn live_fire_count(path: &std::path::Path) -> anyhow::Result<i64> {
+    let mut conn = open_read_only(path).await?;
+    let fires = sqlx::query_scalar("SELECT COUNT(*) FROM fires WHERE ingest_id >= $1")
         .bind(LIVE_IDS_FROM)
         .fetch_one(&mut conn)
         .await?;
     sqlx::Connection::close(conn).await?;
-    Ok((ids, fires))
+    Ok(fires)
 }

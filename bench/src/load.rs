@@ -549,7 +549,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<Report> {
                 gateway_phase(&args, &exe, &gen, tempfile::tempdir()?, Some(events)).await?;
             let (seed, queries) = seeded
                 .seeded
-                .clone()
                 .context("the seeded run reports its seeding")?;
             Some(Growth {
                 ratio_to_empty: seeded.result.requests_per_sec
@@ -695,16 +694,14 @@ async fn gateway_phase(
         "bench: checking {} acknowledged events against the store…",
         acknowledged.len()
     );
-    let live = match &seeded {
-        Some(_) => {
-            Some(crate::growth::live_events(&dir.path().join("bench.db"), CONNECTION).await?)
-        }
-        None => None,
-    };
-    let stored: HashSet<String> = match &live {
-        Some((ids, _)) => ids.iter().cloned().collect(),
-        None => db.stored_event_ids(CONNECTION).await?.into_iter().collect(),
-    };
+    // A seeded store also holds the seeded events: the checks count only what the load left.
+    let seeded_file = seeded.as_ref().map(|_| dir.path().join("bench.db"));
+    let stored: HashSet<String> = match &seeded_file {
+        Some(path) => crate::growth::live_event_ids(path, CONNECTION).await?,
+        None => db.stored_event_ids(CONNECTION).await?,
+    }
+    .into_iter()
+    .collect();
     let missing = acknowledged
         .iter()
         .filter(|id| !stored.contains(*id))
@@ -725,12 +722,8 @@ async fn gateway_phase(
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    let fires = match &seeded {
-        Some(_) => {
-            crate::growth::live_events(&dir.path().join("bench.db"), CONNECTION)
-                .await?
-                .1
-        }
+    let fires = match &seeded_file {
+        Some(path) => crate::growth::live_fire_count(path).await?,
         None => db.fire_count().await?,
     };
     let fires = u64::try_from(fires).unwrap_or(0);

@@ -491,29 +491,24 @@ async fn refresh(inner: &Inner, live: &mut HashMap<String, Live>, count_backlog_
     }
     *live = next;
     let counting = Instant::now();
-    let counted = if counting >= *count_backlog_at {
-        let counted = store::backlog(&inner.db).await;
+    if counting >= *count_backlog_at {
+        match store::backlog(&inner.db).await {
+            Ok(counts) => {
+                let counts: HashMap<String, i64> = counts.into_iter().collect();
+                for id in live.keys() {
+                    inner
+                        .metrics
+                        .delivery_backlog
+                        .get_or_create(&EndpointLabels {
+                            endpoint: id.clone(),
+                        })
+                        .set(counts.get(id).copied().unwrap_or(0));
+                }
+            }
+            Err(error) => tracing::warn!(error = %error, "could not count the delivery backlog"),
+        }
         *count_backlog_at =
             Instant::now() + REFRESH.max(counting.elapsed() * BACKLOG_COUNT_SPACING);
-        Some(counted)
-    } else {
-        None
-    };
-    match counted {
-        None => {}
-        Some(Ok(counts)) => {
-            let counts: HashMap<String, i64> = counts.into_iter().collect();
-            for id in live.keys() {
-                inner
-                    .metrics
-                    .delivery_backlog
-                    .get_or_create(&EndpointLabels {
-                        endpoint: id.clone(),
-                    })
-                    .set(counts.get(id).copied().unwrap_or(0));
-            }
-        }
-        Some(Err(error)) => tracing::warn!(error = %error, "could not count the delivery backlog"),
     }
     for (id, endpoint) in live.iter() {
         let open = endpoint.circuit.failures.load(Ordering::Relaxed) >= CIRCUIT_FAILURES;

@@ -14,23 +14,35 @@ use hookgate_bench::load::Report;
 use crate::support::Backend;
 
 async fn run_bench(store: &str, provider: &str) -> Report {
-    let cli = Cli::try_parse_from([
-        "hookgate-bench",
+    bench(&[
         "--duration",
         "2",
         "--warmup",
         "0.5",
-        "--connections",
-        "8",
-        "--no-baseline",
-        "--server-cpu",
-        "none",
         "--keep-store",
         "--provider",
         provider,
         "--store",
         store,
     ])
+    .await
+}
+
+/// The load test with `options`, 8 connections, no baselines, unpinned, against the binary
+/// built with this test.
+async fn bench(options: &[&str]) -> Report {
+    let cli = Cli::try_parse_from(
+        [
+            "hookgate-bench",
+            "--connections",
+            "8",
+            "--no-baseline",
+            "--server-cpu",
+            "none",
+        ]
+        .iter()
+        .chain(options),
+    )
     .expect("bench arguments");
     let mut args = cli.bench;
     args.hookgate = Some(env!("CARGO_BIN_EXE_hookgate").into());
@@ -142,24 +154,15 @@ async fn bench_smoke_postgres() {
 /// seeded rows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_smoke_seeded() {
-    let cli = Cli::try_parse_from([
-        "hookgate-bench",
+    let report = bench(&[
         "--duration",
         "1",
         "--warmup",
         "0.2",
-        "--connections",
-        "8",
-        "--no-baseline",
-        "--server-cpu",
-        "none",
         "--seed-events",
         "3000",
     ])
-    .expect("bench arguments");
-    let mut args = cli.bench;
-    args.hookgate = Some(env!("CARGO_BIN_EXE_hookgate").into());
-    let report = hookgate_bench::load::run(args).await.expect("bench run");
+    .await;
     let growth = report.growth.as_ref().expect("a seeded run");
     assert_eq!(growth.seeded.events, 3000, "{growth:?}");
     assert!(
