@@ -180,24 +180,35 @@ pub fn create_private(path: &std::path::Path) -> std::io::Result<()> {
     }
 }
 
-/// Keeps the writer connection only if SQLite has no transaction open on it.
+/// Keeps the writer connection only if sqlx counts no transaction open on it.
 ///
 /// sqlx counts transactions itself and never learns that SQLite rolled one back on its own. A
 /// COMMIT that fails with an I/O error (disk full, files made read-only) is rolled back by
-/// SQLite, but sqlx still counts it open, so the next `begin()` becomes a SAVEPOINT, and after
-/// one more failure a `ROLLBACK TO` leaves that savepoint open: from then on every "commit" only
-/// releases a nested savepoint inside a transaction that never commits, succeeds without
-/// writing anything, and the gateway would answer 2xx for events that are never stored. A
-/// deferred `BEGIN` takes no lock and fails only inside an open transaction; such a connection
-/// is closed, and the pool opens a fresh one.
+/// SQLite, but sqlx still counts it open (its `ROLLBACK` then fails too), so the next `begin()`
+/// would become a SAVEPOINT, and after one more failure a `ROLLBACK TO` leaves that savepoint
+/// open: from then on every "commit" only releases a nested savepoint inside a transaction that
+/// never commits, succeeds without writing anything, and the gateway would answer 2xx for
+/// events that are never stored. So a connection released with a transaction still counted
+/// open is closed, and the pool opens a fresh one.
+///
+/// The count is read without a statement (this runs at every release of the writer, several
+/// hundred times a second under load). Only when it is not zero does the check wait, with a
+/// ping, for a rollback that a dropped transaction may have left queued on the connection's
+/// thread, and read it again. Our code opens transactions only through sqlx (nothing else runs a
+/// bare `BEGIN` on the writer but [`refuse_read_only`], which ends its own), so a count of zero
+/// means SQLite has none open either.
 async fn no_transaction_left_open(conn: &mut SqliteConnection) -> Result<bool, sqlx::Error> {
-    if conn.execute("BEGIN").await.is_err() {
-        tracing::warn!(
-            "closing the SQLite writer connection: a failed commit left a transaction open"
-        );
-        return Ok(false);
+    use sqlx::{Connection as _, TransactionManager as _};
+    let depth = sqlx::sqlite::SqliteTransactionManager::get_transaction_depth;
+    if depth(conn) == 0 {
+        return Ok(true);
     }
-    Ok(conn.execute("ROLLBACK").await.is_ok())
+    conn.ping().await?;
+    if depth(conn) == 0 {
+        return Ok(true);
+    }
+    tracing::warn!("closing the SQLite writer connection: a failed commit left a transaction open");
+    Ok(false)
 }
 
 /// Refuses a writer connection SQLite opened read-only. SQLite falls back to read-only without
