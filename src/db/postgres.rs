@@ -6,9 +6,13 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool};
 
-use crate::db::sql::ingest::{IngestInsert, INGEST_COLUMNS, STORED_CONFLICT};
+use crate::db::rows::ClaimedEvent;
+use crate::db::sql::fires::{fire_payload_text, FIRE_INSERT_COLUMNS, FIRE_INSERT_CONFLICT};
+use crate::db::sql::ingest::{
+    IngestInsert, CLAIMED_COLUMNS, FINISH_UPDATE, FINISH_WHERE, INGEST_COLUMNS, STORED_CONFLICT,
+};
 use crate::db::NewIngest;
-use crate::resolution::Status;
+use crate::resolution::{Finish, NewFire, Status};
 
 /// Several workers and processes share the server: claims skip rows another claim has locked,
 /// and applies take turns on one advisory lock (7_349_001 is an arbitrary constant naming
@@ -87,6 +91,120 @@ pub(crate) async fn insert_payloads(
     .execute(conn)
     .await
     .map(|_| ())
+}
+
+/// Reads the claimed events `ids` with their payloads in one statement (`= ANY` of one array
+/// parameter, planned once whatever the batch size).
+///
+/// # Errors
+/// The statement fails.
+pub(crate) async fn load_claimed(
+    pool: &PgPool,
+    ids: &[String],
+) -> Result<Vec<ClaimedEvent>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {CLAIMED_COLUMNS} FROM ingest JOIN ingest_payloads USING (id) WHERE id = ANY($1)"
+    ))
+    .bind(ids)
+    .fetch_all(pool)
+    .await
+}
+
+/// Sets each event's new status and releases its claim with one `UPDATE ... FROM UNNEST(...)`
+/// (a `VALUES` list of five parameters a row cost the server more to parse and plan than to
+/// run).
+///
+/// # Errors
+/// The statement fails.
+pub(crate) async fn update_finishes(
+    conn: &mut PgConnection,
+    finishes: &[Finish],
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    let sql = format!(
+        "WITH v (id, status, reason, email, next_at) AS (SELECT * FROM UNNEST($1::text[], \
+         $2::text[], $3::text[], $4::text[], $5::bigint[])){FINISH_UPDATE}$6{FINISH_WHERE}"
+    );
+    sqlx::query(&sql)
+        .bind(finishes.iter().map(|f| f.id.as_str()).collect::<Vec<_>>())
+        .bind(
+            finishes
+                .iter()
+                .map(|f| f.status.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            finishes
+                .iter()
+                .map(|f| f.reason.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            finishes
+                .iter()
+                .map(|f| f.email.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            finishes
+                .iter()
+                .map(|f| f.next_attempt_at)
+                .collect::<Vec<_>>(),
+        )
+        .bind(now_ms)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// Inserts `fires` (each key once) with one `INSERT ... SELECT FROM UNNEST(...)`, in the
+/// arrays' order, so sequence numbers follow it; returns the sequence number and key of each
+/// fire inserted (a key stored already is skipped).
+///
+/// # Errors
+/// The statement fails.
+pub(crate) async fn insert_fires(
+    conn: &mut PgConnection,
+    fires: &[&NewFire],
+    now_ms: i64,
+) -> Result<Vec<(i64, String)>, sqlx::Error> {
+    let sql = format!(
+        "INSERT INTO fires ({FIRE_INSERT_COLUMNS}) SELECT k, w, t, p, i, e, pl, o, $9 \
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], \
+         $7::text[], $8::bigint[]) AS u (k, w, t, p, i, e, pl, o){FIRE_INSERT_CONFLICT}"
+    );
+    sqlx::query_as(&sql)
+        .bind(fires.iter().map(|f| f.key.as_str()).collect::<Vec<_>>())
+        .bind(
+            fires
+                .iter()
+                .map(|f| f.workspace.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(fires.iter().map(|f| f.trigger.as_str()).collect::<Vec<_>>())
+        .bind(
+            fires
+                .iter()
+                .map(|f| f.provider.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            fires
+                .iter()
+                .map(|f| f.ingest_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(fires.iter().map(|f| f.email.as_str()).collect::<Vec<_>>())
+        .bind(
+            fires
+                .iter()
+                .map(|f| fire_payload_text(f))
+                .collect::<Vec<_>>(),
+        )
+        .bind(fires.iter().map(|f| f.occurred_at).collect::<Vec<_>>())
+        .bind(now_ms)
+        .fetch_all(conn)
+        .await
 }
 
 /// Connects a pool to `url`.

@@ -7,9 +7,14 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Executor as _, QueryBuilder, SqliteConnection, SqlitePool};
 
-use crate::db::sql::ingest::{IngestInsert, INGEST_COLUMNS, STORED_CONFLICT};
+use crate::db::rows::ClaimedEvent;
+use crate::db::sql::chunks;
+use crate::db::sql::fires::{fire_payload_text, FIRE_INSERT_COLUMNS, FIRE_INSERT_CONFLICT};
+use crate::db::sql::ingest::{
+    IngestInsert, CLAIMED_COLUMNS, FINISH_UPDATE, FINISH_WHERE, INGEST_COLUMNS, STORED_CONFLICT,
+};
 use crate::db::{Durability, NewIngest};
-use crate::resolution::Status;
+use crate::resolution::{Finish, NewFire, Status};
 
 /// SQLite has one writer connection: claims need no row locks and applies no extra lock.
 const DIALECT: crate::db::Dialect = crate::db::Dialect {
@@ -95,6 +100,92 @@ pub(crate) async fn insert_payloads(
         q.build().execute(&mut *conn).await?;
     }
     Ok(())
+}
+
+/// Reads the claimed events `ids` with their payloads, one `IN` list per chunk.
+///
+/// # Errors
+/// A statement fails.
+pub(crate) async fn load_claimed(
+    pool: &SqlitePool,
+    ids: &[String],
+) -> Result<Vec<ClaimedEvent>, sqlx::Error> {
+    let mut rows = Vec::with_capacity(ids.len());
+    for chunk in chunks(ids) {
+        let mut q = QueryBuilder::<sqlx::Sqlite>::new(format!(
+            "SELECT {CLAIMED_COLUMNS} FROM ingest JOIN ingest_payloads USING (id) WHERE id IN ("
+        ));
+        let mut list = q.separated(", ");
+        for id in chunk {
+            list.push_bind(id.as_str());
+        }
+        q.push(")");
+        rows.extend(q.build_query_as::<ClaimedEvent>().fetch_all(pool).await?);
+    }
+    Ok(rows)
+}
+
+/// Sets each event's new status and releases its claim, one `VALUES` list per chunk.
+///
+/// # Errors
+/// A statement fails.
+pub(crate) async fn update_finishes(
+    conn: &mut SqliteConnection,
+    finishes: &[Finish],
+    now_ms: i64,
+) -> Result<(), sqlx::Error> {
+    for chunk in chunks(finishes) {
+        let mut q =
+            QueryBuilder::<sqlx::Sqlite>::new("WITH v (id, status, reason, email, next_at) AS (");
+        q.push_values(chunk, |mut row, f| {
+            row.push_bind(f.id.as_str())
+                .push_bind(f.status.as_str())
+                .push_bind(f.reason.as_deref())
+                .push_bind(f.email.as_deref())
+                .push_bind(f.next_attempt_at);
+        });
+        q.push(")").push(FINISH_UPDATE);
+        q.push_bind(now_ms);
+        q.push(FINISH_WHERE);
+        q.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Inserts `fires` (each key once), one `VALUES` list per chunk; returns the sequence number
+/// and key of each fire inserted (a key stored already is skipped).
+///
+/// # Errors
+/// A statement fails.
+pub(crate) async fn insert_fires(
+    conn: &mut SqliteConnection,
+    fires: &[&NewFire],
+    now_ms: i64,
+) -> Result<Vec<(i64, String)>, sqlx::Error> {
+    let mut inserted = Vec::with_capacity(fires.len());
+    for chunk in chunks(fires) {
+        let mut q = QueryBuilder::<sqlx::Sqlite>::new(format!(
+            "INSERT INTO fires ({FIRE_INSERT_COLUMNS}) "
+        ));
+        q.push_values(chunk, |mut row, f| {
+            row.push_bind(f.key.as_str())
+                .push_bind(f.workspace.as_str())
+                .push_bind(f.trigger.as_str())
+                .push_bind(f.provider.as_str())
+                .push_bind(f.ingest_id.as_str())
+                .push_bind(f.email.as_str())
+                .push_bind(fire_payload_text(f))
+                .push_bind(f.occurred_at)
+                .push_bind(now_ms);
+        });
+        q.push(FIRE_INSERT_CONFLICT);
+        inserted.extend(
+            q.build_query_as::<(i64, String)>()
+                .fetch_all(&mut *conn)
+                .await?,
+        );
+    }
+    Ok(inserted)
 }
 
 /// Opens (creating if missing) the database at `url`.

@@ -3,6 +3,19 @@
 
 pub(crate) const FIRE_COLUMNS: &str = "seq, idempotency_key, workspace, trigger_id, provider, ingest_id, email, payload, occurred_at, created_at";
 
+/// The columns a fire is inserted with.
+pub(crate) const FIRE_INSERT_COLUMNS: &str = "idempotency_key, workspace, trigger_id, provider, \
+     ingest_id, email, payload, occurred_at, created_at";
+/// A fire whose key is stored already is skipped; the inserted ones' sequence numbers and keys
+/// come back.
+pub(crate) const FIRE_INSERT_CONFLICT: &str =
+    " ON CONFLICT (idempotency_key) DO NOTHING RETURNING seq, idempotency_key";
+
+/// A fire's payload as stored (JSON text).
+pub(crate) fn fire_payload_text(fire: &crate::resolution::NewFire) -> String {
+    serde_json::Value::Object(fire.payload.clone()).to_string()
+}
+
 macro_rules! fire_queries {
     ($db:ty) => {
         use std::collections::{BTreeMap, HashMap, HashSet};
@@ -13,7 +26,7 @@ macro_rules! fire_queries {
         use crate::contacts::PayloadSchema;
         use crate::db::rows::{FireRow, TriggerRow};
         use crate::db::sql::chunks;
-        use crate::db::sql::fires::FIRE_COLUMNS;
+        use crate::db::sql::fires::{FIRE_COLUMNS, FIRE_INSERT_COLUMNS};
         use crate::db::{FireFilter, Known, Learned};
         use crate::resolution::NewFire;
 
@@ -68,27 +81,9 @@ macro_rules! fire_queries {
             let unique: Vec<&NewFire> = fires.iter().filter(|f| seen.insert(f.key.as_str())).collect();
             let mut seqs = HashMap::new();
             let mut inserted = HashSet::new();
-            for chunk in chunks(&unique) {
-                let mut q = QueryBuilder::<$db>::new(
-                    "INSERT INTO fires (idempotency_key, workspace, trigger_id, provider, ingest_id, email, payload, occurred_at, created_at) ",
-                );
-                q.push_values(chunk, |mut row, f| {
-                    row.push_bind(f.key.clone())
-                        .push_bind(f.workspace.clone())
-                        .push_bind(f.trigger.clone())
-                        .push_bind(f.provider.clone())
-                        .push_bind(f.ingest_id.clone())
-                        .push_bind(f.email.clone())
-                        .push_bind(serde_json::Value::Object(f.payload.clone()).to_string())
-                        .push_bind(f.occurred_at)
-                        .push_bind(now_ms);
-                });
-                q.push(" ON CONFLICT (idempotency_key) DO NOTHING RETURNING seq, idempotency_key");
-                let rows: Vec<(i64, String)> = q.build_query_as().fetch_all(&mut *conn).await?;
-                for (seq, key) in rows {
-                    inserted.insert(key.clone());
-                    seqs.insert(key, seq);
-                }
+            for (seq, key) in super::insert_fires(conn, &unique, now_ms).await? {
+                inserted.insert(key.clone());
+                seqs.insert(key, seq);
             }
             let existing: Vec<&str> = unique.iter().map(|f| f.key.as_str()).filter(|k| !seqs.contains_key(*k)).collect();
             for chunk in chunks(&existing) {
@@ -114,9 +109,7 @@ macro_rules! fire_queries {
             now_ms: i64,
         ) -> Result<(), sqlx::Error> {
             for chunk in chunks(events) {
-                let mut q = QueryBuilder::<$db>::new(
-                    "INSERT INTO fires (idempotency_key, workspace, trigger_id, provider, ingest_id, email, payload, occurred_at, created_at) ",
-                );
+                let mut q = QueryBuilder::<$db>::new(format!("INSERT INTO fires ({FIRE_INSERT_COLUMNS}) "));
                 q.push_values(chunk, |mut row, e| {
                     row.push_bind(e.key.clone())
                         .push_bind(e.workspace.clone())

@@ -30,6 +30,14 @@ pub(crate) const STORED_CONFLICT: &str =
 pub(crate) const CLAIMED_COLUMNS: &str =
     "id, connection_id, provider, workspace, event_id, event_type, headers, body, received_at, attempts";
 
+/// The status update's tail after the `v` rows, up to the bind of the processing time.
+pub(crate) const FINISH_UPDATE: &str = " UPDATE ingest SET status = v.status, \
+     status_reason = v.reason, contact_email = COALESCE(v.email, ingest.contact_email), \
+     next_attempt_at = v.next_at, processed_at = ";
+/// What follows the processing time: releases the claim of each row in `v`.
+pub(crate) const FINISH_WHERE: &str =
+    ", claimed_by = NULL, claimed_until = NULL FROM v WHERE ingest.id = v.id";
+
 macro_rules! ingest_queries {
     ($db:ty) => {
         use std::collections::{BTreeMap, HashMap, HashSet};
@@ -243,16 +251,7 @@ macro_rules! ingest_queries {
                 .bind(limit)
                 .fetch_all(pool)
                 .await?;
-            let mut rows: Vec<ClaimedEvent> = Vec::with_capacity(ids.len());
-            for chunk in chunks(&ids) {
-                let mut q = QueryBuilder::<$db>::new(format!("SELECT {CLAIMED_COLUMNS} FROM ingest JOIN ingest_payloads USING (id) WHERE id IN ("));
-                let mut list = q.separated(", ");
-                for id in chunk {
-                    list.push_bind(id.clone());
-                }
-                q.push(")");
-                rows.extend(q.build_query_as::<ClaimedEvent>().fetch_all(pool).await?);
-            }
+            let mut rows = super::load_claimed(pool, &ids).await?;
             rows.sort_by(|a, b| a.id.cmp(&b.id));
             Ok(rows)
         }
@@ -295,24 +294,7 @@ macro_rules! ingest_queries {
 
         /// Sets each event's new status and releases its claim.
         pub(crate) async fn write_finishes(conn: &mut Conn, finishes: &[Finish], now_ms: i64) -> Result<(), sqlx::Error> {
-            for chunk in chunks(finishes) {
-                let mut q = QueryBuilder::<$db>::new("WITH v (id, status, reason, email, next_at) AS (");
-                q.push_values(chunk, |mut row, f| {
-                    row.push_bind(f.id.clone())
-                        .push_bind(f.status.as_str())
-                        .push_bind(f.reason.clone())
-                        .push_bind(f.email.clone())
-                        .push_bind(f.next_attempt_at);
-                });
-                q.push(
-                    ") UPDATE ingest SET status = v.status, status_reason = v.reason, \
-                     contact_email = COALESCE(v.email, ingest.contact_email), next_attempt_at = v.next_at, processed_at = ",
-                );
-                q.push_bind(now_ms);
-                q.push(", claimed_by = NULL, claimed_until = NULL FROM v WHERE ingest.id = v.id");
-                q.build().execute(&mut *conn).await?;
-            }
-            Ok(())
+            super::update_finishes(conn, finishes, now_ms).await
         }
 
         /// Puts the `unresolved` events among `ids` back to `pending`; returns those it moved.
