@@ -24,6 +24,11 @@ const DIALECT: crate::db::Dialect = crate::db::Dialect {
 
 crate::db::sql::backend_queries!(sqlx::Postgres);
 
+/// One column of `rows` as an array parameter (the statements below bind one array a column).
+fn column<'a, R, T>(rows: &'a [R], f: impl Fn(&'a R) -> T) -> Vec<T> {
+    rows.iter().map(f).collect()
+}
+
 /// Inserts `rows` into `ingest` with one `INSERT ... SELECT FROM UNNEST(...)` of one array
 /// parameter a column, whatever the batch size: the server parses and plans one short
 /// statement instead of a `VALUES` list of 18 parameters a row, a statement of its own for
@@ -38,9 +43,6 @@ pub(crate) async fn insert_ingest(
     rows: &[IngestInsert<'_>],
     stored_events: bool,
 ) -> Result<Vec<String>, sqlx::Error> {
-    fn column<'r, T>(rows: &[IngestInsert<'r>], f: impl Fn(&IngestInsert<'r>) -> T) -> Vec<T> {
-        rows.iter().map(f).collect()
-    }
     let sql = format!(
         "INSERT INTO ingest ({INGEST_COLUMNS}) SELECT * FROM UNNEST($1::text[], $2::bigint[], \
          $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::int[], $9::text[], \
@@ -78,16 +80,13 @@ pub(crate) async fn insert_payloads(
     conn: &mut PgConnection,
     rows: &[NewIngest],
 ) -> Result<(), sqlx::Error> {
-    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
-    let headers: Vec<&str> = rows.iter().map(|r| r.headers.as_str()).collect();
-    let bodies: Vec<&[u8]> = rows.iter().map(|r| r.body.as_ref()).collect();
     sqlx::query(
         "INSERT INTO ingest_payloads (id, headers, body) \
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::bytea[])",
     )
-    .bind(ids)
-    .bind(headers)
-    .bind(bodies)
+    .bind(column(rows, |r| r.id.as_str()))
+    .bind(column(rows, |r| r.headers.as_str()))
+    .bind(column(rows, |r| r.body.as_ref()))
     .execute(conn)
     .await
     .map(|_| ())
@@ -126,31 +125,11 @@ pub(crate) async fn update_finishes(
          $2::text[], $3::text[], $4::text[], $5::bigint[])){FINISH_UPDATE}$6{FINISH_WHERE}"
     );
     sqlx::query(&sql)
-        .bind(finishes.iter().map(|f| f.id.as_str()).collect::<Vec<_>>())
-        .bind(
-            finishes
-                .iter()
-                .map(|f| f.status.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            finishes
-                .iter()
-                .map(|f| f.reason.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            finishes
-                .iter()
-                .map(|f| f.email.as_deref())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            finishes
-                .iter()
-                .map(|f| f.next_attempt_at)
-                .collect::<Vec<_>>(),
-        )
+        .bind(column(finishes, |f| f.id.as_str()))
+        .bind(column(finishes, |f| f.status.as_str()))
+        .bind(column(finishes, |f| f.reason.as_deref()))
+        .bind(column(finishes, |f| f.email.as_deref()))
+        .bind(column(finishes, |f| f.next_attempt_at))
         .bind(now_ms)
         .execute(conn)
         .await
@@ -174,34 +153,14 @@ pub(crate) async fn insert_fires(
          $7::text[], $8::bigint[]) AS u (k, w, t, p, i, e, pl, o){FIRE_INSERT_CONFLICT}"
     );
     sqlx::query_as(&sql)
-        .bind(fires.iter().map(|f| f.key.as_str()).collect::<Vec<_>>())
-        .bind(
-            fires
-                .iter()
-                .map(|f| f.workspace.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(fires.iter().map(|f| f.trigger.as_str()).collect::<Vec<_>>())
-        .bind(
-            fires
-                .iter()
-                .map(|f| f.provider.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            fires
-                .iter()
-                .map(|f| f.ingest_id.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(fires.iter().map(|f| f.email.as_str()).collect::<Vec<_>>())
-        .bind(
-            fires
-                .iter()
-                .map(|f| fire_payload_text(f))
-                .collect::<Vec<_>>(),
-        )
-        .bind(fires.iter().map(|f| f.occurred_at).collect::<Vec<_>>())
+        .bind(column(fires, |f| f.key.as_str()))
+        .bind(column(fires, |f| f.workspace.as_str()))
+        .bind(column(fires, |f| f.trigger.as_str()))
+        .bind(column(fires, |f| f.provider.as_str()))
+        .bind(column(fires, |f| f.ingest_id.as_str()))
+        .bind(column(fires, |f| f.email.as_str()))
+        .bind(column(fires, |f| fire_payload_text(f)))
+        .bind(column(fires, |f| f.occurred_at))
         .bind(now_ms)
         .fetch_all(conn)
         .await

@@ -11,9 +11,10 @@ pub(crate) const FIRE_INSERT_COLUMNS: &str = "idempotency_key, workspace, trigge
 pub(crate) const FIRE_INSERT_CONFLICT: &str =
     " ON CONFLICT (idempotency_key) DO NOTHING RETURNING seq, idempotency_key";
 
-/// A fire's payload as stored (JSON text).
+/// A fire's payload as stored (JSON text), serialized from the map in place (no copy of it).
+/// Writing a map of string keys and JSON values to a string cannot fail.
 pub(crate) fn fire_payload_text(fire: &crate::resolution::NewFire) -> String {
-    serde_json::Value::Object(fire.payload.clone()).to_string()
+    serde_json::to_string(&fire.payload).unwrap_or_else(|_| "{}".to_owned())
 }
 
 macro_rules! fire_queries {
