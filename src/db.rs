@@ -34,8 +34,9 @@ pub const SQLITE_BATCH: i64 = 128;
 /// statements' round trips, the commit) is paid once per batch: with 256 a minute of the load
 /// benchmark left a backlog of 163 000–169 000 events that took 49–57 s to drain, with 4 096
 /// one of 5 000–77 000 that drained in 0.5–11 s (README, Performance). Under light load a
-/// batch is whatever is pending, so this is only the most it takes; its statements are cut
-/// into chunks (`sql::chunks`), far under the bind limit.
+/// batch is whatever is pending, so this is only the most it takes. Its statements with a row
+/// per event take arrays (`db/postgres.rs`); the few that take a list are cut into chunks
+/// (`sql::chunks`), far under the bind limit.
 pub const POSTGRES_BATCH: i64 = 4096;
 /// Group-commit writers on PostgreSQL: see [`Db::parallel_writers`].
 pub const POSTGRES_WRITERS: usize = 4;
