@@ -26,6 +26,7 @@ use rows::{
     ApiKeyRow, ClaimedEvent, ConnectionRow, ContactRow, FireRow, IngestRow, IngestSummary,
     TriggerRow,
 };
+pub use sqlite::PAGE_SIZE as SQLITE_PAGE_SIZE;
 
 /// Events a pipeline worker claims and applies at a time on SQLite: see [`Db::pipeline_batch`].
 pub const SQLITE_BATCH: i64 = 128;
@@ -747,6 +748,61 @@ mod tests {
             super::runs(&[0u8; 45]).map(<[u8]>::len).collect::<Vec<_>>(),
             [32, 8, 4, 1]
         );
+    }
+
+    /// A store this creates gets [`super::SQLITE_PAGE_SIZE`]; one created before with SQLite's
+    /// default page size opens as it is, keeps it, and takes writes.
+    #[tokio::test(flavor = "current_thread")]
+    async fn new_sqlite_stores_get_the_page_size_and_old_ones_keep_theirs() {
+        use sqlx::Connection as _;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let page_size = |db: &super::Db| {
+            let super::Db::Sqlite { readers, .. } = db else {
+                unreachable!("a SQLite store")
+            };
+            let readers = readers.clone();
+            async move {
+                sqlx::query_scalar::<_, i64>("PRAGMA page_size")
+                    .fetch_one(&readers)
+                    .await
+                    .expect("page size")
+            }
+        };
+        let fresh = format!("sqlite://{}", dir.path().join("new.db").display());
+        let db = super::Db::connect(&fresh, super::Durability::Full)
+            .await
+            .expect("open");
+        db.migrate().await.expect("migrate");
+        assert_eq!(page_size(&db).await, i64::from(super::SQLITE_PAGE_SIZE));
+        db.close().await;
+
+        // A database as an earlier version made it: 4 KiB pages, already in WAL mode.
+        let old = dir.path().join("old.db");
+        let mut conn =
+            sqlx::SqliteConnection::connect(&format!("sqlite://{}?mode=rwc", old.display()))
+                .await
+                .expect("create");
+        for statement in [
+            "PRAGMA page_size = 4096",
+            "PRAGMA journal_mode = WAL",
+            "CREATE TABLE made_before (x INTEGER)",
+        ] {
+            sqlx::query(statement)
+                .execute(&mut conn)
+                .await
+                .expect(statement);
+        }
+        conn.close().await.expect("close");
+        let db = super::Db::connect(
+            &format!("sqlite://{}", old.display()),
+            super::Durability::Full,
+        )
+        .await
+        .expect("open the old store");
+        db.migrate().await.expect("migrate the old store");
+        assert_eq!(page_size(&db).await, 4096);
+        db.probe_write().await.expect("the old store takes writes");
+        db.close().await;
     }
 
     /// The two migration directories must list the same versions and names.

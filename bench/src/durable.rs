@@ -93,6 +93,8 @@ impl Store {
         let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+            // The same page size as the gateway's store: the same store, tuned alike.
+            .page_size(hookgate::db::SQLITE_PAGE_SIZE)
             .synchronous(synchronous);
         let pool = sqlx::sqlite::SqlitePoolOptions::new()
             .max_connections(1)
