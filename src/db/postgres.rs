@@ -7,12 +7,12 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgConnection, PgPool};
 
 use crate::db::rows::ClaimedEvent;
-use crate::db::sql::fires::{fire_payload_text, FIRE_INSERT_COLUMNS, FIRE_INSERT_CONFLICT};
+use crate::db::sql::fires::{FireInsert, FIRE_INSERT_COLUMNS, FIRE_INSERT_CONFLICT};
 use crate::db::sql::ingest::{
     IngestInsert, CLAIMED_COLUMNS, FINISH_UPDATE, FINISH_WHERE, INGEST_COLUMNS, STORED_CONFLICT,
 };
 use crate::db::NewIngest;
-use crate::resolution::{Finish, NewFire, Status};
+use crate::resolution::{Finish, Status};
 
 /// Several workers and processes share the server: claims skip rows another claim has locked,
 /// and applies take turns on one advisory lock (7_349_001 is an arbitrary constant naming
@@ -144,7 +144,7 @@ pub(crate) async fn update_finishes(
 /// The statement fails.
 pub(crate) async fn insert_fires(
     conn: &mut PgConnection,
-    fires: &[&NewFire],
+    fires: &[FireInsert<'_>],
     now_ms: i64,
 ) -> Result<Vec<(i64, String)>, sqlx::Error> {
     let sql = format!(
@@ -153,13 +153,13 @@ pub(crate) async fn insert_fires(
          $7::text[], $8::bigint[]) AS u (k, w, t, p, i, e, pl, o){FIRE_INSERT_CONFLICT}"
     );
     sqlx::query_as(&sql)
-        .bind(column(fires, |f| f.key.as_str()))
-        .bind(column(fires, |f| f.workspace.as_str()))
-        .bind(column(fires, |f| f.trigger.as_str()))
-        .bind(column(fires, |f| f.provider.as_str()))
-        .bind(column(fires, |f| f.ingest_id.as_str()))
-        .bind(column(fires, |f| f.email.as_str()))
-        .bind(column(fires, |f| fire_payload_text(f)))
+        .bind(column(fires, |f| f.key))
+        .bind(column(fires, |f| f.workspace))
+        .bind(column(fires, |f| f.trigger))
+        .bind(column(fires, |f| f.provider))
+        .bind(column(fires, |f| f.ingest_id))
+        .bind(column(fires, |f| f.email))
+        .bind(column(fires, |f| f.payload.as_str()))
         .bind(column(fires, |f| f.occurred_at))
         .bind(now_ms)
         .fetch_all(conn)

@@ -9,12 +9,12 @@ use sqlx::{Executor as _, QueryBuilder, SqliteConnection, SqlitePool};
 
 use crate::db::rows::ClaimedEvent;
 use crate::db::sql::chunks;
-use crate::db::sql::fires::{fire_payload_text, FIRE_INSERT_COLUMNS, FIRE_INSERT_CONFLICT};
+use crate::db::sql::fires::{FireInsert, FIRE_INSERT_COLUMNS, FIRE_INSERT_CONFLICT};
 use crate::db::sql::ingest::{
     IngestInsert, CLAIMED_COLUMNS, FINISH_UPDATE, FINISH_WHERE, INGEST_COLUMNS, STORED_CONFLICT,
 };
 use crate::db::{Durability, NewIngest};
-use crate::resolution::{Finish, NewFire, Status};
+use crate::resolution::{Finish, Status};
 
 /// SQLite has one writer connection: claims need no row locks and applies no extra lock.
 const DIALECT: crate::db::Dialect = crate::db::Dialect {
@@ -159,7 +159,7 @@ pub(crate) async fn update_finishes(
 /// A statement fails.
 pub(crate) async fn insert_fires(
     conn: &mut SqliteConnection,
-    fires: &[&NewFire],
+    fires: &[FireInsert<'_>],
     now_ms: i64,
 ) -> Result<Vec<(i64, String)>, sqlx::Error> {
     let mut inserted = Vec::with_capacity(fires.len());
@@ -168,13 +168,13 @@ pub(crate) async fn insert_fires(
             "INSERT INTO fires ({FIRE_INSERT_COLUMNS}) "
         ));
         q.push_values(chunk, |mut row, f| {
-            row.push_bind(f.key.as_str())
-                .push_bind(f.workspace.as_str())
-                .push_bind(f.trigger.as_str())
-                .push_bind(f.provider.as_str())
-                .push_bind(f.ingest_id.as_str())
-                .push_bind(f.email.as_str())
-                .push_bind(fire_payload_text(f))
+            row.push_bind(f.key)
+                .push_bind(f.workspace)
+                .push_bind(f.trigger)
+                .push_bind(f.provider)
+                .push_bind(f.ingest_id)
+                .push_bind(f.email)
+                .push_bind(f.payload.as_str())
                 .push_bind(f.occurred_at)
                 .push_bind(now_ms);
         });

@@ -11,10 +11,49 @@ pub(crate) const FIRE_INSERT_COLUMNS: &str = "idempotency_key, workspace, trigge
 pub(crate) const FIRE_INSERT_CONFLICT: &str =
     " ON CONFLICT (idempotency_key) DO NOTHING RETURNING seq, idempotency_key";
 
-/// A fire's payload as stored (JSON text), serialized from the map in place (no copy of it).
-/// Writing a map of string keys and JSON values to a string cannot fail.
-pub(crate) fn fire_payload_text(fire: &crate::resolution::NewFire) -> String {
-    serde_json::to_string(&fire.payload).unwrap_or_else(|_| "{}".to_owned())
+/// One fire as each backend's `insert_fires` writes it, borrowed from an event's fire
+/// ([`crate::resolution::NewFire`]) or a contact lifecycle event (provider `hookgate`, no
+/// ingest row), so both kinds go through the same statement.
+pub(crate) struct FireInsert<'a> {
+    pub key: &'a str,
+    pub workspace: &'a str,
+    pub trigger: &'a str,
+    pub provider: &'a str,
+    pub ingest_id: Option<&'a str>,
+    pub email: &'a str,
+    /// The payload as stored (JSON text).
+    pub payload: String,
+    pub occurred_at: Option<i64>,
+}
+
+impl<'a> FireInsert<'a> {
+    pub(crate) fn event(fire: &'a crate::resolution::NewFire) -> Self {
+        FireInsert {
+            key: &fire.key,
+            workspace: &fire.workspace,
+            trigger: &fire.trigger,
+            provider: &fire.provider,
+            ingest_id: Some(&fire.ingest_id),
+            email: &fire.email,
+            // Serialized from the map in place (no copy of it); writing a map of string keys
+            // and JSON values to a string cannot fail.
+            payload: serde_json::to_string(&fire.payload).unwrap_or_else(|_| "{}".to_owned()),
+            occurred_at: fire.occurred_at,
+        }
+    }
+
+    pub(crate) fn lifecycle(event: &'a crate::lifecycle::ContactEvent, now_ms: i64) -> Self {
+        FireInsert {
+            key: &event.key,
+            workspace: &event.workspace,
+            trigger: event.event_type,
+            provider: "hookgate",
+            ingest_id: None,
+            email: &event.email,
+            payload: event.payload.to_string(),
+            occurred_at: Some(now_ms),
+        }
+    }
 }
 
 macro_rules! fire_queries {
@@ -27,7 +66,7 @@ macro_rules! fire_queries {
         use crate::contacts::PayloadSchema;
         use crate::db::rows::{FireRow, TriggerRow};
         use crate::db::sql::chunks;
-        use crate::db::sql::fires::{FIRE_COLUMNS, FIRE_INSERT_COLUMNS};
+        use crate::db::sql::fires::{FireInsert, FIRE_COLUMNS};
         use crate::db::{FireFilter, Known, Learned};
         use crate::resolution::NewFire;
 
@@ -82,7 +121,8 @@ macro_rules! fire_queries {
             let unique: Vec<&NewFire> = fires.iter().filter(|f| seen.insert(f.key.as_str())).collect();
             let mut seqs = HashMap::new();
             let mut inserted = HashSet::new();
-            for (seq, key) in super::insert_fires(conn, &unique, now_ms).await? {
+            let rows: Vec<FireInsert<'_>> = unique.iter().map(|f| FireInsert::event(f)).collect();
+            for (seq, key) in super::insert_fires(conn, &rows, now_ms).await? {
                 inserted.insert(key.clone());
                 seqs.insert(key, seq);
             }
@@ -109,22 +149,11 @@ macro_rules! fire_queries {
             events: &[crate::lifecycle::ContactEvent],
             now_ms: i64,
         ) -> Result<(), sqlx::Error> {
-            for chunk in chunks(events) {
-                let mut q = QueryBuilder::<$db>::new(format!("INSERT INTO fires ({FIRE_INSERT_COLUMNS}) "));
-                q.push_values(chunk, |mut row, e| {
-                    row.push_bind(e.key.clone())
-                        .push_bind(e.workspace.clone())
-                        .push_bind(e.event_type)
-                        .push_bind("hookgate")
-                        .push_bind(None::<String>)
-                        .push_bind(e.email.clone())
-                        .push_bind(e.payload.to_string())
-                        .push_bind(now_ms)
-                        .push_bind(now_ms);
-                });
-                q.push(" ON CONFLICT (idempotency_key) DO NOTHING");
-                q.build().execute(&mut *conn).await?;
+            if events.is_empty() {
+                return Ok(());
             }
+            let rows: Vec<FireInsert<'_>> = events.iter().map(|e| FireInsert::lifecycle(e, now_ms)).collect();
+            super::insert_fires(conn, &rows, now_ms).await?;
             Ok(())
         }
 
